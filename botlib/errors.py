@@ -1,0 +1,35 @@
+"""The exception hierarchy: what a caller may retry, and what it must fix.
+
+``BotlibError`` is the root. ``RetryableError`` marks transient failures (network,
+rate limits, a server that went away); everything else is fatal until the input or
+configuration is corrected. Messages say what was expected and what came.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BotlibError", "ConfigError", "DataError", "FetchError", "RetryableError"]
+
+
+class BotlibError(Exception):
+    """Root of every error raised on purpose by botlib."""
+
+
+class ConfigError(BotlibError, ValueError):
+    """A setting or parameter is invalid (fix the input, do not retry)."""
+
+
+class DataError(BotlibError, ValueError):
+    """Market data broke a rule: the message names the rule and the offending rows."""
+
+    def __init__(self, rule: str, message: str, rows: list[str] | None = None) -> None:
+        self.rule = rule
+        self.rows = list(rows or [])
+        super().__init__(f"[{rule}] {message}")
+
+
+class RetryableError(BotlibError):
+    """A transient failure: the same call may succeed later."""
+
+
+class FetchError(RetryableError):
+    """Downloading market data failed after all retries; the cache holds what was fetched."""
