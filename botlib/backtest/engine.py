@@ -44,6 +44,7 @@ class BacktestResult:
     metrics: dict[str, float]
     baselines: dict[str, dict[str, float]]
     signals: pd.DataFrame
+    benchmark: pd.Series
     config: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
@@ -118,8 +119,13 @@ class _SignalStrategy(bt.Strategy):  # type: ignore[misc]
             size = float(order.executed.size)
             price = float(order.executed.price)
             self.fills.append(
-                (bt.num2date(order.executed.dt), size, price, float(order.executed.comm),
-                 self._reasons.get(order.ref, "signal"))
+                (
+                    bt.num2date(order.executed.dt),
+                    size,
+                    price,
+                    float(order.executed.comm),
+                    self._reasons.get(order.ref, "signal"),
+                )
             )
         elif order.status in (order.Margin, order.Rejected):
             raise RuntimeError(
@@ -162,7 +168,9 @@ def run_backtest(
     slippage = settings.slippage if slippage is None else slippage
     timeframe = timeframe or candles.attrs.get("timeframe")
     if timeframe is None:
-        raise ConfigError("timeframe unknown: pass timeframe='1h' (or load candles with load_ohlcv)")
+        raise ConfigError(
+            "timeframe unknown: pass timeframe='1h' (or load candles with load_ohlcv)"
+        )
     timeframe_seconds(timeframe)
     if len(candles) < 2:
         raise ConfigError(f"a backtest needs at least 2 bars, got {len(candles)}")
@@ -183,8 +191,9 @@ def run_backtest(
     # cheat-on-open mode is not the fill price; execution still refuses a fill that
     # would take cash below zero.
     cerebro.broker.set_checksubmit(False)
-    cerebro.broker.set_slippage_perc(slippage, slip_open=True, slip_limit=True,
-                                     slip_match=True, slip_out=False)
+    cerebro.broker.set_slippage_perc(
+        slippage, slip_open=True, slip_limit=True, slip_match=True, slip_out=False
+    )
     cerebro.addstrategy(
         _SignalStrategy,
         target=sig["target"].to_numpy(),
@@ -203,34 +212,53 @@ def run_backtest(
     if len(fills):
         fills["time"] = pd.DatetimeIndex(fills["time"]).tz_localize("UTC")
     trades = trades_from_fills(fills)
-    metrics = compute_metrics(equity, timeframe=timeframe, initial_cash=cash, units=units,
-                              fills=fills, trades=trades)
+    base, hold_equity = baselines(
+        candles, timeframe=timeframe, cash=cash, fee=fee, slippage=slippage
+    )
+    metrics = compute_metrics(
+        equity, timeframe=timeframe, initial_cash=cash, units=units, fills=fills, trades=trades
+    )
     return BacktestResult(
         equity=equity,
         units=units,
         fills=fills,
         trades=trades,
         metrics=metrics,
-        baselines=baselines(candles, timeframe=timeframe, cash=cash, fee=fee, slippage=slippage),
+        baselines=base,
         signals=sig,
-        config={"timeframe": timeframe, "cash": cash, "fee": fee, "slippage": slippage,
-                "allow_short": allow_short, "fill": "next bar open"},
+        benchmark=hold_equity,
+        config={
+            "timeframe": timeframe,
+            "cash": cash,
+            "fee": fee,
+            "slippage": slippage,
+            "allow_short": allow_short,
+            "fill": "next bar open",
+        },
     )
 
 
 def baselines(
     candles: pd.DataFrame, *, timeframe: str, cash: float, fee: float, slippage: float
-) -> dict[str, dict[str, float]]:
-    """Buy-and-hold (bought at the second bar's open, same costs) and flat (cash only)."""
+) -> tuple[dict[str, dict[str, float]], pd.Series]:
+    """Metrics of buy-and-hold (bought at the second bar's open, same costs) and flat
+    (cash only), and the buy-and-hold equity curve."""
     hold = pd.DataFrame(
         {"target": 1.0, "stop_loss": np.nan, "take_profit": np.nan}, index=candles.index
     )
     sim = simulate(candles, hold, cash=cash, fee=fee, slippage=slippage)
     flat_equity = pd.Series(cash, index=candles.index, dtype="float64")
     empty = sim.fills.iloc[0:0]
-    return {
-        "buy_and_hold": compute_metrics(sim.equity, timeframe=timeframe, initial_cash=cash,
-                                        units=sim.units, fills=sim.fills),
-        "flat": compute_metrics(flat_equity, timeframe=timeframe, initial_cash=cash,
-                                units=flat_equity * 0.0, fills=empty),
+    metrics = {
+        "buy_and_hold": compute_metrics(
+            sim.equity, timeframe=timeframe, initial_cash=cash, units=sim.units, fills=sim.fills
+        ),
+        "flat": compute_metrics(
+            flat_equity,
+            timeframe=timeframe,
+            initial_cash=cash,
+            units=flat_equity * 0.0,
+            fills=empty,
+        ),
     }
+    return metrics, sim.equity.rename("buy_and_hold")

@@ -45,7 +45,8 @@ def trades_from_fills(fills: pd.DataFrame) -> pd.DataFrame:
     position = 0.0
     current: dict[str, Any] | None = None
     for fill in fills.itertuples(index=False):
-        size, price, comm = float(fill.size), float(fill.price), float(fill.commission)
+        size, price = float(fill.size), float(fill.price)  # type: ignore[arg-type]
+        comm = float(fill.commission)  # type: ignore[arg-type]
         remaining = size
         if current is not None and position * size < 0:
             closing = -position if abs(size) >= abs(position) else size
@@ -56,8 +57,11 @@ def trades_from_fills(fills: pd.DataFrame) -> pd.DataFrame:
             remaining = size - closing
             if abs(position) < 1e-12:
                 position = 0.0
-                current.update(exit_time=fill.time, exit_price=price,
-                               exit_reason=getattr(fill, "reason", "signal"))
+                current.update(
+                    exit_time=fill.time,
+                    exit_price=price,
+                    exit_reason=getattr(fill, "reason", "signal"),
+                )
                 current["pnl"] = current["cash"] - current["commission"]
                 current["return"] = current["pnl"] / current["entry_value"]
                 rows.append(current)
@@ -65,17 +69,33 @@ def trades_from_fills(fills: pd.DataFrame) -> pd.DataFrame:
             comm *= 1.0 - share
         if abs(remaining) > 1e-12:
             if current is None:
-                current = {"entry_time": fill.time, "side": "long" if remaining > 0 else "short",
-                           "size": abs(remaining), "entry_price": price, "cash": 0.0,
-                           "commission": 0.0, "entry_value": abs(remaining) * price}
+                current = {
+                    "entry_time": fill.time,
+                    "side": "long" if remaining > 0 else "short",
+                    "size": abs(remaining),
+                    "entry_price": price,
+                    "cash": 0.0,
+                    "commission": 0.0,
+                    "entry_value": abs(remaining) * price,
+                }
             else:
                 current["size"] += abs(remaining)
                 current["entry_value"] += abs(remaining) * price
             current["cash"] -= remaining * price
             current["commission"] += comm
             position += remaining
-    columns = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price",
-               "pnl", "return", "commission", "exit_reason"]
+    columns = [
+        "entry_time",
+        "exit_time",
+        "side",
+        "size",
+        "entry_price",
+        "exit_price",
+        "pnl",
+        "return",
+        "commission",
+        "exit_reason",
+    ]
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=columns) if rows else pd.DataFrame(columns=columns)
 

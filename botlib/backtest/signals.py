@@ -29,9 +29,7 @@ SIGNAL_COLUMNS = ("target", "stop_loss", "take_profit")
 _ACTIONS = {"buy": 1.0, "sell": -1.0, "close": 0.0}
 
 
-def from_actions(
-    actions: pd.Series, *, size: float = 1.0, long_only: bool = True
-) -> pd.DataFrame:
+def from_actions(actions: pd.Series, *, size: float = 1.0, long_only: bool = True) -> pd.DataFrame:
     """Turn ``buy`` / ``sell`` / ``close`` / ``hold`` labels into a signal frame.
 
     ``buy`` targets ``+size``; ``sell`` targets ``-size`` (or flat when ``long_only``);
@@ -72,7 +70,8 @@ def normalize_signals(
     if (finite.abs() > 1.0 + 1e-12).any():
         bad = finite[finite.abs() > 1.0 + 1e-12]
         raise ConfigError(
-            f"target must lie in [-1, 1] (a fraction of equity); got {bad.iloc[0]} at {bad.index[0]}"
+            f"target must lie in [-1, 1] (a fraction of equity); "
+            f"got {bad.iloc[0]} at {bad.index[0]}"
         )
     if not allow_short and (finite < 0).any():
         first = finite[finite < 0].index[0]

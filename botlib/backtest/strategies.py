@@ -94,9 +94,7 @@ class Param:
         try:
             value = self.kind(float(raw)) if self.kind is int else self.kind(raw)
         except (TypeError, ValueError):
-            raise ConfigError(
-                f"parameter {name}={raw!r}: expected {self.kind.__name__}"
-            ) from None
+            raise ConfigError(f"parameter {name}={raw!r}: expected {self.kind.__name__}") from None
         if self.kind is int and float(raw) != int(float(raw)):
             raise ConfigError(f"parameter {name}={raw!r}: expected a whole number")
         if not self.low <= value <= self.high:
@@ -163,6 +161,7 @@ def get_strategy(name: str) -> RuleStrategy:
     except KeyError:
         hint = get_close_matches(name, STRATEGIES, n=1)
         raise ConfigError(
-            f"unknown strategy {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            f"unknown strategy {name!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
             + f"; known: {', '.join(STRATEGIES)}"
         ) from None

@@ -32,7 +32,9 @@ __all__ = ["VectorResult", "liquidation_value", "simulate", "target_units"]
 _CASH_BUFFER = 1e-9
 
 
-def liquidation_value(cash: float, units: float, open_: float, fee: float, slippage: float) -> float:
+def liquidation_value(
+    cash: float, units: float, open_: float, fee: float, slippage: float
+) -> float:
     """Cash after closing ``units`` at ``open_`` with worst-case slippage and the fee."""
     exit_price = open_ * (1.0 - slippage) if units > 0 else open_ * (1.0 + slippage)
     return cash + units * exit_price - abs(units * exit_price) * fee
@@ -66,7 +68,12 @@ def _sell_price(open_: float, low: float, slip: float) -> float:
 
 
 def _exit_scan(
-    units: float, sl: float, tp: float, o: np.ndarray, h: np.ndarray, lo: np.ndarray,
+    units: float,
+    sl: float,
+    tp: float,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
     slip: float,
 ) -> tuple[int, float, str] | None:
     """First bar (offset) in the arrays where the stop or the take profit fills."""
@@ -111,6 +118,7 @@ def simulate(
     lo = candles["low"].to_numpy(dtype="float64")
     c = candles["close"].to_numpy(dtype="float64")
     n = len(c)
+    index = list(candles.index)
     target = signals["target"].to_numpy(dtype="float64")
     sl_col = signals["stop_loss"].to_numpy(dtype="float64")
     tp_col = signals["take_profit"].to_numpy(dtype="float64")
@@ -132,20 +140,23 @@ def simulate(
         want = target_units(target[sig_bar], money, units, o[bar], fee, slippage)
         delta = want - units
         if equity_open > 0 and abs(delta) * o[bar] > 1e-9 * max(equity_open, 1.0):
-            price = _buy_price(o[bar], h[bar], slippage) if delta > 0 else _sell_price(
-                o[bar], lo[bar], slippage
+            price = (
+                _buy_price(o[bar], h[bar], slippage)
+                if delta > 0
+                else _sell_price(o[bar], lo[bar], slippage)
             )
             money -= delta * price + abs(delta * price) * fee
             units += delta
-            fills.append((candles.index[bar], delta, price, abs(delta * price) * fee, "signal"))
+            fills.append((index[bar], delta, price, abs(delta * price) * fee, "signal"))
         end = boundaries[j + 1]
         units_at[bar] = units
         cash_at[bar] = money
         seg = slice(bar + 1, end)
         exit_ = None
         if units != 0.0 and not (np.isnan(sl_col[sig_bar]) and np.isnan(tp_col[sig_bar])):
-            exit_ = _exit_scan(units, sl_col[sig_bar], tp_col[sig_bar], o[seg], h[seg], lo[seg],
-                               slippage)
+            exit_ = _exit_scan(
+                units, sl_col[sig_bar], tp_col[sig_bar], o[seg], h[seg], lo[seg], slippage
+            )
         if exit_ is None:
             units_at[seg] = units
             cash_at[seg] = money
@@ -155,7 +166,7 @@ def simulate(
         units_at[bar + 1 : hit] = units
         cash_at[bar + 1 : hit] = money
         money += units * price - abs(units * price) * fee
-        fills.append((candles.index[hit], -units, price, abs(units * price) * fee, reason))
+        fills.append((index[hit], -units, price, abs(units * price) * fee, reason))
         units = 0.0
         units_at[hit:end] = 0.0
         cash_at[hit:end] = money

@@ -47,9 +47,7 @@ def make_exchange(exchange_id: str, settings: Settings | None = None) -> Any:
     return getattr(ccxt, exchange_id)(config)
 
 
-def _with_retries(
-    call: Callable[[], T], *, what: str, retries: int, backoff: float
-) -> T:
+def _with_retries(call: Callable[[], T], *, what: str, retries: int, backoff: float) -> T:
     for attempt in range(retries + 1):
         try:
             return call()
@@ -59,8 +57,15 @@ def _with_retries(
                     f"{what} failed after {retries + 1} attempt(s): {type(exc).__name__}: {exc}"
                 ) from exc
             delay = min(backoff * 2**attempt, 30.0)
-            log.warning("%s: %s (%s); retry %d/%d in %.2fs", what, type(exc).__name__,
-                        str(exc)[:120], attempt + 1, retries, delay)
+            log.warning(
+                "%s: %s (%s); retry %d/%d in %.2fs",
+                what,
+                type(exc).__name__,
+                str(exc)[:120],
+                attempt + 1,
+                retries,
+                delay,
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -138,11 +143,16 @@ def fetch_ohlcv(
     for lo, hi in windows:
         since = lo
         while since < hi:
+
             def page(since: int = since) -> list[list[Any]]:
                 return list(ex.fetch_ohlcv(symbol, timeframe, since=since, limit=page_limit))
 
-            rows = _with_retries(page, what=f"{ex.id} fetch_ohlcv {symbol} {timeframe}",
-                                 retries=retries, backoff=backoff)
+            rows = _with_retries(
+                page,
+                what=f"{ex.id} fetch_ohlcv {symbol} {timeframe}",
+                retries=retries,
+                backoff=backoff,
+            )
             # keep bars inside the window that have closed (open + one bar <= now)
             kept = [r for r in rows if since <= r[0] < hi and r[0] + step_ms <= now_ms]
             if not kept:
@@ -155,7 +165,9 @@ def fetch_ohlcv(
             if progress is not None:
                 progress(min(done, total), total)
     if cached is None:
-        raise DataError("no-data", f"{ex.id} returned no {symbol} {timeframe} candles in the window")
+        raise DataError(
+            "no-data", f"{ex.id} returned no {symbol} {timeframe} candles in the window"
+        )
     window = _slice(cached, to_utc(start_ms), to_utc(end_ms))
     frame, _ = validate_ohlcv(window, timeframe)
     return frame

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ def _to_utc_index(values: pd.Series | pd.Index, source: str) -> pd.DatetimeIndex
         index = values
     elif pd.api.types.is_numeric_dtype(values):
         numbers = np.asarray(values, dtype="float64")
-        unit = "ms" if np.nanmax(np.abs(numbers)) > 1e11 else "s"
+        unit: Literal["ms", "s"] = "ms" if np.nanmax(np.abs(numbers)) > 1e11 else "s"
         index = pd.DatetimeIndex(pd.to_datetime(numbers, unit=unit, utc=True))
     else:
         try:
@@ -66,9 +66,7 @@ def read_candles_file(path: str | Path) -> pd.DataFrame:
     elif name.endswith((".csv", ".csv.gz", ".txt")):
         raw = pd.read_csv(path)
     else:
-        raise DataError(
-            "unknown-format", f"{path.name}: expected a .csv, .csv.gz or .parquet file"
-        )
+        raise DataError("unknown-format", f"{path.name}: expected a .csv, .csv.gz or .parquet file")
     raw.columns = [str(c).strip().lower() for c in raw.columns]
     if isinstance(raw.index, pd.DatetimeIndex):
         index = _to_utc_index(raw.index, path.name)
@@ -142,7 +140,9 @@ def load_ohlcv(
     if exchange is None:
         path = find_dataset(settings.datasets_dir, symbol, timeframe)
     if path is None:
-        candidate = cache_path(settings.data_dir, exchange or settings.exchange_id, symbol, timeframe)
+        candidate = cache_path(
+            settings.data_dir, exchange or settings.exchange_id, symbol, timeframe
+        )
         path = candidate if candidate.exists() else None
     if path is None:
         available = list_datasets(settings.datasets_dir, settings.data_dir)
@@ -156,9 +156,11 @@ def load_ohlcv(
             + (f"; did you mean {hint[0]!r}?" if hint else "")
             + f". Download with: botlib data fetch {symbol} {timeframe} --start YYYY-MM-DD",
         )
-    raw = read_cache(path) if path.suffix == ".parquet" and path.is_relative_to(
-        settings.data_dir
-    ) else read_candles_file(path)
+    raw = (
+        read_cache(path)
+        if path.suffix == ".parquet" and path.is_relative_to(settings.data_dir)
+        else read_candles_file(path)
+    )
     assert raw is not None
     raw = _slice(raw, start, end)
     if raw.empty:
@@ -168,8 +170,13 @@ def load_ohlcv(
     frame, report = validate_ohlcv(raw, timeframe, gaps=policy)
     frame.attrs.update({"symbol": symbol, "timeframe": timeframe, "source": str(path)})
     if report.gaps:
-        log.info("%s %s: %d gap(s), %d missing bar(s)", symbol, timeframe, len(report.gaps),
-                 report.missing_bars)
+        log.info(
+            "%s %s: %d gap(s), %d missing bar(s)",
+            symbol,
+            timeframe,
+            len(report.gaps),
+            report.missing_bars,
+        )
     return (frame, report) if with_report else frame
 
 

@@ -94,18 +94,22 @@ def validate_ohlcv(
     index = index.as_unit("ns")  # pandas 3 may parse to us/ms; arithmetic below is in ns
     try:
         out = pd.DataFrame(
-            {c: pd.to_numeric(frame[c], errors="raise").to_numpy(dtype="float64")
-             for c in OHLCV_COLUMNS},
+            {
+                c: pd.to_numeric(frame[c], errors="raise").to_numpy(dtype="float64")
+                for c in OHLCV_COLUMNS
+            },
             index=index.rename("timestamp"),
         )
     except (ValueError, TypeError) as exc:
         raise DataError("non-numeric", f"OHLCV values must be numbers: {exc}") from exc
 
     if out.isna().to_numpy().any():
-        raise _fail("nan-values", "NaN or empty values", _name_rows(out.index, out.isna().any(axis=1)))
+        raise _fail(
+            "nan-values", "NaN or empty values", _name_rows(out.index, out.isna().any(axis=1))
+        )
     if out.index.hasnans:
         raise DataError("bad-timestamp", "the index holds missing (NaT) timestamps")
-    deltas = np.diff(out.index.asi8)
+    deltas = np.diff(out.index.tz_localize(None).to_numpy().astype("int64"))  # ns
     if (deltas < 0).any():
         position = int(np.argmax(deltas < 0)) + 1
         raise _fail(
@@ -127,8 +131,9 @@ def validate_ohlcv(
     for col in ("open", "close"):
         outside = (out[col] < out["low"]) | (out[col] > out["high"])
         if outside.any():
-            raise _fail(f"{col}-outside-range", f"{col} outside [low, high]",
-                        _name_rows(out.index, outside))
+            raise _fail(
+                f"{col}-outside-range", f"{col} outside [low, high]", _name_rows(out.index, outside)
+            )
 
     found_gaps: list[Gap] = []
     if len(out) > 1:
@@ -145,7 +150,7 @@ def validate_ohlcv(
             )
         for pos in np.flatnonzero(deltas > step_ns):
             found_gaps.append(
-                Gap(out.index[pos], out.index[pos + 1], int(deltas[pos] // step_ns) - 1)
+                Gap(out.index[int(pos)], out.index[int(pos) + 1], int(deltas[pos] // step_ns) - 1)
             )
     filled = 0
     if gaps == "ffill" and found_gaps:

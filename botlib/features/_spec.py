@@ -117,8 +117,9 @@ class FeatureSpec:
         return cls(
             name=str(data["name"]),
             version=int(data.get("version", 1)),
-            features=tuple(FeatureDef(f["name"], dict(f.get("params", {})))
-                           for f in data["features"]),
+            features=tuple(
+                FeatureDef(f["name"], dict(f.get("params", {}))) for f in data["features"]
+            ),
         )
 
     @property
@@ -166,7 +167,8 @@ def get_feature_spec(name: str) -> FeatureSpec:
     except KeyError:
         hint = get_close_matches(name, FEATURE_SETS, n=1)
         raise ValueError(
-            f"unknown feature set {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            f"unknown feature set {name!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
             + f"; known: {sorted(FEATURE_SETS)}"
         ) from None
 

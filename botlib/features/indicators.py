@@ -40,7 +40,9 @@ def returns(close: pd.Series, *, periods: int = 1) -> pd.Series:
 def log_returns(close: pd.Series, *, periods: int = 1) -> pd.Series:
     """Log return over ``periods`` bars."""
     _check_window(periods, "periods")
-    return pd.Series(np.log(close / close.shift(periods)), index=close.index, name=f"logret_{periods}")
+    return pd.Series(
+        np.log(close / close.shift(periods)), index=close.index, name=f"logret_{periods}"
+    )
 
 
 def sma(close: pd.Series, *, window: int = 20) -> pd.Series:
@@ -147,5 +149,6 @@ def volume_zscore(volume: pd.Series, *, window: int = 24) -> pd.Series:
 
 def obv(candles: pd.DataFrame) -> pd.Series:
     """On-balance volume: cumulative volume signed by the close-to-close direction."""
-    direction = np.sign(candles["close"].diff()).fillna(0.0)
-    return (direction * candles["volume"]).cumsum().rename("obv")
+    direction = np.sign(candles["close"].diff().fillna(0.0).to_numpy())
+    signed = pd.Series(direction * candles["volume"].to_numpy(), index=candles.index)
+    return signed.cumsum().rename("obv")

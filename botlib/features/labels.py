@@ -42,7 +42,7 @@ def forward_return(horizon: int = 1, *, log: bool = True) -> Label:
     def compute(candles: pd.DataFrame) -> pd.Series:
         close = candles["close"]
         ratio = close.shift(-horizon) / close
-        return np.log(ratio) if log else ratio - 1.0
+        return pd.Series(np.log(ratio), index=close.index) if log else ratio - 1.0
 
     return Label(f"fwd_{'log' if log else ''}ret_{horizon}", horizon, compute)
 
@@ -57,8 +57,10 @@ def direction(horizon: int = 1, *, threshold: float = 0.002) -> Label:
 
     def compute(candles: pd.DataFrame) -> pd.Series:
         r = ret.compute(candles)
-        out = pd.Series(np.where(r > threshold, UP, np.where(r < -threshold, DOWN, SIDEWAYS)),
-                        index=candles.index)
+        out = pd.Series(
+            np.where(r > threshold, UP, np.where(r < -threshold, DOWN, SIDEWAYS)),
+            index=candles.index,
+        )
         return out.where(r.notna())
 
     return Label(f"direction_{horizon}", horizon, compute)
@@ -71,7 +73,8 @@ def forward_volatility(horizon: int = 24) -> Label:
         raise ValueError("forward volatility needs a horizon of at least 2 bars")
 
     def compute(candles: pd.DataFrame) -> pd.Series:
-        logret = np.log(candles["close"] / candles["close"].shift(1))
+        close = candles["close"]
+        logret = pd.Series(np.log(close / close.shift(1)), index=close.index)
         past = logret.rolling(horizon, min_periods=horizon).std(ddof=1)
         return past.shift(-horizon)
 

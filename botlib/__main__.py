@@ -1,0 +1,5 @@
+"""``python -m botlib`` is the ``botlib`` command."""
+
+from botlib.cli import main
+
+main()

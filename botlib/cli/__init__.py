@@ -1,0 +1,49 @@
+"""The ``botlib`` command line. Every command has ``--help``.
+
+botlib data info                      what data is available
+botlib data fetch BTC/USDT 1h --start 2024-01-01
+botlib data import my.csv --symbol BTC/USDT --timeframe 1h
+botlib strategies                     rule strategies and their parameters
+botlib backtest --strategy sma_cross --param fast=20 --param slow=100
+botlib demo                           the main job on the reference data
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from botlib.cli import _backtest, _data, _demo
+from botlib.errors import BotlibError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="botlib",
+    help="botlib — an ML research lab for crypto trading.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(_data.app, name="data")
+app.command("backtest")(_backtest.backtest)
+app.command("strategies")(_backtest.strategies)
+app.command("demo")(_demo.demo)
+
+
+def main() -> None:
+    """Entry point: known errors print one clear line and exit 2 (no traceback)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except BotlibError as exc:
+        from rich.markup import escape
+
+        from botlib.cli._common import err_console
+
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
+        sys.exit(2)

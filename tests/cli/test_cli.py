@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from botlib.cli import app
+from tests.conftest import synthetic_candles
+
+runner = CliRunner()
+
+
+def _botlib(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "botlib", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_backtest_json_has_metrics_and_baselines() -> None:
+    out = runner.invoke(
+        app,
+        [
+            "backtest",
+            "--strategy",
+            "sma_cross",
+            "--param",
+            "fast=20",
+            "-p",
+            "slow=100",
+            "--start",
+            "2025-01-01",
+            "--json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["params"]["fast"] == 20 and data["params"]["slow"] == 100
+    assert data["bars"] == 8_760
+    for block in (data["metrics"], data["baselines"]["buy_and_hold"], data["baselines"]["flat"]):
+        assert {"sharpe", "max_drawdown", "total_return", "trades"} <= set(block)
+    assert data["metrics"]["trades"] > 0
+
+
+def test_backtest_table_and_report(tmp_path: Path) -> None:
+    report = tmp_path / "r.html"
+    out = runner.invoke(
+        app,
+        [
+            "backtest",
+            "--strategy",
+            "rsi_reversion",
+            "--start",
+            "2025-06-01",
+            "--report",
+            str(report),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert "Sharpe" in out.stdout and "buy_and_hold" in out.stdout
+    html = report.read_text()
+    assert "Equity" in html and "Drawdown" in html and "plotly" in html
+
+
+def test_bad_parameter_is_one_clear_line() -> None:
+    proc = _botlib("backtest", "--strategy", "sma_cross", "--param", "fats=3")
+    assert proc.returncode == 2
+    assert "did you mean 'fast'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_symbol_is_one_clear_line() -> None:
+    proc = _botlib("backtest", "--strategy", "sma_cross", "--symbol", "DOGE/USDT")
+    assert proc.returncode == 2
+    assert "no candles for DOGE/USDT 1h" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_data_info_lists_and_describes() -> None:
+    out = runner.invoke(app, ["data", "info", "--json"])
+    assert out.exit_code == 0
+    assert {"BTC/USDT"} == {row["symbol"] for row in json.loads(out.stdout)}
+    out = runner.invoke(app, ["data", "info", "BTC/USDT", "1h", "--json"])
+    data = json.loads(out.stdout)
+    assert data["rows"] == 40_193 and data["gaps"] == 3 and data["missing_bars"] == 7
+
+
+def test_data_import_good_and_bad(tmp_path: Path) -> None:
+    frame = synthetic_candles(48).reset_index()
+    frame.to_csv(tmp_path / "ok.csv", index=False)
+    out = runner.invoke(
+        app,
+        ["data", "import", str(tmp_path / "ok.csv"), "--symbol", "XYZ/USDT", "--timeframe", "1h"],
+    )
+    assert out.exit_code == 0, out.output
+    assert "imported 48 candles" in out.stdout
+    bad = frame.copy()
+    bad.loc[3, "timestamp"] = bad.loc[2, "timestamp"]
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    proc = _botlib(
+        "data", "import", str(tmp_path / "bad.csv"), "--symbol", "XYZ/USDT", "--timeframe", "1h"
+    )
+    assert proc.returncode == 2 and "duplicate-timestamps" in proc.stderr
+    assert str(pd.Timestamp(bad.loc[2, "timestamp"])) in proc.stderr
+
+
+def test_every_command_has_help() -> None:
+    for args in (
+        ["--help"],
+        ["data", "--help"],
+        ["data", "info", "--help"],
+        ["data", "fetch", "--help"],
+        ["data", "import", "--help"],
+        ["backtest", "--help"],
+        ["strategies", "--help"],
+        ["demo", "--help"],
+    ):
+        out = runner.invoke(app, args)
+        assert out.exit_code == 0 and "Usage" in out.stdout, args
+
+
+def test_strategies_lists_parameters() -> None:
+    out = runner.invoke(app, ["strategies"])
+    assert out.exit_code == 0 and "sma_cross" in out.stdout and "rsi_reversion" in out.stdout
