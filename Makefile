@@ -3,6 +3,7 @@
 #   make test       lint, type-check and the whole test suite (what CI runs)
 #   make bench      benchmarks (medians and ratios, printed)
 #   make lint       ruff + mypy only
+#   make format     apply ruff formatting and fixes
 #   make clean      remove the virtualenv and caches (keeps mlruns/)
 
 PYTHON ?= python3
@@ -12,13 +13,14 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint bench clean
+.PHONY: help install demo test lint format bench clean
 
 help:
 	@echo "make demo   - backtest the rule strategies on the reference data, write reports/demo.html"
 	@echo "make test   - ruff, mypy and pytest (sets up .venv on first use)"
 	@echo "make bench  - run the benchmarks in bench/"
 	@echo "make lint   - ruff and mypy only"
+	@echo "make format - apply ruff's formatting and safe fixes"
 	@echo "make clean  - remove .venv and caches"
 
 # The virtualenv is rebuilt only when pyproject.toml changes; a second call costs milliseconds.
@@ -41,6 +43,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
 	$(BIN)/python bench/backtest.py

@@ -55,8 +55,10 @@ def main() -> None:
         "botlib engine (backtrader)": lambda: run_backtest(candles, signals, timeframe="1h"),
         "vectorized twin": lambda: simulate(candles, normalized),
     }
-    print(f"BTC/USDT 1h reference data: {n:,} bars, SMA 20/100 crossover, "
-          f"median of {args.repeats} runs")
+    print(
+        f"BTC/USDT 1h reference data: {n:,} bars, SMA 20/100 crossover, "
+        f"median of {args.repeats} runs"
+    )
     print(f"{'case':<30}{'median s':>10}{'bars/s':>12}{'vs baseline':>14}")
     base = None
     for name, fn in cases.items():
