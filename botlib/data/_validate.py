@@ -109,7 +109,8 @@ def validate_ohlcv(
         )
     if out.index.hasnans:
         raise DataError("bad-timestamp", "the index holds missing (NaT) timestamps")
-    deltas = np.diff(out.index.tz_localize(None).to_numpy().astype("int64"))  # ns
+    naive = pd.DatetimeIndex(out.index).tz_localize(None)
+    deltas = np.diff(naive.to_numpy().astype("int64"))  # ns
     if (deltas < 0).any():
         position = int(np.argmax(deltas < 0)) + 1
         raise _fail(
