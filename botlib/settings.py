@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     mlflow_artifacts_dir: Path = Field(default=PROJECT_ROOT / "mlruns" / "artifacts")
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     exchange_id: str = "binance"
+    exchange_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="Overrides of the exchange's ccxt ``urls['api']`` entries (JSON), e.g. a "
+        'proxy or testnet: ``{"public": "http://127.0.0.1:8080/api/v3"}``.',
+    )
+    exchange_options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra ccxt ``options`` for the exchange (JSON)."
+    )
     exchange_api_key: SecretStr | None = None
     exchange_api_secret: SecretStr | None = None
     fee: float = Field(default=0.001, ge=0.0, lt=0.1, description="Commission per fill.")

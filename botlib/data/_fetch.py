@@ -40,11 +40,20 @@ def make_exchange(exchange_id: str, settings: Settings | None = None) -> Any:
             f"unknown exchange {exchange_id!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
         )
     config: dict[str, Any] = {"enableRateLimit": True}
+    if settings.exchange_options:
+        config["options"] = dict(settings.exchange_options)
     if settings.exchange_api_key is not None:
         config["apiKey"] = settings.exchange_api_key.get_secret_value()
     if settings.exchange_api_secret is not None:
         config["secret"] = settings.exchange_api_secret.get_secret_value()
-    return getattr(ccxt, exchange_id)(config)
+    exchange = getattr(ccxt, exchange_id)(config)
+    if settings.exchange_urls:
+        api = exchange.urls.get("api")
+        if isinstance(api, dict):
+            api.update(settings.exchange_urls)
+        else:
+            exchange.urls["api"] = settings.exchange_urls.get("public", api)
+    return exchange
 
 
 def _with_retries(call: Callable[[], T], *, what: str, retries: int, backoff: float) -> T:

@@ -6,10 +6,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from botlib.cli import app
+from botlib.settings import get_settings
 from tests.conftest import synthetic_candles
+from tests.fake_binance import HOUR_MS, FakeBinance, make_candles
 
 runner = CliRunner()
 
@@ -127,3 +130,32 @@ def test_every_command_has_help() -> None:
 def test_strategies_lists_parameters() -> None:
     out = runner.invoke(app, ["strategies"])
     assert out.exit_code == 0 and "sma_cross" in out.stdout and "rsi_reversion" in out.stdout
+
+
+def test_demo_downloads_when_no_dataset_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No reference data: the demo fetches the series through ccxt (here from a local
+    Binance-like server) into the cache, says so, and reports."""
+    start = pd.Timestamp("2025-01-01T00:00Z")
+    server = FakeBinance(
+        make_candles(int(start.value // 10**6), int(start.value // 10**6) + 3_000 * HOUR_MS)
+    )
+    try:
+        monkeypatch.setenv("BOTLIB_DATASETS_DIR", str(tmp_path / "no-datasets"))
+        monkeypatch.setenv("BOTLIB_EXCHANGE_URLS", json.dumps({"public": server.url}))
+        monkeypatch.setenv(
+            "BOTLIB_EXCHANGE_OPTIONS", json.dumps({"fetchMarkets": {"types": ["spot"]}})
+        )
+        get_settings.cache_clear()
+        report = tmp_path / "demo.html"
+        out = runner.invoke(
+            app, ["demo", "--start", "2025-01-01", "--end", "2025-04-01", "--report", str(report)]
+        )
+        assert out.exit_code == 0, out.output
+        assert "No reference dataset" in out.stdout and "downloading" in out.stdout
+        assert "Loaded 2,160 BTC/USDT 1h candles" in out.stdout
+        assert "sma_cross" in out.stdout and report.exists()
+        assert server.kline_starts, "nothing was fetched from the exchange"
+    finally:
+        server.stop()
