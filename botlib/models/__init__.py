@@ -1,0 +1,105 @@
+"""Signal models by name: ``create_model("lstm", epochs=3)``, ``load_model(path_or_uri)``.
+
+Heavy frameworks load on demand: naming ``lstm`` imports TensorFlow, ``dqn`` imports
+PyTorch; importing this package imports neither.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any
+
+from botlib.models.base import (
+    OUTPUT_COLUMNS,
+    BaseModel,
+    FitReport,
+    ModelMeta,
+    SignalModel,
+    check_candles,
+    read_meta,
+    split_by_time,
+)
+
+__all__ = [
+    "MODEL_NAMES",
+    "OUTPUT_COLUMNS",
+    "BaseModel",
+    "FitReport",
+    "ModelMeta",
+    "SignalModel",
+    "check_candles",
+    "create_model",
+    "get_model_class",
+    "load_model",
+    "register_uri_resolver",
+    "split_by_time",
+]
+
+_CLASSES = {
+    "lstm": "botlib.models.nn.lstm:LSTMPriceModel",
+    "gru": "botlib.models.nn.gru:GRUVolatilityModel",
+    "transformer": "botlib.models.nn.transformer:TransformerTrendModel",
+    "dqn": "botlib.models.rl.agents:DQNModel",
+    "ppo": "botlib.models.rl.agents:PPOModel",
+    "ga_rules": "botlib.models.evolve.rules:GARulesModel",
+    "de_rules": "botlib.models.evolve.rules:DERulesModel",
+    "ensemble": "botlib.models.ensemble:EnsembleModel",
+}
+MODEL_NAMES = tuple(_CLASSES)
+_RESOLVERS: dict[str, Callable[[str], Path]] = {}
+
+
+def get_model_class(name: str) -> type[BaseModel]:
+    """The model class registered as ``name`` (with a did-you-mean hint)."""
+    try:
+        target = _CLASSES[name]
+    except KeyError:
+        hint = get_close_matches(name, _CLASSES, n=1)
+        raise ValueError(
+            f"unknown model {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            + f"; known: {', '.join(MODEL_NAMES)}"
+        ) from None
+    module, _, cls = target.partition(":")
+    found: type[BaseModel] = getattr(importlib.import_module(module), cls)
+    return found
+
+
+def create_model(name: str, **params: Any) -> BaseModel:
+    """A new, untrained model; unknown hyperparameters raise with a hint."""
+    cls = get_model_class(name)
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        import inspect
+
+        known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        bad = [k for k in params if k not in known]
+        hints = {k: get_close_matches(k, known, n=1) for k in bad}
+        detail = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
+                           for k, h in hints.items())
+        raise ValueError(
+            f"{name}: unknown parameter(s) {detail or exc}; parameters: {', '.join(known)}"
+        ) from None
+
+
+def register_uri_resolver(scheme: str, resolve: Callable[[str], Path]) -> None:
+    """Let ``load_model`` accept ``scheme:/...`` URIs (the tracking layer registers
+    ``models`` and ``runs``); ``resolve`` returns a local saved-model folder."""
+    _RESOLVERS[scheme] = resolve
+
+
+def load_model(ref: str | Path) -> BaseModel:
+    """Load a saved model from a folder, or from a registered URI scheme."""
+    text = str(ref)
+    scheme, sep, _ = text.partition(":/")
+    if sep and len(scheme) > 1:
+        if scheme not in _RESOLVERS:
+            importlib.import_module("botlib.tracking")  # registers models:/ and runs:/
+        if scheme not in _RESOLVERS:
+            raise ValueError(f"cannot load {text!r}: no resolver for {scheme}:/ URIs")
+        ref = _RESOLVERS[scheme](text)
+    meta = read_meta(Path(ref))
+    return get_model_class(meta["name"]).load(ref)

@@ -1,0 +1,272 @@
+"""The one interface every signal model implements, and what the live loop needs to know.
+
+A model maps *candles* to per-bar *outputs*. It computes its own features from its
+``FeatureSpec``, so a caller (a backtest, the MLflow pyfunc wrapper, the live loop)
+only ever passes recent OHLCV candles. Output columns come from a fixed vocabulary:
+
+========================  ==========================================================
+``target``                wanted position, a fraction of equity in [-1, 1]
+``score``                 directional conviction in [-1, 1]
+``p_up``/``p_down``/``p_sideways``   trend class probabilities over the horizon
+``expected_return``       forecast log return over ``horizon`` bars
+``volatility``            forecast std of 1-bar log returns over ``horizon`` bars
+========================  ==========================================================
+
+Rows without enough history are NaN. Models import neither MLflow nor Redis.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from botlib.data import OHLCV_COLUMNS
+from botlib.errors import DataError
+from botlib.features import FeatureSpec
+
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "BaseModel",
+    "FitReport",
+    "ModelMeta",
+    "SignalModel",
+    "check_candles",
+    "split_by_time",
+]
+
+OUTPUT_COLUMNS = (
+    "target",
+    "score",
+    "p_up",
+    "p_down",
+    "p_sideways",
+    "expected_return",
+    "volatility",
+)
+MODEL_TYPES = ("neural_network", "reinforcement_learning", "evolutionary", "ensemble")
+_META_FILE = "botlib_model.json"
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What the live loop must know to feed a model and trust its outputs."""
+
+    name: str
+    model_type: str
+    algorithm: str
+    prediction_type: str  # price | direction | volatility | trend
+    outputs: tuple[str, ...]
+    window: int  # bars of features per prediction
+    horizon: int  # bars ahead the outputs speak about
+    feature_spec: FeatureSpec | None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def required_history(self) -> int:
+        """Candles needed before the first defined output."""
+        warmup = self.feature_spec.warmup if self.feature_spec is not None else 0
+        return warmup + self.window
+
+    @property
+    def feature_schema_hash(self) -> str:
+        return self.feature_spec.schema_hash if self.feature_spec is not None else "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "model_type": self.model_type,
+            "algorithm": self.algorithm,
+            "prediction_type": self.prediction_type,
+            "outputs": list(self.outputs),
+            "window": self.window,
+            "horizon": self.horizon,
+            "required_history": self.required_history,
+            "feature_schema_hash": self.feature_schema_hash,
+            "feature_spec": self.feature_spec.to_dict() if self.feature_spec else None,
+            "params": self.params,
+        }
+
+
+@dataclass
+class FitReport:
+    """Per-epoch / per-step / per-generation curves and final validation figures."""
+
+    history: dict[str, list[float]] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    epochs: int = 0
+    best_epoch: int | None = None
+
+
+@runtime_checkable
+class SignalModel(Protocol):
+    """The plug-in interface (see ``BaseModel`` for the shared implementation)."""
+
+    @property
+    def meta(self) -> ModelMeta: ...
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> FitReport: ...
+
+    def predict(self, candles: pd.DataFrame) -> pd.DataFrame: ...
+
+    def save(self, path: str | Path) -> Path: ...
+
+
+def check_candles(candles: Any, required: int, *, who: str) -> pd.DataFrame:
+    """Refuse inputs a model cannot use, saying what was expected and what came."""
+    if not isinstance(candles, pd.DataFrame):
+        raise DataError("bad-input", f"{who}: expected a candle DataFrame, got {type(candles)}")
+    cols = list(map(str, candles.columns))
+    missing = [c for c in OHLCV_COLUMNS if c not in cols]
+    extra = [c for c in cols if c not in OHLCV_COLUMNS]
+    if missing or extra:
+        raise DataError(
+            "bad-columns",
+            f"{who}: expected exactly the columns {list(OHLCV_COLUMNS)}; "
+            + (f"missing {missing}" if missing else "")
+            + ("; " if missing and extra else "")
+            + (f"unexpected {extra}" if extra else ""),
+        )
+    if not isinstance(candles.index, pd.DatetimeIndex):
+        raise DataError("bad-index", f"{who}: candles need a DatetimeIndex of bar open times")
+    values = candles[list(OHLCV_COLUMNS)].to_numpy(dtype="float64")
+    if not np.isfinite(values).all():
+        bad = candles.index[~np.isfinite(values).all(axis=1)]
+        raise DataError(
+            "nan-values",
+            f"{who}: NaN or infinite values in {len(bad)} row(s), first at {bad[0]}",
+            [str(t) for t in bad[:5]],
+        )
+    if len(candles) < required:
+        raise DataError(
+            "short-window",
+            f"{who}: needs at least {required} bars of history "
+            f"(feature warm-up + window), got {len(candles)}",
+        )
+    return candles
+
+
+def split_by_time(
+    candles: pd.DataFrame, *, train: float = 0.7, valid: float = 0.15
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Chronological train / validation / test split (validation after training,
+    test after validation)."""
+    if not 0 < train < 1 or not 0 <= valid < 1 or train + valid >= 1:
+        raise ValueError(f"need 0 < train, 0 <= valid and train + valid < 1; got {train}, {valid}")
+    n = len(candles)
+    a, b = int(n * train), int(n * (train + valid))
+    parts = candles.iloc[:a], candles.iloc[a:b], candles.iloc[b:]
+    for part in parts:
+        part.attrs.update(candles.attrs)
+    return parts
+
+
+class BaseModel(ABC):
+    """Shared plumbing: input checks, the saved-model layout, and the registry name.
+
+    Subclasses set the class attributes, take their hyperparameters as explicit
+    keyword arguments (recorded in ``self.params``), and implement ``_fit``,
+    ``_predict``, ``_save`` and ``_load``.
+    """
+
+    name: ClassVar[str]
+    model_type: ClassVar[str]
+    algorithm: ClassVar[str]
+    prediction_type: ClassVar[str]
+    outputs: ClassVar[tuple[str, ...]]
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = dict(params)
+        self.fitted = False
+        self.report: FitReport | None = None
+
+    @property
+    @abstractmethod
+    def meta(self) -> ModelMeta: ...
+
+    def _meta(self, *, window: int, horizon: int, spec: FeatureSpec | None) -> ModelMeta:
+        return ModelMeta(
+            name=self.name,
+            model_type=self.model_type,
+            algorithm=self.algorithm,
+            prediction_type=self.prediction_type,
+            outputs=self.outputs,
+            window=window,
+            horizon=horizon,
+            feature_spec=spec,
+            params=dict(self.params),
+        )
+
+    def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> FitReport:
+        """Train on ``train``; ``valid`` (which must follow it in time) is used for early
+        stopping / selection and for the report's validation metrics."""
+        check_candles(train, self.meta.required_history + self.meta.horizon + 1, who=self.name)
+        if valid is not None and len(valid):
+            check_candles(valid, 1, who=f"{self.name} (validation)")
+            if valid.index[0] <= train.index[-1]:
+                raise DataError(
+                    "split-order",
+                    f"{self.name}: the validation window must start after the training window "
+                    f"(train ends {train.index[-1]}, validation starts {valid.index[0]})",
+                )
+        self.report = self._fit(train, valid if valid is not None and len(valid) else None)
+        self.fitted = True
+        return self.report
+
+    def predict(self, candles: pd.DataFrame) -> pd.DataFrame:
+        """Per-bar outputs aligned with ``candles`` (NaN where history is too short)."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.name}: call fit() or load() before predict()")
+        check_candles(candles, self.meta.required_history, who=self.name)
+        out = self._predict(candles)
+        assert list(out.columns) == list(self.outputs), (list(out.columns), self.outputs)
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model to folder ``path`` (created); ``load_model(path)`` reads it."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.name}: nothing to save before fit()")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self._save(path)
+        meta = self.meta.to_dict()
+        meta["report"] = {"metrics": self.report.metrics if self.report else {}}
+        (path / _META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        path = Path(path)
+        meta = read_meta(path)
+        if meta["name"] != cls.name:
+            raise ValueError(f"{path} holds a {meta['name']!r} model, not {cls.name!r}")
+        model = cls(**meta["params"])
+        model._load(path)
+        model.fitted = True
+        model.report = FitReport(metrics=meta.get("report", {}).get("metrics", {}))
+        return model
+
+    @abstractmethod
+    def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport: ...
+
+    @abstractmethod
+    def _predict(self, candles: pd.DataFrame) -> pd.DataFrame: ...
+
+    @abstractmethod
+    def _save(self, path: Path) -> None: ...
+
+    @abstractmethod
+    def _load(self, path: Path) -> None: ...
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    file = Path(path) / _META_FILE
+    if not file.exists():
+        raise FileNotFoundError(f"{path} is not a saved botlib model (no {_META_FILE})")
+    data: dict[str, Any] = json.loads(file.read_text())
+    return data

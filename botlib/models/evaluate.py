@@ -1,0 +1,52 @@
+"""Backtest any model on a window through the foundation's engine, trading exactly the
+signals of the one signal builder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from botlib.backtest import BacktestResult, run_backtest
+from botlib.models.base import BaseModel
+from botlib.signals import SignalConfig, build_signal_frame
+
+__all__ = ["backtest_model", "model_signal_frame"]
+
+
+def model_signal_frame(
+    model: BaseModel,
+    candles: pd.DataFrame,
+    start: Any = None,
+    *,
+    config: SignalConfig | None = None,
+) -> pd.DataFrame:
+    """Signals from bar ``start`` on. Rows before ``start`` are history (feature warm-up)
+    only: the book starts flat at ``start``."""
+    outputs = model.predict(candles)
+    if start is not None:
+        keep = candles.index >= pd.Timestamp(start)
+        outputs, candles = outputs.loc[keep], candles.loc[keep]
+    return build_signal_frame(outputs, candles, horizon=model.meta.horizon, config=config)
+
+
+def backtest_model(
+    model: BaseModel,
+    history: pd.DataFrame,
+    test: pd.DataFrame,
+    *,
+    config: SignalConfig | None = None,
+    **engine: Any,
+) -> BacktestResult:
+    """Backtest ``model`` on ``test``; ``history`` (bars before it) warms the features.
+
+    Only the tail of ``history`` the model needs is used.
+    """
+    need = model.meta.required_history
+    context = pd.concat([history.iloc[-need:], test]) if len(history) else test
+    context.attrs.update(test.attrs)
+    frame = model_signal_frame(model, context, test.index[0], config=config)
+    signals = frame[["target", "stop_loss", "take_profit"]]
+    cfg = config or SignalConfig()
+    timeframe = engine.pop("timeframe", test.attrs.get("timeframe"))
+    return run_backtest(test, signals, timeframe=timeframe, allow_short=cfg.allow_short, **engine)

@@ -1,0 +1,218 @@
+"""What the three Keras networks share: features -> scaled windows -> a network, trained
+with early stopping on a validation window that follows the training window, and
+served through one compiled ``tf.function`` (never ``model.predict`` per bar)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from botlib.features import FeatureSpec, build_features, get_feature_spec  # noqa: E402
+from botlib.models.base import BaseModel, FitReport, ModelMeta  # noqa: E402
+from botlib.seed import seed_everything  # noqa: E402
+
+log = logging.getLogger(__name__)
+_BATCH = 4096
+
+
+class _EpochLog(keras.callbacks.Callback):  # type: ignore[misc]
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in (logs or {}).items())
+        log.info("%s epoch %d: %s", self.name, epoch + 1, shown)
+
+
+class KerasWindowModel(BaseModel):
+    """Base of the Keras models; subclasses define the label, the network and the
+    mapping from network output to the output columns."""
+
+    def __init__(
+        self,
+        *,
+        seq_len: int = 32,
+        units: int = 32,
+        layers: int = 1,
+        dropout: float = 0.1,
+        learning_rate: float = 1e-3,
+        epochs: int = 10,
+        batch_size: int = 64,
+        patience: int = 3,
+        horizon: int = 1,
+        feature_set: str = "default",
+        jit_compile: bool = False,
+        seed: int = 0,
+        **extra: Any,
+    ) -> None:
+        checks = {"seq_len": seq_len, "units": units, "layers": layers, "epochs": epochs,
+                  "batch_size": batch_size, "horizon": horizon}
+        for key, value in checks.items():
+            if int(value) != value or value < 1:
+                raise ValueError(f"{self.name}: {key} must be a positive integer, got {value!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"{self.name}: dropout must be in [0, 1), got {dropout}")
+        if learning_rate <= 0:
+            raise ValueError(f"{self.name}: learning_rate must be > 0, got {learning_rate}")
+        super().__init__(seq_len=seq_len, units=units, layers=layers, dropout=dropout,
+                         learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
+                         patience=patience, horizon=horizon, feature_set=feature_set,
+                         jit_compile=jit_compile, seed=seed, **extra)
+        self.spec: FeatureSpec = get_feature_spec(feature_set)
+        self.net: keras.Model | None = None
+        self._mu = np.zeros(0)
+        self._sd = np.ones(0)
+        self._y_scale = 1.0
+        self._infer: Any = None
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self._meta(window=self.params["seq_len"], horizon=self.params["horizon"],
+                          spec=self.spec)
+
+    # -- subclass hooks ---------------------------------------------------------------
+    @abstractmethod
+    def _label(self, candles: pd.DataFrame) -> pd.Series: ...
+
+    @abstractmethod
+    def _network(self, n_features: int) -> keras.Model: ...
+
+    @abstractmethod
+    def _encode(self, y: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def _decode(self, raw: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def _valid_metrics(self, raw: np.ndarray, y: np.ndarray) -> dict[str, float]:
+        return {}
+
+    # -- shared machinery -------------------------------------------------------------
+    def _scaled_features(self, candles: pd.DataFrame) -> np.ndarray:
+        feats = build_features(candles, self.spec).to_numpy(dtype="float32")
+        return (feats - self._mu) / self._sd
+
+    def _windows(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All windows (n, seq, F) and the bar index each one ends at; windows holding
+        NaN (warm-up) are dropped."""
+        seq = self.params["seq_len"]
+        if len(feats) < seq:
+            return np.zeros((0, seq, feats.shape[1]), "float32"), np.zeros(0, dtype=int)
+        view = np.lib.stride_tricks.sliding_window_view(feats, seq, axis=0)  # (n, F, seq)
+        ok = np.isfinite(view).all(axis=(1, 2))
+        ends = np.flatnonzero(ok) + seq - 1
+        return np.ascontiguousarray(view[ok].transpose(0, 2, 1)), ends
+
+    def _compile_inference(self) -> None:
+        assert self.net is not None
+        net = self.net
+        spec = tf.TensorSpec([None, self.params["seq_len"], net.input_shape[-1]], tf.float32)
+
+        @tf.function(input_signature=[spec], jit_compile=bool(self.params["jit_compile"]))
+        def infer(x: tf.Tensor) -> tf.Tensor:
+            return net(x, training=False)
+
+        self._infer = infer
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        parts = [self._infer(tf.constant(x[i : i + _BATCH])).numpy()
+                 for i in range(0, len(x), _BATCH)]
+        return np.concatenate(parts) if parts else np.zeros((0, 1), "float32")
+
+    def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:
+        p = self.params
+        seed_everything(p["seed"])
+        full = pd.concat([train, valid]) if valid is not None else train
+        raw = build_features(full, self.spec).to_numpy(dtype="float32")
+        n_train = len(train)
+        horizon = p["horizon"]
+        # scaler from training rows only
+        train_rows = raw[:n_train][np.isfinite(raw[:n_train]).all(axis=1)]
+        self._mu = train_rows.mean(axis=0)
+        self._sd = train_rows.std(axis=0) + 1e-8
+        y_all = self._label(full).to_numpy(dtype="float64")
+        x, ends = self._windows((raw - self._mu) / self._sd)
+        labelled = np.isfinite(y_all[ends])
+        # purge: a training sample's label must not reach into the validation window
+        in_train = labelled & (ends <= n_train - 1 - horizon)
+        in_valid = labelled & (ends >= n_train)
+        if in_train.sum() < 2:
+            raise ValueError(f"{self.name}: the training window yields {in_train.sum()} samples; "
+                             "give it more bars")
+        y_train = y_all[ends[in_train]]
+        self._fit_label_scale(y_train)
+        y_enc = self._encode(y_all[ends])
+        self.net = self._network(raw.shape[1])
+        callbacks: list[Any] = [_EpochLog(self.name)]
+        validation = None
+        if in_valid.any():
+            validation = (x[in_valid], y_enc[in_valid])
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss" if validation else "loss", patience=p["patience"],
+            restore_best_weights=True))
+        history = self.net.fit(x[in_train], y_enc[in_train], validation_data=validation,
+                               epochs=p["epochs"], batch_size=p["batch_size"], shuffle=True,
+                               verbose=0, callbacks=callbacks)
+        self._compile_inference()
+        curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        key = "val_loss" if "val_loss" in curves else "loss"
+        report = FitReport(history=curves, epochs=len(curves["loss"]),
+                           best_epoch=int(np.argmin(curves[key])) + 1)
+        report.metrics["train_samples"] = float(in_train.sum())
+        report.metrics["loss"] = float(min(curves["loss"]))
+        if validation is not None:
+            raw_valid = self._run(x[in_valid])
+            report.metrics["val_loss"] = float(min(curves["val_loss"]))
+            report.metrics["valid_samples"] = float(in_valid.sum())
+            report.metrics.update(self._valid_metrics(raw_valid, y_all[ends[in_valid]]))
+        return report
+
+    def _fit_label_scale(self, y_train: np.ndarray) -> None:
+        self._y_scale = 1.0
+
+    def _predict(self, candles: pd.DataFrame) -> pd.DataFrame:
+        x, ends = self._windows(self._scaled_features(candles))
+        decoded = self._decode(self._run(x)) if len(x) else {}
+        out = pd.DataFrame(index=candles.index, columns=list(self.outputs), dtype="float64")
+        for col in self.outputs:
+            values = np.full(len(candles), np.nan)
+            if len(x):
+                values[ends] = decoded[col]
+            out[col] = values
+        return out
+
+    def _save(self, path: Path) -> None:
+        assert self.net is not None
+        self.net.save(path / "net.keras")
+        np.savez(path / "scaler.npz", mu=self._mu, sd=self._sd, y_scale=self._y_scale)
+
+    def _load(self, path: Path) -> None:
+        self.net = keras.models.load_model(path / "net.keras", compile=False)
+        with np.load(path / "scaler.npz") as data:
+            self._mu, self._sd = data["mu"], data["sd"]
+            self._y_scale = float(data["y_scale"])
+        self._compile_inference()
+
+    def _optimizer(self) -> keras.optimizers.Optimizer:
+        return keras.optimizers.Adam(learning_rate=self.params["learning_rate"])
+
+
+def recurrent_stack(
+    inputs: Any, layer: type[keras.layers.Layer], *, units: int, layers: int, dropout: float
+) -> Any:
+    """``layers`` recurrent layers (the last returns only its final state)."""
+    x = inputs
+    for i in range(layers):
+        x = layer(units, return_sequences=i < layers - 1, dropout=dropout)(x)
+    return x

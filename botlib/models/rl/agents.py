@@ -1,0 +1,198 @@
+"""stable-baselines3 DQN and PPO agents trading ``TradingEnv``; as models they output the
+position their deterministic policy holds after each bar (``target``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from stable_baselines3 import DQN, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from botlib.features import FeatureSpec, build_features, get_feature_spec
+from botlib.models.base import BaseModel, FitReport, ModelMeta
+from botlib.models.rl.env import OBS_CLIP, TradingEnv, next_position
+from botlib.seed import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+class _Progress(BaseCallback):  # type: ignore[misc]
+    """Logs progress every 10 % and records episode returns per timestep."""
+
+    def __init__(self, name: str, total: int) -> None:
+        super().__init__()
+        self.name, self.total = name, total
+        self.next_report = 0.1
+        self.curve: dict[str, list[float]] = {"timestep": [], "episode_reward": []}
+        self._episode = 0.0
+
+    def _on_step(self) -> bool:
+        self._episode += float(np.sum(self.locals["rewards"]))
+        if bool(np.any(self.locals["dones"])):
+            self.curve["timestep"].append(float(self.num_timesteps))
+            self.curve["episode_reward"].append(self._episode)
+            self._episode = 0.0
+        if self.num_timesteps >= self.next_report * self.total:
+            log.info("%s: %d/%d timesteps", self.name, self.num_timesteps, self.total)
+            self.next_report += 0.1
+        return True
+
+
+class RLAgentModel(BaseModel):
+    model_type = "reinforcement_learning"
+    prediction_type = "direction"
+    outputs = ("target",)
+    _algo: ClassVar[type[BaseAlgorithm]]
+
+    def __init__(
+        self,
+        *,
+        timesteps: int = 20_000,
+        window: int = 16,
+        learning_rate: float = 3e-4,
+        hidden: int = 64,
+        fee: float = 0.001,
+        slippage: float = 0.0005,
+        allow_short: bool = False,
+        reward: str = "log_return",
+        episode_length: int = 512,
+        feature_set: str = "default",
+        seed: int = 0,
+    ) -> None:
+        if timesteps < 1 or window < 1 or hidden < 1:
+            raise ValueError(f"{self.name}: timesteps, window and hidden must be >= 1")
+        if reward not in ("log_return", "sharpe"):
+            raise ValueError(f"{self.name}: reward must be 'log_return' or 'sharpe', got {reward!r}")
+        super().__init__(timesteps=timesteps, window=window, learning_rate=learning_rate,
+                         hidden=hidden, fee=fee, slippage=slippage, allow_short=allow_short,
+                         reward=reward, episode_length=episode_length, feature_set=feature_set,
+                         seed=seed)
+        self.spec: FeatureSpec = get_feature_spec(feature_set)
+        self.agent: BaseAlgorithm | None = None
+        self._mu = np.zeros(0)
+        self._sd = np.ones(0)
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self._meta(window=self.params["window"], horizon=1, spec=self.spec)
+
+    def _agent_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def _scaled(self, candles: pd.DataFrame) -> np.ndarray:
+        feats = build_features(candles, self.spec).to_numpy(dtype="float32")
+        return np.asarray(np.clip((feats - self._mu) / self._sd, -OBS_CLIP, OBS_CLIP))
+
+    def _env(self, candles: pd.DataFrame, *, episode_length: int | None) -> TradingEnv:
+        feats = self._scaled(candles)
+        ok = np.isfinite(feats).all(axis=1)
+        first = int(np.argmax(ok))
+        p = self.params
+        return TradingEnv(feats[first:], candles["open"].to_numpy()[first:],
+                          candles["close"].to_numpy()[first:], window=p["window"], fee=p["fee"],
+                          slippage=p["slippage"], allow_short=p["allow_short"],
+                          reward=p["reward"], episode_length=episode_length)
+
+    def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:
+        p = self.params
+        seed_everything(p["seed"])
+        torch.set_num_threads(1)
+        raw = build_features(train, self.spec).to_numpy(dtype="float32")
+        rows = raw[np.isfinite(raw).all(axis=1)]
+        self._mu, self._sd = rows.mean(axis=0), rows.std(axis=0) + 1e-8
+        env = self._env(train, episode_length=p["episode_length"])
+        self.agent = self._algo(
+            "MlpPolicy", env, learning_rate=p["learning_rate"], seed=p["seed"], device="cpu",
+            policy_kwargs={"net_arch": [p["hidden"], p["hidden"]]}, verbose=0,
+            **self._agent_kwargs(),
+        )
+        progress = _Progress(self.name, p["timesteps"])
+        self.agent.learn(total_timesteps=p["timesteps"], callback=progress)
+        report = FitReport(history=progress.curve, epochs=p["timesteps"])
+        report.metrics["train_log_return"] = self._policy_log_return(train)
+        if valid is not None:
+            context = pd.concat([train.iloc[-self.meta.required_history :], valid])
+            report.metrics["val_log_return"] = self._policy_log_return(context, len(valid))
+        return report
+
+    def _policy_log_return(self, candles: pd.DataFrame, last: int | None = None) -> float:
+        """Log growth of the env's portfolio following the policy over the last ``last``
+        bars (or all)."""
+        target = self._positions(candles)
+        close, open_ = candles["close"].to_numpy(), candles["open"].to_numpy()
+        start = len(candles) - last if last else 0
+        total, cost = 0.0, self.params["fee"] + self.params["slippage"]
+        held = np.nan_to_num(target)
+        for t in range(max(start, 1), len(candles) - 1):
+            old, new = held[t - 1], held[t]
+            g = (1 + old * (open_[t + 1] / close[t] - 1)) * (1 - cost * abs(new - old))
+            g *= 1 + new * (close[t + 1] / open_[t + 1] - 1)
+            total += float(np.log(max(g, 1e-12)))
+        return total
+
+    def _positions(self, candles: pd.DataFrame) -> np.ndarray:
+        """Replays the deterministic policy over ``candles`` from a flat book."""
+        assert self.agent is not None
+        feats = self._scaled(candles)
+        ok = np.isfinite(feats).all(axis=1)
+        w = self.params["window"]
+        short = bool(self.params["allow_short"])
+        out = np.full(len(candles), np.nan)
+        position, entry = 0.0, 0.0
+        close, open_ = candles["close"].to_numpy(), candles["open"].to_numpy()
+        policy = self.agent.policy
+        for t in range(w - 1, len(candles)):
+            if not ok[t - w + 1 : t + 1].all():
+                continue
+            unreal = position * (close[t] / entry - 1.0) if position != 0.0 else 0.0
+            obs = np.concatenate([feats[t - w + 1 : t + 1].ravel(),
+                                  [position, np.clip(unreal * 10.0, -OBS_CLIP, OBS_CLIP)]])
+            action, _ = policy.predict(obs.astype("float32"), deterministic=True)
+            new = next_position(int(action), position, allow_short=short)
+            if new != position and new != 0.0:
+                entry = open_[t + 1] if t + 1 < len(candles) else close[t]
+            position = new
+            out[t] = position
+        return out
+
+    def _predict(self, candles: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"target": self._positions(candles)}, index=candles.index)
+
+    def _save(self, path: Path) -> None:
+        assert self.agent is not None
+        self.agent.save(path / "agent.zip")
+        np.savez(path / "scaler.npz", mu=self._mu, sd=self._sd)
+
+    def _load(self, path: Path) -> None:
+        self.agent = self._algo.load(path / "agent.zip", device="cpu")
+        with np.load(path / "scaler.npz") as data:
+            self._mu, self._sd = data["mu"], data["sd"]
+
+
+class DQNModel(RLAgentModel):
+    name = "dqn"
+    algorithm = "dqn"
+    _algo = DQN
+
+    def _agent_kwargs(self) -> dict[str, Any]:
+        steps = self.params["timesteps"]
+        return {"learning_starts": min(1_000, max(steps // 10, 16)), "buffer_size": 50_000,
+                "batch_size": 64, "train_freq": 4, "target_update_interval": 500,
+                "exploration_fraction": 0.3}
+
+
+class PPOModel(RLAgentModel):
+    name = "ppo"
+    algorithm = "ppo"
+    _algo = PPO
+
+    def _agent_kwargs(self) -> dict[str, Any]:
+        steps = self.params["timesteps"]
+        n_steps = int(min(2_048, max(64, steps)))
+        return {"n_steps": n_steps, "batch_size": min(64, n_steps), "n_epochs": 4}

@@ -1,0 +1,13 @@
+"""Signal records (the backend's contract) and the one signal builder."""
+
+from botlib.signals._builder import SignalConfig, build_signal_frame, signal_records
+from botlib.signals._records import Prediction, Signal, record_id
+
+__all__ = [
+    "Prediction",
+    "Signal",
+    "SignalConfig",
+    "build_signal_frame",
+    "record_id",
+    "signal_records",
+]

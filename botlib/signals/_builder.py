@@ -1,0 +1,249 @@
+"""THE signal builder: model outputs + market state -> trading signals.
+
+``build_signal_frame`` is the one function that turns per-bar model outputs into
+signals. Backtests trade its ``target`` / ``stop_loss`` / ``take_profit`` columns; the
+live loop calls the same function on the newest bar (passing the position it holds),
+so a replay of history yields the signals the backtest traded.
+
+Rules, per bar:
+
+* **score** in [-1, 1]: the model's ``target`` if it has one, else its ``score``, else
+  ``p_up - p_down``, else ``expected_return`` over the horizon's expected move
+  (``sigma * sqrt(horizon)``), else 0 (volatility-only models never trade).
+* **direction**: up / down when ``|score| >= entry_threshold``, else sideways.
+* **stops**: ``stop_mult`` and ``take_mult`` units of price risk from the close; a unit is
+  ``close * sigma * sqrt(horizon)`` when the model forecasts volatility, else ATR.
+* **position size** (fraction of equity): ``risk_per_trade / stop distance``, capped at
+  ``max_position``; fixed at entry, so a held position is not resized every bar.
+* **type**: ``buy`` / ``sell`` when the wanted side changes to long / short, ``close``
+  when it goes flat (a long-only book turns a sell into a close), else ``hold``.
+  Position models (with ``target``) go flat when ``|target| < entry_threshold``;
+  forecasting models keep their position until the opposite signal.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from botlib.features import indicators as ind
+from botlib.signals._records import Signal, record_id
+
+__all__ = ["SignalConfig", "build_signal_frame", "signal_records"]
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    """Risk and threshold settings of the signal builder (fractions, not percent)."""
+
+    entry_threshold: float = 0.1
+    allow_short: bool = False
+    risk_per_trade: float = 0.02
+    max_position: float = 1.0
+    stop_mult: float = 2.0
+    take_mult: float = 4.0
+    atr_window: int = 14
+    vol_window: int = 24
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.entry_threshold < 1:
+            raise ValueError(f"entry_threshold must be in [0, 1), got {self.entry_threshold}")
+        if not 0 < self.max_position <= 1:
+            raise ValueError(f"max_position must be in (0, 1], got {self.max_position}")
+        if not 0 < self.risk_per_trade <= 1:
+            raise ValueError(f"risk_per_trade must be in (0, 1], got {self.risk_per_trade}")
+        if self.stop_mult < 0 or self.take_mult < 0:
+            raise ValueError("stop_mult and take_mult must be >= 0 (0 = no level)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_TYPES = np.array(["hold", "buy", "sell", "close"])
+
+
+def build_signal_frame(
+    outputs: pd.DataFrame,
+    candles: pd.DataFrame,
+    *,
+    horizon: int = 1,
+    config: SignalConfig | None = None,
+    previous_target: float = 0.0,
+) -> pd.DataFrame:
+    """Signals for every bar of ``outputs`` (aligned with ``candles``).
+
+    Returns the signal fields (``signal_type``, ``signal_strength``, ``confidence``,
+    ``predicted_direction``, ``predicted_price``, ``predicted_volatility``,
+    ``expected_return``, ``risk_score``, ``stop_loss``, ``take_profit``,
+    ``position_size``) plus ``score`` and the backtest's ``target`` (NaN = keep).
+    ``previous_target`` is the position held before the first bar.
+    """
+    cfg = config or SignalConfig()
+    if not outputs.index.equals(candles.index):
+        raise ValueError("outputs and candles must share one index")
+    n = len(candles)
+    close = candles["close"].to_numpy(dtype="float64")
+    h = max(int(horizon), 1)
+    cols = set(outputs.columns)
+
+    def col(name: str) -> np.ndarray:
+        return outputs[name].to_numpy(dtype="float64") if name in cols else np.full(n, np.nan)
+
+    logret = np.log(candles["close"] / candles["close"].shift(1))
+    realized = logret.rolling(cfg.vol_window, min_periods=2).std().to_numpy()
+    model_vol = col("volatility")
+    sigma = np.where(np.isfinite(model_vol), model_vol, realized)
+    move = sigma * math.sqrt(h)
+    if "volatility" in cols:
+        unit = close * move
+    else:
+        unit = ind.atr(candles, window=cfg.atr_window).to_numpy()
+        unit = np.where(np.isfinite(unit), unit, close * move)
+
+    expected = col("expected_return")
+    probs = {k: col(k) for k in ("p_up", "p_down", "p_sideways")}
+    is_position_model = "target" in cols
+    if is_position_model:
+        score = np.clip(col("target"), -1, 1)
+        confidence = np.abs(score)
+    elif "score" in cols:
+        score = np.clip(col("score"), -1, 1)
+        confidence = np.abs(score)
+    elif "p_up" in cols:
+        score = probs["p_up"] - probs["p_down"]
+        stacked = np.vstack([probs["p_up"], probs["p_down"], probs["p_sideways"]])
+        confidence = np.nanmax(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0)
+    elif "expected_return" in cols:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = np.clip(expected / move, -1, 1)
+        confidence = np.abs(score)
+    else:
+        score = np.where(np.isfinite(sigma), 0.0, np.nan)
+        confidence = np.zeros(n)
+
+    thr = cfg.entry_threshold
+    stop_dist = cfg.stop_mult * unit
+    take_dist = cfg.take_mult * unit
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stop_frac = stop_dist / close
+        size = np.where(
+            stop_frac > 0, np.minimum(cfg.max_position, cfg.risk_per_trade / stop_frac),
+            cfg.max_position,
+        )
+    size = np.where(np.isfinite(size), size, cfg.max_position)
+
+    target = np.full(n, np.nan)
+    kind = np.zeros(n, dtype=np.int8)  # index into _TYPES
+    stop = np.full(n, np.nan)
+    take = np.full(n, np.nan)
+    held = np.full(n, np.nan)
+    current = float(previous_target)
+    for t in range(n):
+        s = score[t]
+        if not np.isfinite(s) or not np.isfinite(close[t]):
+            held[t] = current
+            continue
+        if abs(s) >= thr:
+            want = 1.0 if s > 0 else -1.0
+        elif is_position_model:
+            want = 0.0
+        else:
+            want = math.copysign(1.0, current) if current != 0 else 0.0
+        if want < 0 and not cfg.allow_short:
+            want = 0.0
+        side = 0.0 if current == 0 else math.copysign(1.0, current)
+        if want != side:
+            new = want * float(size[t])
+            target[t] = new
+            kind[t] = 1 if new > 0 else (2 if new < 0 else 3)
+            if new != 0:
+                if cfg.stop_mult > 0 and np.isfinite(stop_dist[t]):
+                    stop[t] = close[t] - want * stop_dist[t]
+                if cfg.take_mult > 0 and np.isfinite(take_dist[t]):
+                    take[t] = close[t] + want * take_dist[t]
+            current = new
+        held[t] = current
+
+    direction = np.where(score >= max(thr, 1e-12), "up",
+                         np.where(score <= -max(thr, 1e-12), "down", "sideways"))
+    if "p_up" in cols and not is_position_model:
+        stacked = np.vstack([probs["p_up"], probs["p_down"], probs["p_sideways"]])
+        best = np.argmax(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0)
+        direction = np.array(["up", "down", "sideways"])[best]
+    with np.errstate(invalid="ignore"):
+        risk = np.clip(stop_frac / 0.05, 0.0, 1.0)
+    frame = pd.DataFrame(
+        {
+            "score": score,
+            "signal_type": _TYPES[kind],
+            "signal_strength": np.clip(np.nan_to_num(np.abs(score)), 0, 1),
+            "confidence": np.clip(np.nan_to_num(confidence), 0, 1),
+            "predicted_direction": direction,
+            "predicted_price": close * np.exp(expected),
+            "predicted_volatility": sigma,
+            "expected_return": expected,
+            "risk_score": np.nan_to_num(risk, nan=1.0),
+            "stop_loss": stop,
+            "take_profit": take,
+            "position_size": np.clip(np.abs(held), 0, 1),
+            "target": target,
+        },
+        index=candles.index,
+    )
+    return frame
+
+
+def _opt(value: Any) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def signal_records(
+    frame: pd.DataFrame,
+    *,
+    model_id: str,
+    symbol: str,
+    bar: timedelta,
+    horizon: int,
+    metadata: dict[str, Any] | None = None,
+    bot_id: str | None = None,
+) -> list[Signal]:
+    """``Signal`` records for the rows of a ``build_signal_frame`` result. A signal is
+    created when its bar closes and expires ``horizon`` bars later."""
+    records = []
+    for ts, row in frame.iterrows():
+        created = pd.Timestamp(ts).to_pydatetime() + bar
+        parts = [f"score {row['score']:+.2f}" if np.isfinite(row["score"]) else "no score yet",
+                 f"direction {row['predicted_direction']}"]
+        if np.isfinite(row["predicted_volatility"]):
+            parts.append(f"volatility {row['predicted_volatility']:.2%}/bar")
+        if np.isfinite(row["stop_loss"]):
+            parts.append(f"stop {row['stop_loss']:,.2f}, take {row['take_profit']:,.2f}")
+        records.append(
+            Signal(
+                id=record_id("signal", model_id, symbol, created),
+                model_id=model_id,
+                bot_id=bot_id,
+                symbol=symbol,
+                signal_type=row["signal_type"],
+                signal_strength=float(row["signal_strength"]),
+                confidence=float(row["confidence"]),
+                predicted_price=_opt(row["predicted_price"]),
+                predicted_direction=row["predicted_direction"],
+                predicted_volatility=_opt(row["predicted_volatility"]),
+                risk_score=float(row["risk_score"]),
+                expected_return=_opt(row["expected_return"]),
+                stop_loss=_opt(row["stop_loss"]),
+                take_profit=_opt(row["take_profit"]),
+                position_size=float(row["position_size"]),
+                reasoning=f"{model_id}: " + "; ".join(parts),
+                metadata=dict(metadata or {}),
+                created_at=created,
+                expires_at=created + bar * max(int(horizon), 1),
+            )
+        )
+    return records

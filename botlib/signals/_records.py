@@ -1,0 +1,68 @@
+"""The records the TypeScript backend reads (fields of its ``ai_signals`` and
+``ai_predictions`` tables). JSON in, JSON out; never pickled."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Prediction", "Signal", "record_id"]
+
+_NAMESPACE = uuid.UUID("6b1d7a52-3f0e-4b8e-9d7e-2b6f0c6a9a11")
+
+
+def record_id(kind: str, model_id: str, symbol: str, bar_time: datetime) -> str:
+    """A stable id per (kind, model version, symbol, bar): reprocessing a bar yields the
+    same id, so consumers can de-duplicate."""
+    return str(uuid.uuid5(_NAMESPACE, f"{kind}|{model_id}|{symbol}|{bar_time.isoformat()}"))
+
+
+class Signal(BaseModel):
+    """A trading signal. Prices in quote currency; strength, confidence, risk score and
+    position size (fraction of equity) in [0, 1]."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    model_id: str
+    bot_id: str | None = None
+    symbol: str
+    signal_type: Literal["buy", "sell", "hold", "close"]
+    signal_strength: float = Field(ge=0.0, le=1.0)
+    confidence: float = Field(ge=0.0, le=1.0)
+    predicted_price: float | None = None
+    predicted_direction: Literal["up", "down", "sideways"]
+    predicted_volatility: float | None = None
+    risk_score: float = Field(ge=0.0, le=1.0)
+    expected_return: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    position_size: float = Field(ge=0.0, le=1.0)
+    reasoning: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    expires_at: datetime
+    executed_at: datetime | None = None
+    status: Literal["pending", "executed", "expired", "cancelled"] = "pending"
+
+
+class Prediction(BaseModel):
+    """A model's forecast for one bar, later scored against what happened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    model_id: str
+    symbol: str
+    prediction_type: Literal["price", "direction", "volatility", "trend"]
+    input_data: dict[str, Any] = Field(default_factory=dict)
+    prediction_value: float
+    confidence: float = Field(ge=0.0, le=1.0)
+    prediction_horizon: int = Field(ge=0, description="minutes")
+    actual_value: float | None = None
+    accuracy: float | None = None
+    created_at: datetime
+    validated_at: datetime | None = None
