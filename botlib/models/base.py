@@ -235,6 +235,7 @@ class BaseModel(ABC):
         path.mkdir(parents=True, exist_ok=True)
         self._save(path)
         meta = self.meta.to_dict()
+        meta["init"] = self.params
         meta["report"] = {"metrics": self.report.metrics if self.report else {}}
         (path / _META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return path
@@ -245,7 +246,7 @@ class BaseModel(ABC):
         meta = read_meta(path)
         if meta["name"] != cls.name:
             raise ValueError(f"{path} holds a {meta['name']!r} model, not {cls.name!r}")
-        model = cls(**meta["params"])
+        model = cls(**meta["init"])
         model._load(path)
         model.fitted = True
         model.report = FitReport(metrics=meta.get("report", {}).get("metrics", {}))

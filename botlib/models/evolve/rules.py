@@ -1,0 +1,140 @@
+"""``ga_rules`` and ``de_rules``: a rule strategy whose parameters an evolutionary search
+chose on the training window. The model's output is the strategy's ``target``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from botlib.backtest import get_strategy, run_backtest
+from botlib.models.base import BaseModel, FitReport, ModelMeta
+from botlib.models.evolve.objectives import get_objective, rule_objective
+from botlib.models.evolve.search import (
+    Bound,
+    SearchResult,
+    differential_evolution,
+    genetic_algorithm,
+)
+from botlib.seed import seed_everything
+
+log = logging.getLogger(__name__)
+_STOP_PARAMS = ("stop_atr", "take_atr", "atr_window")
+
+
+class EvolvedRulesModel(BaseModel):
+    model_type = "evolutionary"
+    prediction_type = "direction"
+    outputs = ("target",)
+    _search: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        strategy: str = "sma_cross",
+        objective: str = "sharpe",
+        space: dict[str, list[float]] | None = None,
+        fixed: dict[str, Any] | None = None,
+        population: int = 20,
+        generations: int = 8,
+        min_trades: int = 5,
+        fee: float = 0.001,
+        slippage: float = 0.0005,
+        seed: int = 0,
+        best_params: dict[str, Any] | None = None,
+    ) -> None:
+        strat = get_strategy(strategy)
+        get_objective(objective)
+        space = space or {k: [p.low, p.high] for k, p in strat.params.items()
+                          if k not in _STOP_PARAMS}
+        for name, rng in space.items():
+            if name not in strat.params:
+                strat.resolve({name: rng[0]})  # raises with a did-you-mean hint
+            if len(rng) != 2 or rng[0] > rng[1]:
+                raise ValueError(f"space[{name!r}] must be [low, high], got {rng}")
+        super().__init__(strategy=strategy, objective=objective, space=space,
+                         fixed=dict(fixed or {}), population=population,
+                         generations=generations, min_trades=min_trades, fee=fee,
+                         slippage=slippage, seed=seed, best_params=best_params)
+        self.strategy = strat
+        self.search: SearchResult | None = None
+
+    @property
+    def bounds(self) -> list[Bound]:
+        return [Bound(name, self.strategy.params[name].kind, float(lo), float(hi))
+                for name, (lo, hi) in self.params["space"].items()]
+
+    @property
+    def meta(self) -> ModelMeta:
+        values = self.params["best_params"] or {k: hi for k, (_, hi) in
+                                                self.params["space"].items()}
+        lookback = max([int(v) for v in values.values() if isinstance(v, int | float)] + [14])
+        return self._meta(window=3 * lookback + 1, horizon=1, spec=None)
+
+    def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:
+        p = self.params
+        seed_everything(p["seed"])
+        timeframe = train.attrs.get("timeframe", "1h")
+        objective = rule_objective(self.strategy, train, objective=p["objective"],
+                                   fixed=p["fixed"], timeframe=timeframe, fee=p["fee"],
+                                   slippage=p["slippage"], min_trades=p["min_trades"])
+
+        def progress(gen: int, of: int, best: float) -> None:
+            log.info("%s generation %d/%d: best %s %.4f", self.name, gen, of, p["objective"],
+                     best)
+
+        run = genetic_algorithm if self._search == "ga" else differential_evolution
+        self.search = run(objective, self.bounds, population=p["population"],
+                          generations=p["generations"], seed=p["seed"], progress=progress)
+        self.params["best_params"] = {**p["fixed"], **self.search.best_params}
+        book = self.search.logbook
+        report = FitReport(
+            history={key: [row[key] for row in book] for key in ("max", "avg", "min")},
+            epochs=len(book) - 1,
+            best_epoch=int(np.argmax([row["max"] for row in book])),
+        )
+        report.metrics["train_objective"] = self.search.best_objective
+        report.metrics["initial_best_objective"] = book[0]["max"]
+        report.metrics["evaluations"] = float(self.search.evaluations)
+        # re-check the winner in backtrader, the engine of record
+        signals = self.strategy.fn(train, **self.params["best_params"])
+        check = run_backtest(train, signals, timeframe=timeframe, fee=p["fee"],
+                             slippage=p["slippage"], allow_short=True)
+        report.metrics["train_objective_backtrader"] = get_objective(p["objective"])(check.metrics)
+        if valid is not None:
+            context = pd.concat([train.iloc[-self.meta.required_history :], valid])
+            context.attrs.update(train.attrs)
+            score = rule_objective(self.strategy, context, objective=p["objective"],
+                                   timeframe=timeframe, fee=p["fee"], slippage=p["slippage"],
+                                   min_trades=0)
+            report.metrics["val_objective"] = score(self.params["best_params"])
+        return report
+
+    def _predict(self, candles: pd.DataFrame) -> pd.DataFrame:
+        frame = self.strategy.fn(candles, **self.params["best_params"])
+        target = frame["target"].ffill()
+        return pd.DataFrame({"target": target.astype("float64")}, index=candles.index)
+
+    def _save(self, path: Path) -> None:
+        if self.search is not None:
+            (path / "search.json").write_text(json.dumps(self.search.to_dict(), default=str))
+
+    def _load(self, path: Path) -> None:
+        if not self.params.get("best_params"):
+            raise ValueError(f"{path}: saved {self.name} model has no best parameters")
+
+
+class GARulesModel(EvolvedRulesModel):
+    name = "ga_rules"
+    algorithm = "genetic_algorithm"
+    _search = "ga"
+
+
+class DERulesModel(EvolvedRulesModel):
+    name = "de_rules"
+    algorithm = "differential_evolution"
+    _search = "de"
