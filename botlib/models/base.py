@@ -75,7 +75,11 @@ class ModelMeta:
 
     @property
     def feature_schema_hash(self) -> str:
-        return self.feature_spec.schema_hash if self.feature_spec is not None else "none"
+        """The feature spec's hash; an ensemble's joins its members' (``+``)."""
+        if self.feature_spec is not None:
+            return self.feature_spec.schema_hash
+        members = self.params.get("member_schema_hashes")
+        return "+".join(members) if members else "none"
 
     def to_dict(self) -> dict[str, Any]:
         return {

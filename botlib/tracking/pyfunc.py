@@ -1,0 +1,103 @@
+"""Every botlib model as an MLflow pyfunc model.
+
+>>> info = log_model(model)                       # inside an active run
+>>> mlflow.pyfunc.load_model(info.model_uri).predict(recent_candles)
+
+The input is a candle frame (columns ``open high low close volume``, indexed by bar
+open time, or with a timezone-naive UTC ``timestamp`` column); the output is the model's per-bar outputs.
+Pass ``params={"last_only": True}`` to get only the newest bar (live use).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+import botlib
+from botlib.data import OHLCV_COLUMNS
+from botlib.models import BaseModel, load_model
+
+__all__ = ["BotlibPyfunc", "log_model", "signature_for"]
+
+ARTIFACT_KEY = "botlib_model"
+
+
+def _as_candles(model_input: Any) -> pd.DataFrame:
+    frame = pd.DataFrame(model_input)
+    if "timestamp" in frame.columns:
+        frame = frame.set_index(pd.DatetimeIndex(pd.to_datetime(frame.pop("timestamp"), utc=True),
+                                                 name="timestamp"))
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        raise ValueError(
+            "botlib models need candles indexed by bar open time (a DatetimeIndex) or a "
+            "'timestamp' column"
+        )
+    return frame[[c for c in frame.columns if c in OHLCV_COLUMNS]
+                 + [c for c in frame.columns if c not in OHLCV_COLUMNS]]
+
+
+class BotlibPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """Loads the saved botlib model from the run's artifacts; caches it per process."""
+
+    def load_context(self, context: Any) -> None:
+        self.model = load_model(context.artifacts[ARTIFACT_KEY])
+
+    def predict(
+        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        out = self.model.predict(_as_candles(model_input))
+        if params and params.get("last_only"):
+            out = out.iloc[[-1]]
+        return out
+
+
+def signature_for(model: BaseModel) -> ModelSignature:
+    inputs = Schema([ColSpec("datetime", "timestamp", required=False)]
+                    + [ColSpec("double", c) for c in OHLCV_COLUMNS])
+    outputs = Schema([ColSpec("double", c) for c in model.meta.outputs])
+    params = ParamSchema([ParamSpec("last_only", "boolean", False)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def log_model(
+    model: BaseModel, *, name: str = "model", registered_model_name: str | None = None
+) -> Any:
+    """Log ``model`` to the active MLflow run as a pyfunc model (optionally registering
+    it). The feature-schema hash and the model's metadata travel in the model's
+    ``metadata``. Returns MLflow's ``ModelInfo``."""
+    meta = model.meta
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # the signature is explicit; MLflow's type-hint inference and its advice to add
+        # an input example (which would run the model at logging time) do not apply
+        warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
+        saved = model.save(Path(tmp) / "model")
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=BotlibPyfunc(),
+            artifacts={ARTIFACT_KEY: str(saved)},
+            signature=signature_for(model),
+            registered_model_name=registered_model_name,
+            metadata={"feature_schema_hash": meta.feature_schema_hash,
+                      "botlib": meta.to_dict(), "botlib_version": botlib.__version__},
+            pip_requirements=[f"botlib=={botlib.__version__}"],
+        )
+
+
+def resolve_model_uri(uri: str) -> Path:
+    """Download a logged botlib model (``models:/…`` or ``runs:/…``) and return the
+    folder of the saved botlib model inside it."""
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    candidate = local / "artifacts" / "model"
+    if not candidate.exists():
+        found = list(local.glob("artifacts/*/botlib_model.json"))
+        if not found:
+            raise FileNotFoundError(f"{uri} does not hold a botlib model")
+        candidate = found[0].parent
+    return candidate
