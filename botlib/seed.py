@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import sys
@@ -20,16 +21,14 @@ def seed_everything(seed: int) -> None:
     seed = int(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - legacy global state some libraries still use
+    np.random.seed(seed)
     if "keras" in sys.modules or "tensorflow" in sys.modules:
         import keras
         import tensorflow as tf
 
         keras.utils.set_random_seed(seed)
-        try:
+        with contextlib.suppress(Exception):  # older TF builds lack it
             tf.config.experimental.enable_op_determinism()
-        except Exception:  # pragma: no cover - older TF builds
-            pass
     if "torch" in sys.modules:
         import torch
 

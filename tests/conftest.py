@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from botlib.data import load_ohlcv
+from botlib.models import BaseModel, create_model
 from botlib.settings import Settings, get_settings
 
 
@@ -53,3 +55,45 @@ def synthetic_candles(n: int = 500, *, seed: int = 0, freq: str = "1h") -> pd.Da
 @pytest.fixture
 def candles() -> pd.DataFrame:
     return synthetic_candles()
+
+
+#: Tiny budgets: every family trains in seconds.
+TINY: dict[str, dict[str, Any]] = {
+    "lstm": {"epochs": 1, "units": 8, "seq_len": 8},
+    "gru": {"epochs": 1, "units": 8, "seq_len": 8, "horizon": 12},
+    "transformer": {"epochs": 1, "units": 8, "seq_len": 8, "heads": 2},
+    "dqn": {"timesteps": 64, "window": 4, "hidden": 16, "episode_length": 128},
+    "ppo": {"timesteps": 64, "window": 4, "hidden": 16, "episode_length": 128},
+    "ga_rules": {"population": 6, "generations": 2},
+    "de_rules": {"population": 6, "generations": 2},
+}
+
+
+class Windows:
+    """Reference candles: training, validation after it, test after that."""
+
+    def __init__(self, candles: pd.DataFrame) -> None:
+        self.all = candles
+        self.train = candles.iloc[:2_000]
+        self.valid = candles.iloc[2_000:2_500]
+        self.test = candles.iloc[2_500:]
+        for part in (self.train, self.valid, self.test):
+            part.attrs.update(candles.attrs)
+
+
+@pytest.fixture(scope="session")
+def windows(btc_1h: pd.DataFrame) -> Windows:
+    frame = btc_1h.iloc[-3_000:].copy()
+    frame.attrs.update(btc_1h.attrs)
+    return Windows(frame)
+
+
+@pytest.fixture(scope="session")
+def trained_rules(windows: Windows, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two cheap saved members for ensemble tests."""
+    paths = []
+    for name in ("ga_rules", "de_rules"):
+        model: BaseModel = create_model(name, **TINY[name])
+        model.fit(windows.train, windows.valid)
+        paths.append(model.save(tmp_path_factory.mktemp(name)))
+    return paths

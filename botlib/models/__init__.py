@@ -59,7 +59,8 @@ def get_model_class(name: str) -> type[BaseModel]:
     except KeyError:
         hint = get_close_matches(name, _CLASSES, n=1)
         raise ValueError(
-            f"unknown model {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            f"unknown model {name!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
             + f"; known: {', '.join(MODEL_NAMES)}"
         ) from None
     module, _, cls = target.partition(":")
@@ -78,8 +79,9 @@ def create_model(name: str, **params: Any) -> BaseModel:
         known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
         bad = [k for k in params if k not in known]
         hints = {k: get_close_matches(k, known, n=1) for k in bad}
-        detail = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
-                           for k, h in hints.items())
+        detail = ", ".join(
+            f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items()
+        )
         raise ValueError(
             f"{name}: unknown parameter(s) {detail or exc}; parameters: {', '.join(known)}"
         ) from None

@@ -209,7 +209,7 @@ class BaseModel(ABC):
     def fit(self, train: pd.DataFrame, valid: pd.DataFrame | None = None) -> FitReport:
         """Train on ``train``; ``valid`` (which must follow it in time) is used for early
         stopping / selection and for the report's validation metrics."""
-        check_candles(train, self.meta.required_history + self.meta.horizon + 1, who=self.name)
+        check_candles(train, self._min_train_bars(), who=self.name)
         if valid is not None and len(valid):
             check_candles(valid, 1, who=f"{self.name} (validation)")
             if valid.index[0] <= train.index[-1]:
@@ -255,6 +255,10 @@ class BaseModel(ABC):
         model.fitted = True
         model.report = FitReport(metrics=meta.get("report", {}).get("metrics", {}))
         return model
+
+    def _min_train_bars(self) -> int:
+        """Fewest training bars that can yield a sample."""
+        return self.meta.required_history + self.meta.horizon + 1
 
     @abstractmethod
     def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport: ...

@@ -1,14 +1,17 @@
 """An ensemble: member models' directional scores combined into one, weighted by each
 member's validation Sharpe ratio (members that lost money on validation get no weight;
-if none made money, weights are equal). Members are declared by saved-model folders or
-registry URIs (``models:/nn-lstm-btc_usdt-1h@champion``); a saved ensemble carries
-copies of its members, so it loads anywhere."""
+if none made money, weights are equal). Its volatility is the mean of the members'
+forecasts, or the realized volatility of the last 24 bars where none forecasts it.
+Members are declared by saved-model folders or registry URIs
+(``models:/nn-lstm-btc_usdt-1h@champion``); a saved ensemble carries copies of its
+members, so it loads anywhere."""
 
 from __future__ import annotations
 
 import math
 import warnings
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -24,8 +27,9 @@ class EnsembleModel(BaseModel):
     prediction_type = "direction"
     outputs = ("score", "volatility")
 
-    def __init__(self, *, members: list[str], weighting: str = "sharpe",
-                 weights: list[float] | None = None) -> None:
+    def __init__(
+        self, *, members: list[str], weighting: str = "sharpe", weights: list[float] | None = None
+    ) -> None:
         if not members:
             raise ValueError("ensemble: give at least one member model (folder or URI)")
         if weighting not in ("sharpe", "equal"):
@@ -43,8 +47,11 @@ class EnsembleModel(BaseModel):
     def meta(self) -> ModelMeta:
         self._load_members()
         metas = [m.meta for m in self.models]
-        meta = self._meta(window=max(m.required_history for m in metas),
-                          horizon=max(m.horizon for m in metas), spec=None)
+        meta = self._meta(
+            window=max(m.required_history for m in metas),
+            horizon=max(m.horizon for m in metas),
+            spec=None,
+        )
         meta.params["member_schema_hashes"] = [m.feature_schema_hash for m in metas]
         return meta
 
@@ -54,8 +61,11 @@ class EnsembleModel(BaseModel):
             out = model.predict(candles)
             frame = build_signal_frame(out, candles, horizon=model.meta.horizon)
             scores.append(frame["score"].to_numpy())
-            vols.append(out["volatility"].to_numpy() if "volatility" in out else
-                        np.full(len(candles), np.nan))
+            vols.append(
+                out["volatility"].to_numpy()
+                if "volatility" in out
+                else np.full(len(candles), np.nan)
+            )
         return np.vstack(scores), np.vstack(vols)
 
     def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:
@@ -69,14 +79,20 @@ class EnsembleModel(BaseModel):
             timeframe = train.attrs.get("timeframe", "1h")
             sharpes = []
             for i, model in enumerate(self.models):
-                frame = build_signal_frame(model.predict(context), context,
-                                           horizon=model.meta.horizon, config=SignalConfig())
-                frame = frame.iloc[-len(valid):]
-                sig = normalize_signals(frame[["target", "stop_loss", "take_profit"]],
-                                        pd.DatetimeIndex(valid.index))
+                frame = build_signal_frame(
+                    model.predict(context),
+                    context,
+                    horizon=model.meta.horizon,
+                    config=SignalConfig(),
+                )
+                frame = frame.iloc[-len(valid) :]
+                sig = normalize_signals(
+                    frame[["target", "stop_loss", "take_profit"]], pd.DatetimeIndex(valid.index)
+                )
                 sim = simulate(valid, sig)
-                sharpe = compute_metrics(sim.equity, timeframe=timeframe,
-                                         initial_cash=10_000.0)["sharpe"]
+                sharpe = compute_metrics(sim.equity, timeframe=timeframe, initial_cash=10_000.0)[
+                    "sharpe"
+                ]
                 sharpes.append(sharpe if math.isfinite(sharpe) else 0.0)
                 report.metrics[f"member_{i}_val_sharpe"] = sharpes[-1]
             positive = np.maximum(np.array(sharpes), 0.0)
@@ -94,6 +110,11 @@ class EnsembleModel(BaseModel):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN warm-up columns
             vol = np.nanmean(vols, axis=0)
+        # where no member forecasts volatility, report the realized one (24 bars)
+        close = candles["close"]
+        logret = pd.Series(np.log(close / close.shift(1)), index=candles.index)
+        realized = logret.rolling(24, min_periods=24).std().to_numpy()
+        vol = np.where(np.isfinite(vol), vol, realized)
         return pd.DataFrame({"score": score, "volatility": vol}, index=candles.index)
 
     def _save(self, path: Path) -> None:
@@ -104,5 +125,6 @@ class EnsembleModel(BaseModel):
     def _load(self, path: Path) -> None:
         from botlib.models import load_model
 
-        self.models = [load_model(path / "members" / str(i))
-                       for i in range(len(self.params["members"]))]
+        self.models = [
+            load_model(path / "members" / str(i)) for i in range(len(self.params["members"]))
+        ]

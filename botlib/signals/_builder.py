@@ -94,7 +94,8 @@ def build_signal_frame(
     def col(name: str) -> np.ndarray:
         return outputs[name].to_numpy(dtype="float64") if name in cols else np.full(n, np.nan)
 
-    logret = np.log(candles["close"] / candles["close"].shift(1))
+    closes = candles["close"]
+    logret = pd.Series(np.log(closes / closes.shift(1)), index=candles.index)
     realized = logret.rolling(cfg.vol_window, min_periods=2).std().to_numpy()
     model_vol = col("volatility")
     sigma = np.where(np.isfinite(model_vol), model_vol, realized)
@@ -132,7 +133,8 @@ def build_signal_frame(
     with np.errstate(divide="ignore", invalid="ignore"):
         stop_frac = stop_dist / close
         size = np.where(
-            stop_frac > 0, np.minimum(cfg.max_position, cfg.risk_per_trade / stop_frac),
+            stop_frac > 0,
+            np.minimum(cfg.max_position, cfg.risk_per_trade / stop_frac),
             cfg.max_position,
         )
     size = np.where(np.isfinite(size), size, cfg.max_position)
@@ -169,8 +171,9 @@ def build_signal_frame(
             current = new
         held[t] = current
 
-    direction = np.where(score >= max(thr, 1e-12), "up",
-                         np.where(score <= -max(thr, 1e-12), "down", "sideways"))
+    direction = np.where(
+        score >= max(thr, 1e-12), "up", np.where(score <= -max(thr, 1e-12), "down", "sideways")
+    )
     if "p_up" in cols and not is_position_model:
         stacked = np.vstack([probs["p_up"], probs["p_down"], probs["p_sideways"]])
         best = np.argmax(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0)
@@ -216,9 +219,11 @@ def signal_records(
     created when its bar closes and expires ``horizon`` bars later."""
     records = []
     for ts, row in frame.iterrows():
-        created = pd.Timestamp(ts).to_pydatetime() + bar
-        parts = [f"score {row['score']:+.2f}" if np.isfinite(row["score"]) else "no score yet",
-                 f"direction {row['predicted_direction']}"]
+        created = pd.Timestamp(str(ts)).to_pydatetime() + bar
+        parts = [
+            f"score {row['score']:+.2f}" if np.isfinite(row["score"]) else "no score yet",
+            f"direction {row['predicted_direction']}",
+        ]
         if np.isfinite(row["predicted_volatility"]):
             parts.append(f"volatility {row['predicted_volatility']:.2%}/bar")
         if np.isfinite(row["stop_loss"]):

@@ -21,7 +21,7 @@ def tracking_uri(settings: Settings | None = None) -> str:
     uri = (settings or get_settings()).mlflow_tracking_uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = PROJECT_ROOT / uri[len(prefix):]
+        path = PROJECT_ROOT / uri[len(prefix) :]
         path.parent.mkdir(parents=True, exist_ok=True)
         return prefix + str(path)
     return uri

@@ -4,7 +4,7 @@
 >>> mlflow.pyfunc.load_model(info.model_uri).predict(recent_candles)
 
 The input is a candle frame (columns ``open high low close volume``, indexed by bar
-open time, or with a timezone-naive UTC ``timestamp`` column); the output is the model's per-bar outputs.
+open time, or with a tz-naive UTC ``timestamp`` column); the output is the model's per-bar outputs.
 Pass ``params={"last_only": True}`` to get only the newest bar (live use).
 """
 
@@ -18,7 +18,8 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.pyfunc.model import PythonModel
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
 import botlib
 from botlib.data import OHLCV_COLUMNS
@@ -32,26 +33,29 @@ ARTIFACT_KEY = "botlib_model"
 def _as_candles(model_input: Any) -> pd.DataFrame:
     frame = pd.DataFrame(model_input)
     if "timestamp" in frame.columns:
-        frame = frame.set_index(pd.DatetimeIndex(pd.to_datetime(frame.pop("timestamp"), utc=True),
-                                                 name="timestamp"))
+        frame = frame.set_index(
+            pd.DatetimeIndex(pd.to_datetime(frame.pop("timestamp"), utc=True), name="timestamp")
+        )
     if not isinstance(frame.index, pd.DatetimeIndex):
         raise ValueError(
             "botlib models need candles indexed by bar open time (a DatetimeIndex) or a "
             "'timestamp' column"
         )
-    return frame[[c for c in frame.columns if c in OHLCV_COLUMNS]
-                 + [c for c in frame.columns if c not in OHLCV_COLUMNS]]
+    return frame[
+        [c for c in frame.columns if c in OHLCV_COLUMNS]
+        + [c for c in frame.columns if c not in OHLCV_COLUMNS]
+    ]
 
 
-class BotlibPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class BotlibPyfunc(PythonModel):
     """Loads the saved botlib model from the run's artifacts; caches it per process."""
 
     def load_context(self, context: Any) -> None:
         self.model = load_model(context.artifacts[ARTIFACT_KEY])
 
-    def predict(
-        self, context: Any, model_input: Any, params: dict[str, Any] | None = None
-    ) -> pd.DataFrame:
+    # no type hints here: MLflow would try to derive a schema from them; the explicit
+    # signature given to log_model is the schema
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         out = self.model.predict(_as_candles(model_input))
         if params and params.get("last_only"):
             out = out.iloc[[-1]]
@@ -59,9 +63,10 @@ class BotlibPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
 
 
 def signature_for(model: BaseModel) -> ModelSignature:
-    inputs = Schema([ColSpec("datetime", "timestamp", required=False)]
-                    + [ColSpec("double", c) for c in OHLCV_COLUMNS])
-    outputs = Schema([ColSpec("double", c) for c in model.meta.outputs])
+    in_cols: list[ColSpec | TensorSpec] = [ColSpec("datetime", "timestamp", required=False)]
+    in_cols += [ColSpec("double", c) for c in OHLCV_COLUMNS]
+    out_cols: list[ColSpec | TensorSpec] = [ColSpec("double", c) for c in model.meta.outputs]
+    inputs, outputs = Schema(in_cols), Schema(out_cols)
     params = ParamSchema([ParamSpec("last_only", "boolean", False)])
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
@@ -84,8 +89,11 @@ def log_model(
             artifacts={ARTIFACT_KEY: str(saved)},
             signature=signature_for(model),
             registered_model_name=registered_model_name,
-            metadata={"feature_schema_hash": meta.feature_schema_hash,
-                      "botlib": meta.to_dict(), "botlib_version": botlib.__version__},
+            metadata={
+                "feature_schema_hash": meta.feature_schema_hash,
+                "botlib": meta.to_dict(),
+                "botlib_version": botlib.__version__,
+            },
             pip_requirements=[f"botlib=={botlib.__version__}"],
         )
 

@@ -39,7 +39,8 @@ def get_objective(name: str) -> Scorer:
     except KeyError:
         hint = get_close_matches(name, OBJECTIVES, n=1)
         raise ConfigError(
-            f"unknown objective {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            f"unknown objective {name!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
             + f"; known: {', '.join(OBJECTIVES)}"
         ) from None
 
@@ -68,8 +69,9 @@ def rule_objective(
             return -math.inf
         sig = normalize_signals(signals, pd.DatetimeIndex(candles.index), allow_short=True)
         sim = simulate(candles, sig, cash=cash, fee=fee, slippage=slippage)
-        metrics = compute_metrics(sim.equity, timeframe=timeframe, initial_cash=cash,
-                                  fills=sim.fills)
+        metrics = compute_metrics(
+            sim.equity, timeframe=timeframe, initial_cash=cash, fills=sim.fills
+        )
         if metrics["trades"] < min_trades:
             return -math.inf
         value = scorer(metrics)

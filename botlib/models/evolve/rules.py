@@ -49,47 +49,75 @@ class EvolvedRulesModel(BaseModel):
     ) -> None:
         strat = get_strategy(strategy)
         get_objective(objective)
-        space = space or {k: [p.low, p.high] for k, p in strat.params.items()
-                          if k not in _STOP_PARAMS}
+        space = space or {
+            k: [p.low, p.high] for k, p in strat.params.items() if k not in _STOP_PARAMS
+        }
         for name, rng in space.items():
             if name not in strat.params:
                 strat.resolve({name: rng[0]})  # raises with a did-you-mean hint
             if len(rng) != 2 or rng[0] > rng[1]:
                 raise ValueError(f"space[{name!r}] must be [low, high], got {rng}")
-        super().__init__(strategy=strategy, objective=objective, space=space,
-                         fixed=dict(fixed or {}), population=population,
-                         generations=generations, min_trades=min_trades, fee=fee,
-                         slippage=slippage, seed=seed, best_params=best_params)
+        super().__init__(
+            strategy=strategy,
+            objective=objective,
+            space=space,
+            fixed=dict(fixed or {}),
+            population=population,
+            generations=generations,
+            min_trades=min_trades,
+            fee=fee,
+            slippage=slippage,
+            seed=seed,
+            best_params=best_params,
+        )
         self.strategy = strat
         self.search: SearchResult | None = None
 
     @property
     def bounds(self) -> list[Bound]:
-        return [Bound(name, self.strategy.params[name].kind, float(lo), float(hi))
-                for name, (lo, hi) in self.params["space"].items()]
+        return [
+            Bound(name, self.strategy.params[name].kind, float(lo), float(hi))
+            for name, (lo, hi) in self.params["space"].items()
+        ]
 
     @property
     def meta(self) -> ModelMeta:
-        values = self.params["best_params"] or {k: hi for k, (_, hi) in
-                                                self.params["space"].items()}
+        values = self.params["best_params"] or {
+            k: hi for k, (_, hi) in self.params["space"].items()
+        }
         lookback = max([int(v) for v in values.values() if isinstance(v, int | float)] + [14])
         return self._meta(window=3 * lookback + 1, horizon=1, spec=None)
+
+    def _min_train_bars(self) -> int:
+        return 100  # a search simply scores long look-backs badly on short windows
 
     def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:
         p = self.params
         seed_everything(p["seed"])
         timeframe = train.attrs.get("timeframe", "1h")
-        objective = rule_objective(self.strategy, train, objective=p["objective"],
-                                   fixed=p["fixed"], timeframe=timeframe, fee=p["fee"],
-                                   slippage=p["slippage"], min_trades=p["min_trades"])
+        objective = rule_objective(
+            self.strategy,
+            train,
+            objective=p["objective"],
+            fixed=p["fixed"],
+            timeframe=timeframe,
+            fee=p["fee"],
+            slippage=p["slippage"],
+            min_trades=p["min_trades"],
+        )
 
         def progress(gen: int, of: int, best: float) -> None:
-            log.info("%s generation %d/%d: best %s %.4f", self.name, gen, of, p["objective"],
-                     best)
+            log.info("%s generation %d/%d: best %s %.4f", self.name, gen, of, p["objective"], best)
 
         run = genetic_algorithm if self._search == "ga" else differential_evolution
-        self.search = run(objective, self.bounds, population=p["population"],
-                          generations=p["generations"], seed=p["seed"], progress=progress)
+        self.search = run(
+            objective,
+            self.bounds,
+            population=p["population"],
+            generations=p["generations"],
+            seed=p["seed"],
+            progress=progress,
+        )
         self.params["best_params"] = {**p["fixed"], **self.search.best_params}
         book = self.search.logbook
         report = FitReport(
@@ -102,15 +130,27 @@ class EvolvedRulesModel(BaseModel):
         report.metrics["evaluations"] = float(self.search.evaluations)
         # re-check the winner in backtrader, the engine of record
         signals = self.strategy.fn(train, **self.params["best_params"])
-        check = run_backtest(train, signals, timeframe=timeframe, fee=p["fee"],
-                             slippage=p["slippage"], allow_short=True)
+        check = run_backtest(
+            train,
+            signals,
+            timeframe=timeframe,
+            fee=p["fee"],
+            slippage=p["slippage"],
+            allow_short=True,
+        )
         report.metrics["train_objective_backtrader"] = get_objective(p["objective"])(check.metrics)
         if valid is not None:
             context = pd.concat([train.iloc[-self.meta.required_history :], valid])
             context.attrs.update(train.attrs)
-            score = rule_objective(self.strategy, context, objective=p["objective"],
-                                   timeframe=timeframe, fee=p["fee"], slippage=p["slippage"],
-                                   min_trades=0)
+            score = rule_objective(
+                self.strategy,
+                context,
+                objective=p["objective"],
+                timeframe=timeframe,
+                fee=p["fee"],
+                slippage=p["slippage"],
+                min_trades=0,
+            )
             report.metrics["val_objective"] = score(self.params["best_params"])
         return report
 

@@ -43,7 +43,7 @@ class Bound:
 
     def decode(self, gene: float) -> Any:
         value = self.low + min(max(gene, 0.0), 1.0) * (self.high - self.low)
-        return int(round(value)) if self.kind is int else float(value)
+        return round(value) if self.kind is int else float(value)
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,13 @@ def _stats() -> tools.Statistics:
     return stats
 
 
-def _record(logbook: tools.Logbook, stats: tools.Statistics, pop: list[_Individual], gen: int,
-            evaluator: _Evaluator) -> None:
+def _record(
+    logbook: tools.Logbook,
+    stats: tools.Statistics,
+    pop: list[_Individual],
+    gen: int,
+    evaluator: _Evaluator,
+) -> None:
     logbook.record(gen=gen, evals=len(evaluator.cache), **stats.compile(pop))
 
 
@@ -132,8 +137,9 @@ def _check(bounds: Sequence[Bound], population: int, generations: int) -> None:
         raise ValueError(f"generations must be >= 1, got {generations}")
 
 
-def _result(name: str, evaluator: _Evaluator, hof: tools.HallOfFame,
-            logbook: tools.Logbook) -> SearchResult:
+def _result(
+    name: str, evaluator: _Evaluator, hof: tools.HallOfFame, logbook: tools.Logbook
+) -> SearchResult:
     best = hof[0]
     return SearchResult(
         algorithm=name,
@@ -232,11 +238,14 @@ def differential_evolution(
         for i in range(population):
             a, b, c = rng.sample([j for j in range(population) if j != i], 3)
             forced = rng.randrange(dim)
-            trial = _Individual([
-                min(max(pop[a][k] + f * (pop[b][k] - pop[c][k]), 0.0), 1.0)
-                if (k == forced or rng.random() < cr) else pop[i][k]
-                for k in range(dim)
-            ])
+            trial = _Individual(
+                [
+                    min(max(pop[a][k] + f * (pop[b][k] - pop[c][k]), 0.0), 1.0)
+                    if (k == forced or rng.random() < cr)
+                    else pop[i][k]
+                    for k in range(dim)
+                ]
+            )
             trial.fitness.values = (evaluator(trial, gen),)
             if trial.fitness.values[0] >= pop[i].fitness.values[0]:
                 pop[i] = trial

@@ -4,23 +4,25 @@ served through one compiled ``tf.function`` (never ``model.predict`` per bar).""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from abc import abstractmethod
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
-from botlib.features import FeatureSpec, build_features, get_feature_spec  # noqa: E402
-from botlib.models.base import BaseModel, FitReport, ModelMeta  # noqa: E402
-from botlib.seed import seed_everything  # noqa: E402
+from botlib.features import FeatureSpec, build_features, get_feature_spec
+from botlib.models.base import BaseModel, FitReport, ModelMeta
+from botlib.seed import seed_everything
 
 log = logging.getLogger(__name__)
 _BATCH = 4096
@@ -40,6 +42,9 @@ class KerasWindowModel(BaseModel):
     """Base of the Keras models; subclasses define the label, the network and the
     mapping from network output to the output columns."""
 
+    #: hyperparameters a subclass adds (passed through ``**extra``)
+    _extra: ClassVar[tuple[str, ...]] = ()
+
     def __init__(
         self,
         *,
@@ -57,8 +62,26 @@ class KerasWindowModel(BaseModel):
         seed: int = 0,
         **extra: Any,
     ) -> None:
-        checks = {"seq_len": seq_len, "units": units, "layers": layers, "epochs": epochs,
-                  "batch_size": batch_size, "horizon": horizon}
+        unknown = sorted(set(extra) - set(self._extra))
+        if unknown:
+            known = [*inspect.signature(KerasWindowModel.__init__).parameters, *self._extra]
+            known = [k for k in known if k not in ("self", "extra")]
+            hints = [get_close_matches(k, known, n=1) for k in unknown]
+            detail = ", ".join(
+                f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
+                for k, h in zip(unknown, hints, strict=True)
+            )
+            raise ValueError(
+                f"{self.name}: unknown parameter(s) {detail}; parameters: {', '.join(known)}"
+            )
+        checks = {
+            "seq_len": seq_len,
+            "units": units,
+            "layers": layers,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "horizon": horizon,
+        }
         for key, value in checks.items():
             if int(value) != value or value < 1:
                 raise ValueError(f"{self.name}: {key} must be a positive integer, got {value!r}")
@@ -66,10 +89,21 @@ class KerasWindowModel(BaseModel):
             raise ValueError(f"{self.name}: dropout must be in [0, 1), got {dropout}")
         if learning_rate <= 0:
             raise ValueError(f"{self.name}: learning_rate must be > 0, got {learning_rate}")
-        super().__init__(seq_len=seq_len, units=units, layers=layers, dropout=dropout,
-                         learning_rate=learning_rate, epochs=epochs, batch_size=batch_size,
-                         patience=patience, horizon=horizon, feature_set=feature_set,
-                         jit_compile=jit_compile, seed=seed, **extra)
+        super().__init__(
+            seq_len=seq_len,
+            units=units,
+            layers=layers,
+            dropout=dropout,
+            learning_rate=learning_rate,
+            epochs=epochs,
+            batch_size=batch_size,
+            patience=patience,
+            horizon=horizon,
+            feature_set=feature_set,
+            jit_compile=jit_compile,
+            seed=seed,
+            **extra,
+        )
         self.spec: FeatureSpec = get_feature_spec(feature_set)
         self.net: keras.Model | None = None
         self._mu = np.zeros(0)
@@ -79,8 +113,9 @@ class KerasWindowModel(BaseModel):
 
     @property
     def meta(self) -> ModelMeta:
-        return self._meta(window=self.params["seq_len"], horizon=self.params["horizon"],
-                          spec=self.spec)
+        return self._meta(
+            window=self.params["seq_len"], horizon=self.params["horizon"], spec=self.spec
+        )
 
     # -- subclass hooks ---------------------------------------------------------------
     @abstractmethod
@@ -119,15 +154,16 @@ class KerasWindowModel(BaseModel):
         net = self.net
         spec = tf.TensorSpec([None, self.params["seq_len"], net.input_shape[-1]], tf.float32)
 
-        @tf.function(input_signature=[spec], jit_compile=bool(self.params["jit_compile"]))
+        @tf.function(input_signature=[spec], jit_compile=bool(self.params["jit_compile"]))  # type: ignore[untyped-decorator]
         def infer(x: tf.Tensor) -> tf.Tensor:
             return net(x, training=False)
 
         self._infer = infer
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        parts = [self._infer(tf.constant(x[i : i + _BATCH])).numpy()
-                 for i in range(0, len(x), _BATCH)]
+        parts = [
+            self._infer(tf.constant(x[i : i + _BATCH])).numpy() for i in range(0, len(x), _BATCH)
+        ]
         return np.concatenate(parts) if parts else np.zeros((0, 1), "float32")
 
     def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:
@@ -148,8 +184,10 @@ class KerasWindowModel(BaseModel):
         in_train = labelled & (ends <= n_train - 1 - horizon)
         in_valid = labelled & (ends >= n_train)
         if in_train.sum() < 2:
-            raise ValueError(f"{self.name}: the training window yields {in_train.sum()} samples; "
-                             "give it more bars")
+            raise ValueError(
+                f"{self.name}: the training window yields {in_train.sum()} samples; "
+                "give it more bars"
+            )
         y_train = y_all[ends[in_train]]
         self._fit_label_scale(y_train)
         y_enc = self._encode(y_all[ends])
@@ -158,17 +196,29 @@ class KerasWindowModel(BaseModel):
         validation = None
         if in_valid.any():
             validation = (x[in_valid], y_enc[in_valid])
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_loss" if validation else "loss", patience=p["patience"],
-            restore_best_weights=True))
-        history = self.net.fit(x[in_train], y_enc[in_train], validation_data=validation,
-                               epochs=p["epochs"], batch_size=p["batch_size"], shuffle=True,
-                               verbose=0, callbacks=callbacks)
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss" if validation else "loss",
+                patience=p["patience"],
+                restore_best_weights=True,
+            )
+        )
+        history = self.net.fit(
+            x[in_train],
+            y_enc[in_train],
+            validation_data=validation,
+            epochs=p["epochs"],
+            batch_size=p["batch_size"],
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
         self._compile_inference()
         curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         key = "val_loss" if "val_loss" in curves else "loss"
-        report = FitReport(history=curves, epochs=len(curves["loss"]),
-                           best_epoch=int(np.argmin(curves[key])) + 1)
+        report = FitReport(
+            history=curves, epochs=len(curves["loss"]), best_epoch=int(np.argmin(curves[key])) + 1
+        )
         report.metrics["train_samples"] = float(in_train.sum())
         report.metrics["loss"] = float(min(curves["loss"]))
         if validation is not None:

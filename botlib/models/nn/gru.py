@@ -40,8 +40,9 @@ class GRUVolatilityModel(KerasWindowModel):
     def _network(self, n_features: int) -> Any:
         p = self.params
         inputs = keras.Input((p["seq_len"], n_features))
-        x = recurrent_stack(inputs, keras.layers.GRU, units=p["units"], layers=p["layers"],
-                            dropout=p["dropout"])
+        x = recurrent_stack(
+            inputs, keras.layers.GRU, units=p["units"], layers=p["layers"], dropout=p["dropout"]
+        )
         outputs = keras.layers.Dense(1, activation="softplus")(x)  # volatility > 0
         net = keras.Model(inputs, outputs, name="gru_volatility")
         net.compile(optimizer=self._optimizer(), loss="mse")

@@ -35,8 +35,9 @@ class LSTMPriceModel(KerasWindowModel):
     def _network(self, n_features: int) -> Any:
         p = self.params
         inputs = keras.Input((p["seq_len"], n_features))
-        x = recurrent_stack(inputs, keras.layers.LSTM, units=p["units"], layers=p["layers"],
-                            dropout=p["dropout"])
+        x = recurrent_stack(
+            inputs, keras.layers.LSTM, units=p["units"], layers=p["layers"], dropout=p["dropout"]
+        )
         outputs = keras.layers.Dense(1)(x)
         net = keras.Model(inputs, outputs, name="lstm_price")
         net.compile(optimizer=self._optimizer(), loss="mse")

@@ -38,9 +38,11 @@ class TransformerTrendModel(KerasWindowModel):
     algorithm = "transformer"
     prediction_type = "trend"
     outputs = ("p_up", "p_down", "p_sideways")
+    _extra = ("heads", "threshold")
 
-    def __init__(self, *, heads: int = 2, threshold: float = 0.002, horizon: int = 4,
-                 **params: Any) -> None:
+    def __init__(
+        self, *, heads: int = 2, threshold: float = 0.002, horizon: int = 4, **params: Any
+    ) -> None:
         if heads < 1:
             raise ValueError(f"transformer: heads must be >= 1, got {heads}")
         if threshold < 0:
@@ -65,8 +67,8 @@ class TransformerTrendModel(KerasWindowModel):
         x = PositionalEncoding()(x)
         for _ in range(p["layers"]):
             attn = keras.layers.MultiHeadAttention(
-                num_heads=p["heads"], key_dim=max(d_model // p["heads"], 4),
-                dropout=p["dropout"])(x, x)
+                num_heads=p["heads"], key_dim=max(d_model // p["heads"], 4), dropout=p["dropout"]
+            )(x, x)
             x = keras.layers.LayerNormalization(epsilon=1e-6)(x + attn)
             ff = keras.layers.Dense(2 * d_model, activation="relu")(x)
             ff = keras.layers.Dense(d_model)(keras.layers.Dropout(p["dropout"])(ff))
@@ -74,8 +76,11 @@ class TransformerTrendModel(KerasWindowModel):
         x = keras.layers.GlobalAveragePooling1D()(x)
         outputs = keras.layers.Dense(3, activation="softmax")(x)
         net = keras.Model(inputs, outputs, name="transformer_trend")
-        net.compile(optimizer=self._optimizer(), loss="sparse_categorical_crossentropy",
-                    metrics=["accuracy"])
+        net.compile(
+            optimizer=self._optimizer(),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
         return net
 
     def _valid_metrics(self, raw: np.ndarray, y: np.ndarray) -> dict[str, float]:

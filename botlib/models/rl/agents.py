@@ -22,7 +22,7 @@ from botlib.seed import seed_everything
 log = logging.getLogger(__name__)
 
 
-class _Progress(BaseCallback):  # type: ignore[misc]
+class _Progress(BaseCallback):
     """Logs progress every 10 % and records episode returns per timestep."""
 
     def __init__(self, name: str, total: int) -> None:
@@ -68,11 +68,22 @@ class RLAgentModel(BaseModel):
         if timesteps < 1 or window < 1 or hidden < 1:
             raise ValueError(f"{self.name}: timesteps, window and hidden must be >= 1")
         if reward not in ("log_return", "sharpe"):
-            raise ValueError(f"{self.name}: reward must be 'log_return' or 'sharpe', got {reward!r}")
-        super().__init__(timesteps=timesteps, window=window, learning_rate=learning_rate,
-                         hidden=hidden, fee=fee, slippage=slippage, allow_short=allow_short,
-                         reward=reward, episode_length=episode_length, feature_set=feature_set,
-                         seed=seed)
+            raise ValueError(
+                f"{self.name}: reward must be 'log_return' or 'sharpe', got {reward!r}"
+            )
+        super().__init__(
+            timesteps=timesteps,
+            window=window,
+            learning_rate=learning_rate,
+            hidden=hidden,
+            fee=fee,
+            slippage=slippage,
+            allow_short=allow_short,
+            reward=reward,
+            episode_length=episode_length,
+            feature_set=feature_set,
+            seed=seed,
+        )
         self.spec: FeatureSpec = get_feature_spec(feature_set)
         self.agent: BaseAlgorithm | None = None
         self._mu = np.zeros(0)
@@ -94,10 +105,17 @@ class RLAgentModel(BaseModel):
         ok = np.isfinite(feats).all(axis=1)
         first = int(np.argmax(ok))
         p = self.params
-        return TradingEnv(feats[first:], candles["open"].to_numpy()[first:],
-                          candles["close"].to_numpy()[first:], window=p["window"], fee=p["fee"],
-                          slippage=p["slippage"], allow_short=p["allow_short"],
-                          reward=p["reward"], episode_length=episode_length)
+        return TradingEnv(
+            feats[first:],
+            candles["open"].to_numpy()[first:],
+            candles["close"].to_numpy()[first:],
+            window=p["window"],
+            fee=p["fee"],
+            slippage=p["slippage"],
+            allow_short=p["allow_short"],
+            reward=p["reward"],
+            episode_length=episode_length,
+        )
 
     def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:
         p = self.params
@@ -108,8 +126,13 @@ class RLAgentModel(BaseModel):
         self._mu, self._sd = rows.mean(axis=0), rows.std(axis=0) + 1e-8
         env = self._env(train, episode_length=p["episode_length"])
         self.agent = self._algo(
-            "MlpPolicy", env, learning_rate=p["learning_rate"], seed=p["seed"], device="cpu",
-            policy_kwargs={"net_arch": [p["hidden"], p["hidden"]]}, verbose=0,
+            "MlpPolicy",
+            env,
+            learning_rate=p["learning_rate"],
+            seed=p["seed"],
+            device="cpu",
+            policy_kwargs={"net_arch": [p["hidden"], p["hidden"]]},
+            verbose=0,
             **self._agent_kwargs(),
         )
         progress = _Progress(self.name, p["timesteps"])
@@ -151,8 +174,12 @@ class RLAgentModel(BaseModel):
             if not ok[t - w + 1 : t + 1].all():
                 continue
             unreal = position * (close[t] / entry - 1.0) if position != 0.0 else 0.0
-            obs = np.concatenate([feats[t - w + 1 : t + 1].ravel(),
-                                  [position, np.clip(unreal * 10.0, -OBS_CLIP, OBS_CLIP)]])
+            obs = np.concatenate(
+                [
+                    feats[t - w + 1 : t + 1].ravel(),
+                    [position, np.clip(unreal * 10.0, -OBS_CLIP, OBS_CLIP)],
+                ]
+            )
             action, _ = policy.predict(obs.astype("float32"), deterministic=True)
             new = next_position(int(action), position, allow_short=short)
             if new != position and new != 0.0:
@@ -182,9 +209,14 @@ class DQNModel(RLAgentModel):
 
     def _agent_kwargs(self) -> dict[str, Any]:
         steps = self.params["timesteps"]
-        return {"learning_starts": min(1_000, max(steps // 10, 16)), "buffer_size": 50_000,
-                "batch_size": 64, "train_freq": 4, "target_update_interval": 500,
-                "exploration_fraction": 0.3}
+        return {
+            "learning_starts": min(1_000, max(steps // 10, 16)),
+            "buffer_size": 50_000,
+            "batch_size": 64,
+            "train_freq": 4,
+            "target_update_interval": 500,
+            "exploration_fraction": 0.3,
+        }
 
 
 class PPOModel(RLAgentModel):

@@ -60,8 +60,8 @@ class TradingEnv(gym.Env[np.ndarray, int]):
         if reward not in ("log_return", "sharpe"):
             raise ValueError(f"reward must be 'log_return' or 'sharpe', got {reward!r}")
         self.features = np.clip(features, -OBS_CLIP, OBS_CLIP)
-        self.open = np.asarray(open_, dtype="float64")
-        self.close = np.asarray(close, dtype="float64")
+        self.opens = np.asarray(open_, dtype="float64")
+        self.closes = np.asarray(close, dtype="float64")
         self.window = int(window)
         self.cost = float(fee) + float(slippage)
         self.allow_short = bool(allow_short)
@@ -69,10 +69,12 @@ class TradingEnv(gym.Env[np.ndarray, int]):
         self.episode_length = episode_length
         self.eta = float(sharpe_eta)
         n_obs = self.window * features.shape[1] + 2
-        self.observation_space = gym.spaces.Box(-OBS_CLIP, OBS_CLIP, (n_obs,), np.float32)
-        self.action_space = gym.spaces.Discrete(3)
+        self.observation_space: gym.spaces.Box = gym.spaces.Box(
+            -OBS_CLIP, OBS_CLIP, (n_obs,), np.float32
+        )
+        self.action_space: gym.spaces.Discrete = gym.spaces.Discrete(3)  # type: ignore[assignment]
         self._t = self.window - 1
-        self._end = len(self.close) - 1
+        self._end = len(self.closes) - 1
         self._position = 0.0
         self._entry = 0.0
         self._value = 1.0
@@ -84,9 +86,10 @@ class TradingEnv(gym.Env[np.ndarray, int]):
         win = self.features[t - self.window + 1 : t + 1].ravel()
         unreal = 0.0
         if self._position != 0.0:
-            unreal = self._position * (self.close[t] / self._entry - 1.0)
-        extra = np.array([self._position, np.clip(unreal * 10.0, -OBS_CLIP, OBS_CLIP)],
-                         dtype="float32")
+            unreal = self._position * (self.closes[t] / self._entry - 1.0)
+        extra = np.array(
+            [self._position, np.clip(unreal * 10.0, -OBS_CLIP, OBS_CLIP)], dtype="float32"
+        )
         return np.concatenate([win, extra]).astype("float32")
 
     def reset(
@@ -94,12 +97,12 @@ class TradingEnv(gym.Env[np.ndarray, int]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         first = self.window - 1
-        last_start = len(self.close) - 2
+        last_start = len(self.closes) - 2
         if self.episode_length is not None and last_start - first > self.episode_length:
             start = int(self.np_random.integers(first, last_start - self.episode_length + 1))
             self._end = start + self.episode_length
         else:
-            start, self._end = first, len(self.close) - 1
+            start, self._end = first, len(self.closes) - 1
         self._t = start
         self._position, self._entry, self._value = 0.0, 0.0, 1.0
         self._a = self._b = 0.0
@@ -112,22 +115,28 @@ class TradingEnv(gym.Env[np.ndarray, int]):
         old = self._position
         new = next_position(int(action), old, allow_short=self.allow_short)
         # hold the old position overnight to the next open, trade there, mark to close
-        growth = 1.0 + old * (self.open[t + 1] / self.close[t] - 1.0)
+        growth = 1.0 + old * (self.opens[t + 1] / self.closes[t] - 1.0)
         growth *= 1.0 - self.cost * abs(new - old)
-        growth *= 1.0 + new * (self.close[t + 1] / self.open[t + 1] - 1.0)
-        growth = max(growth, 1e-12)
+        growth *= 1.0 + new * (self.closes[t + 1] / self.opens[t + 1] - 1.0)
+        growth = max(float(growth), 1e-12)
         log_ret = math.log(growth)
         if new != old and new != 0.0:
-            self._entry = self.open[t + 1]
+            self._entry = self.opens[t + 1]
         self._position = new
         self._value *= growth
         self._t = t + 1
-        reward = log_ret if self.reward_kind == "log_return" else self._differential_sharpe(
-            growth - 1.0)
-        terminated = self._value <= 1e-6
-        truncated = self._t >= self._end
-        return self._obs(), float(reward), terminated, truncated, {
-            "t": self._t, "position": new, "value": self._value}
+        reward = (
+            log_ret if self.reward_kind == "log_return" else self._differential_sharpe(growth - 1.0)
+        )
+        terminated = bool(self._value <= 1e-6)
+        truncated = bool(self._t >= self._end)
+        return (
+            self._obs(),
+            float(reward),
+            terminated,
+            truncated,
+            {"t": self._t, "position": new, "value": self._value},
+        )
 
     def _differential_sharpe(self, r: float) -> float:
         a, b = self._a, self._b
