@@ -12,6 +12,7 @@ from botlib.features._spec import (
     FeatureDef,
     FeatureSpec,
     build_features,
+    feature_matrix,
     get_feature_spec,
 )
 from botlib.features.labels import Label, direction, forward_return, forward_volatility
@@ -25,6 +26,7 @@ __all__ = [
     "Label",
     "build_features",
     "direction",
+    "feature_matrix",
     "forward_return",
     "forward_volatility",
     "get_feature_spec",

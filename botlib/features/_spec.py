@@ -18,64 +18,100 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from botlib.features import _kernels as _k
 from botlib.features import indicators as ind
 
-FeatureFn = Callable[..., pd.Series | pd.DataFrame]
+Bars = Mapping[str, np.ndarray]
+Columns = dict[str, np.ndarray]
+FeatureFn = Callable[..., Columns]
 
 
-def _price_ratio(fn: Callable[..., pd.Series]) -> FeatureFn:
-    def feature(candles: pd.DataFrame, **params: Any) -> pd.Series:
-        line = fn(candles["close"], **params)
-        return (candles["close"] / line - 1.0).rename(f"close_over_{line.name}")
-
-    return feature
-
-
-def _on_close(fn: Callable[..., Any]) -> FeatureFn:
-    def feature(candles: pd.DataFrame, **params: Any) -> Any:
-        return fn(candles["close"], **params)
-
-    return feature
-
-
-def _atr_pct(candles: pd.DataFrame, *, window: int = 14) -> pd.Series:
-    return (ind.atr(candles, window=window) / candles["close"]).rename(f"atr_pct_{window}")
-
-
-def _bb_position(candles: pd.DataFrame, *, window: int = 20, k: float = 2.0) -> pd.DataFrame:
-    bands = ind.bollinger(candles["close"], window=window, k=k)
-    span = bands["bb_upper"] - bands["bb_lower"]
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        pos = (candles["close"] - bands["bb_lower"]) / span
-    return pd.DataFrame({"bb_pos": pos.mask(span == 0, 0.5), "bb_width": bands["bb_width"]})
+        return np.asarray(a / b)
 
 
-def _macd_pct(candles: pd.DataFrame, **params: Any) -> pd.DataFrame:
-    frame = ind.macd(candles["close"], **params)
-    return frame.div(candles["close"], axis=0).add_suffix("_pct")
+def _returns(b: Bars, *, periods: int = 1) -> Columns:
+    ind._check_window(periods, "periods")
+    return {f"ret_{periods}": b["close"] / _k.shift(b["close"], periods) - 1.0}
 
 
-def _obv_slope(candles: pd.DataFrame, *, window: int = 24) -> pd.Series:
+def _log_returns(b: Bars, *, periods: int = 1) -> Columns:
+    ind._check_window(periods, "periods")
+    return {f"logret_{periods}": ind.log_returns_values(b["close"], periods)}
+
+
+def _sma_ratio(b: Bars, *, window: int = 20) -> Columns:
+    ind._check_window(window)
+    return {f"close_over_sma_{window}": b["close"] / _k.rolling_mean(b["close"], window) - 1.0}
+
+
+def _ema_ratio(b: Bars, *, window: int = 20) -> Columns:
+    ind._check_window(window)
+    return {f"close_over_ema_{window}": b["close"] / ind.ema_values(b["close"], window) - 1.0}
+
+
+def _rsi(b: Bars, *, window: int = 14) -> Columns:
+    ind._check_window(window)
+    return {f"rsi_{window}": ind.rsi_values(b["close"], window)}
+
+
+def _macd_pct(b: Bars, *, fast: int = 12, slow: int = 26, signal: int = 9) -> Columns:
+    for value, name in ((fast, "fast"), (slow, "slow"), (signal, "signal")):
+        ind._check_window(value, name)
+    line, sig, hist = ind.macd_values(b["close"], fast, slow, signal)
+    c = b["close"]
+    return {"macd_pct": line / c, "macd_signal_pct": sig / c, "macd_hist_pct": hist / c}
+
+
+def _bb_position(b: Bars, *, window: int = 20, k: float = 2.0) -> Columns:
+    ind._check_window(window)
+    upper, mid, lower = ind.bollinger_values(b["close"], window, k)
+    span = upper - lower
+    pos = np.where(span == 0, 0.5, _div(b["close"] - lower, span))
+    return {"bb_pos": pos, "bb_width": span / mid}
+
+
+def _atr_pct(b: Bars, *, window: int = 14) -> Columns:
+    ind._check_window(window)
+    atr = ind.atr_values(b["high"], b["low"], b["close"], window)
+    return {f"atr_pct_{window}": atr / b["close"]}
+
+
+def _realized_volatility(b: Bars, *, window: int = 24) -> Columns:
+    ind._check_window(window)
+    return {f"rvol_{window}": ind.realized_volatility_values(b["close"], window)}
+
+
+def _volume_zscore(b: Bars, *, window: int = 24) -> Columns:
+    ind._check_window(window)
+    return {f"vol_z_{window}": ind.volume_zscore_values(b["volume"], window)}
+
+
+def _obv_slope(b: Bars, *, window: int = 24) -> Columns:
     """Change of OBV over ``window`` bars, in units of the window's mean volume."""
-    change = ind.obv(candles).diff(window)
-    mean_vol = candles["volume"].rolling(window, min_periods=window).mean()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = change / (mean_vol * window)
-    return out.where(mean_vol > 0, 0.0).where(mean_vol.notna()).rename(f"obv_slope_{window}")
+    ind._check_window(window)
+    obv = ind.obv_values(b["close"], b["volume"])
+    change = obv - _k.shift(obv, window)
+    mean_vol = _k.rolling_mean(b["volume"], window)
+    out = np.where(mean_vol > 0, _div(change, mean_vol * window), 0.0)
+    out[np.isnan(mean_vol) | np.isnan(change)] = np.nan
+    return {f"obv_slope_{window}": out}
 
 
-#: Feature functions by name. Each maps a candle frame to one or more named columns.
+#: Feature functions by name. Each maps the candle columns (NumPy arrays) to one or
+#: more named columns; the public, pandas-level versions live in ``indicators``.
 FEATURES: dict[str, FeatureFn] = {
-    "returns": lambda c, **p: ind.returns(c["close"], **p),
-    "log_returns": _on_close(ind.log_returns),
-    "sma_ratio": _price_ratio(ind.sma),
-    "ema_ratio": _price_ratio(ind.ema),
-    "rsi": _on_close(ind.rsi),
+    "returns": _returns,
+    "log_returns": _log_returns,
+    "sma_ratio": _sma_ratio,
+    "ema_ratio": _ema_ratio,
+    "rsi": _rsi,
     "macd": _macd_pct,
     "bollinger": _bb_position,
     "atr": _atr_pct,
-    "realized_volatility": _on_close(ind.realized_volatility),
-    "volume_zscore": lambda c, **p: ind.volume_zscore(c["volume"], **p),
+    "realized_volatility": _realized_volatility,
+    "volume_zscore": _volume_zscore,
     "obv_slope": _obv_slope,
 }
 
@@ -173,17 +209,31 @@ def get_feature_spec(name: str) -> FeatureSpec:
         ) from None
 
 
+def feature_matrix(
+    candles: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC
+) -> tuple[np.ndarray, list[str]]:
+    """The features of ``spec`` as a float64 array (rows = candles) and column names;
+    the fast path behind ``build_features`` (no DataFrame is built)."""
+    bars = {
+        str(c): candles[c].to_numpy(dtype="float64")
+        for c in ("open", "high", "low", "close", "volume")
+    }
+    columns: Columns = {}
+    for f in spec.features:
+        for name, values in FEATURES[f.name](bars, **dict(f.params)).items():
+            if name in columns:
+                raise ValueError(f"feature set {spec.name!r} produces duplicate column {name!r}")
+            columns[name] = values
+    matrix = np.column_stack(list(columns.values())) if columns else np.zeros((len(candles), 0))
+    matrix[~np.isfinite(matrix)] = np.nan
+    return matrix, list(columns)
+
+
 def build_features(
     candles: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC, *, dropna: bool = False
 ) -> pd.DataFrame:
     """The feature frame of ``spec`` over ``candles`` (same index; warm-up rows NaN unless
-    ``dropna``). Column names are unique and in spec order."""
-    parts: list[pd.Series | pd.DataFrame] = []
-    for f in spec.features:
-        parts.append(FEATURES[f.name](candles, **dict(f.params)))
-    frame = pd.concat(parts, axis=1)
-    if frame.columns.duplicated().any():
-        dups = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise ValueError(f"feature set {spec.name!r} produces duplicate columns {dups}")
-    frame = frame.replace([np.inf, -np.inf], np.nan)
+    ``dropna``). Column names are unique and in spec order; infinities become NaN."""
+    matrix, names = feature_matrix(candles, spec)
+    frame = pd.DataFrame(matrix, index=candles.index, columns=names)
     return frame.dropna() if dropna else frame

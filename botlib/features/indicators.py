@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from botlib.features import _kernels as _k
+
 __all__ = [
     "atr",
     "bollinger",
@@ -31,50 +33,112 @@ def _check_window(window: int, name: str = "window") -> None:
         raise ValueError(f"{name} must be a positive whole number of bars, got {window!r}")
 
 
+def _series(values: np.ndarray, like: pd.Series | pd.DataFrame, name: str) -> pd.Series:
+    return pd.Series(values, index=like.index, name=name)
+
+
+def _values(x: pd.Series) -> np.ndarray:
+    return x.to_numpy(dtype="float64")
+
+
+# -- array level: what the feature builder uses (no pandas overhead) -----------------
+
+
+def log_returns_values(c: np.ndarray, periods: int = 1) -> np.ndarray:
+    return np.asarray(np.log(c / _k.shift(c, periods)))
+
+
+def ema_values(c: np.ndarray, window: int) -> np.ndarray:
+    return _k.ewm(c, 2.0 / (window + 1), min_periods=window)
+
+
+def rsi_values(c: np.ndarray, window: int) -> np.ndarray:
+    delta = c - _k.shift(c, 1)
+    undefined = np.isnan(delta)
+    up = np.where(undefined, np.nan, np.maximum(delta, 0.0))
+    down = np.where(undefined, np.nan, np.maximum(-delta, 0.0))
+    gain = _k.ewm(up, 1.0 / window, min_periods=window)
+    loss = _k.ewm(down, 1.0 / window, min_periods=window)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = 100.0 - 100.0 / (1.0 + gain / loss)
+    out = np.where(loss == 0.0, 100.0, out)
+    out[np.isnan(gain)] = np.nan
+    return out
+
+
+def macd_values(
+    c: np.ndarray, fast: int, slow: int, signal: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    line = ema_values(c, fast) - ema_values(c, slow)
+    sig = _k.ewm(line, 2.0 / (signal + 1), signal)
+    return line, sig, line - sig
+
+
+def bollinger_values(
+    c: np.ndarray, window: int, k: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    mid = _k.rolling_mean(c, window)
+    std = _k.rolling_std(c, window, ddof=0)
+    return mid + k * std, mid, mid - k * std
+
+
+def atr_values(high: np.ndarray, low: np.ndarray, close: np.ndarray, window: int) -> np.ndarray:
+    prev = _k.shift(close, 1)
+    true_range = np.fmax(high - low, np.fmax(np.abs(high - prev), np.abs(low - prev)))
+    return _k.wilder_seeded(true_range, window)
+
+
+def realized_volatility_values(c: np.ndarray, window: int) -> np.ndarray:
+    return _k.rolling_std(log_returns_values(c), window, ddof=1)
+
+
+def volume_zscore_values(v: np.ndarray, window: int) -> np.ndarray:
+    mean = _k.rolling_mean(v, window)
+    std = _k.rolling_std(v, window, ddof=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(std > 0, (v - mean) / std, 0.0)
+    z[np.isnan(mean)] = np.nan
+    return z
+
+
+def obv_values(c: np.ndarray, v: np.ndarray) -> np.ndarray:
+    direction = np.sign(np.nan_to_num(c - _k.shift(c, 1)))
+    return np.asarray(np.cumsum(direction * v))
+
+
+# -- public, pandas level ---------------------------------------------------------------
+
+
 def returns(close: pd.Series, *, periods: int = 1) -> pd.Series:
     """Simple return over ``periods`` bars: ``close_t / close_{t-periods} - 1``."""
     _check_window(periods, "periods")
-    return close.pct_change(periods, fill_method=None).rename(f"ret_{periods}")
+    c = _values(close)
+    return _series(c / _k.shift(c, periods) - 1.0, close, f"ret_{periods}")
 
 
 def log_returns(close: pd.Series, *, periods: int = 1) -> pd.Series:
     """Log return over ``periods`` bars."""
     _check_window(periods, "periods")
-    return pd.Series(
-        np.log(close / close.shift(periods)), index=close.index, name=f"logret_{periods}"
-    )
+    return _series(log_returns_values(_values(close), periods), close, f"logret_{periods}")
 
 
 def sma(close: pd.Series, *, window: int = 20) -> pd.Series:
     """Simple moving average over ``window`` bars."""
     _check_window(window)
-    return close.rolling(window, min_periods=window).mean().rename(f"sma_{window}")
+    return _series(_k.rolling_mean(_values(close), window), close, f"sma_{window}")
 
 
 def ema(close: pd.Series, *, window: int = 20) -> pd.Series:
     """Exponential moving average, ``alpha = 2 / (window + 1)``, recursive from the first
     bar; the first ``window - 1`` values are NaN (warm-up)."""
     _check_window(window)
-    out = close.ewm(span=window, adjust=False, min_periods=window).mean()
-    return out.rename(f"ema_{window}")
-
-
-def _wilder(values: pd.Series, window: int) -> pd.Series:
-    """Wilder's smoothing (``alpha = 1 / window``)."""
-    return values.ewm(alpha=1.0 / window, adjust=False, min_periods=window).mean()
+    return _series(ema_values(_values(close), window), close, f"ema_{window}")
 
 
 def rsi(close: pd.Series, *, window: int = 14) -> pd.Series:
-    """Relative strength index (Wilder), 0..100."""
+    """Relative strength index (Wilder smoothing, ``alpha = 1 / window``), 0..100."""
     _check_window(window)
-    delta = close.diff()
-    gain = _wilder(delta.clip(lower=0.0), window)
-    loss = _wilder(-delta.clip(upper=0.0), window)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rs = gain / loss
-    out = 100.0 - 100.0 / (1.0 + rs)
-    out = out.where(loss != 0.0, 100.0).where(gain.notna())
-    return out.rename(f"rsi_{window}")
+    return _series(rsi_values(_values(close), window), close, f"rsi_{window}")
 
 
 def macd(close: pd.Series, *, fast: int = 12, slow: int = 26, signal: int = 9) -> pd.DataFrame:
@@ -83,19 +147,14 @@ def macd(close: pd.Series, *, fast: int = 12, slow: int = 26, signal: int = 9) -
         _check_window(value, name)
     if fast >= slow:
         raise ValueError(f"fast ({fast}) must be shorter than slow ({slow})")
-    line = ema(close, window=fast) - ema(close, window=slow)
-    sig = line.ewm(span=signal, adjust=False, min_periods=signal).mean()
-    return pd.DataFrame(
-        {"macd": line, "macd_signal": sig, "macd_hist": line - sig}, index=close.index
-    )
+    line, sig, hist = macd_values(_values(close), fast, slow, signal)
+    return pd.DataFrame({"macd": line, "macd_signal": sig, "macd_hist": hist}, index=close.index)
 
 
 def bollinger(close: pd.Series, *, window: int = 20, k: float = 2.0) -> pd.DataFrame:
     """Bollinger bands (population std), and width = (upper - lower) / middle."""
     _check_window(window)
-    mid = close.rolling(window, min_periods=window).mean()
-    std = close.rolling(window, min_periods=window).std(ddof=0)
-    upper, lower = mid + k * std, mid - k * std
+    upper, mid, lower = bollinger_values(_values(close), window, k)
     return pd.DataFrame(
         {"bb_upper": upper, "bb_mid": mid, "bb_lower": lower, "bb_width": (upper - lower) / mid},
         index=close.index,
@@ -103,26 +162,11 @@ def bollinger(close: pd.Series, *, window: int = 20, k: float = 2.0) -> pd.DataF
 
 
 def atr(candles: pd.DataFrame, *, window: int = 14) -> pd.Series:
-    """Average true range (Wilder), in quote currency."""
+    """Average true range (Wilder, seeded with the mean of the first ``window`` true
+    ranges), in quote currency."""
     _check_window(window)
-    prev_close = candles["close"].shift(1)
-    true_range = pd.concat(
-        [
-            candles["high"] - candles["low"],
-            (candles["high"] - prev_close).abs(),
-            (candles["low"] - prev_close).abs(),
-        ],
-        axis=1,
-    ).max(axis=1, skipna=False)
-    true_range.iloc[0] = candles["high"].iloc[0] - candles["low"].iloc[0]
-    # seeded with the simple mean of the first `window` true ranges, then Wilder
-    values = true_range.to_numpy(dtype="float64")
-    out = np.full(len(values), np.nan)
-    if len(values) >= window:
-        out[window - 1] = values[:window].mean()
-        for i in range(window, len(values)):
-            out[i] = (out[i - 1] * (window - 1) + values[i]) / window
-    return pd.Series(out, index=candles.index, name=f"atr_{window}")
+    high, low, close = (_values(candles[c]) for c in ("high", "low", "close"))
+    return _series(atr_values(high, low, close, window), candles, f"atr_{window}")
 
 
 def realized_volatility(
@@ -131,24 +175,20 @@ def realized_volatility(
     """Rolling standard deviation of 1-bar log returns; annualized when
     ``periods_per_year`` is given (e.g. 8760 for hourly bars)."""
     _check_window(window)
-    vol = log_returns(close).rolling(window, min_periods=window).std(ddof=1)
+    vol = realized_volatility_values(_values(close), window)
     if periods_per_year is not None:
         vol = vol * np.sqrt(periods_per_year)
-    return vol.rename(f"rvol_{window}")
+    return _series(vol, close, f"rvol_{window}")
 
 
 def volume_zscore(volume: pd.Series, *, window: int = 24) -> pd.Series:
     """How unusual this bar's volume is against the last ``window`` bars (including it)."""
     _check_window(window)
-    mean = volume.rolling(window, min_periods=window).mean()
-    std = volume.rolling(window, min_periods=window).std(ddof=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = (volume - mean) / std
-    return z.where(std > 0, 0.0).where(mean.notna()).rename(f"vol_z_{window}")
+    return _series(volume_zscore_values(_values(volume), window), volume, f"vol_z_{window}")
 
 
 def obv(candles: pd.DataFrame) -> pd.Series:
-    """On-balance volume: cumulative volume signed by the close-to-close direction."""
-    direction = np.sign(candles["close"].diff().fillna(0.0).to_numpy())
-    signed = pd.Series(direction * candles["volume"].to_numpy(), index=candles.index)
-    return signed.cumsum().rename("obv")
+    """On-balance volume: cumulative volume signed by the close-to-close direction
+    (unchanged close: unchanged OBV)."""
+    values = obv_values(_values(candles["close"]), _values(candles["volume"]))
+    return _series(values, candles, "obv")

@@ -231,6 +231,17 @@ class BaseModel(ABC):
         assert list(out.columns) == list(self.outputs), (list(out.columns), self.outputs)
         return out
 
+    def predict_last(self, candles: pd.DataFrame) -> pd.DataFrame:
+        """The newest bar's outputs (one row), the live loop's call. Equal to
+        ``predict(candles).iloc[[-1]]``; models override it to skip older bars."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.name}: call fit() or load() before predict_last()")
+        check_candles(candles, self.meta.required_history, who=self.name)
+        return self._predict_last(candles)
+
+    def _predict_last(self, candles: pd.DataFrame) -> pd.DataFrame:
+        return self._predict(candles).iloc[[-1]]
+
     def save(self, path: str | Path) -> Path:
         """Write the model to folder ``path`` (created); ``load_model(path)`` reads it."""
         if not self.fitted:

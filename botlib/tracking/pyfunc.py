@@ -56,10 +56,10 @@ class BotlibPyfunc(PythonModel):
     # no type hints here: MLflow would try to derive a schema from them; the explicit
     # signature given to log_model is the schema
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        out = self.model.predict(_as_candles(model_input))
+        candles = _as_candles(model_input)
         if params and params.get("last_only"):
-            out = out.iloc[[-1]]
-        return out
+            return self.model.predict_last(candles)
+        return self.model.predict(candles)
 
 
 def signature_for(model: BaseModel) -> ModelSignature:

@@ -37,6 +37,9 @@ def test_train_save_load_predict_backtest(
         again.to_numpy(), out.to_numpy(), rtol=1e-6, atol=1e-9, equal_nan=True
     )
     assert loaded.meta.feature_schema_hash == meta.feature_schema_hash
+    last = loaded.predict_last(windows.all)
+    np.testing.assert_allclose(last.to_numpy(), again.iloc[[-1]].to_numpy(), rtol=1e-6)
+    assert last.index[0] == windows.all.index[-1]
 
     history = windows.all.loc[: windows.valid.index[-1]]
     result = backtest_model(loaded, history, windows.test)

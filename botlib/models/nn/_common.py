@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 import tensorflow as tf
 
-from botlib.features import FeatureSpec, build_features, get_feature_spec
+from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
 from botlib.models.base import BaseModel, FitReport, ModelMeta
 from botlib.seed import seed_everything
 
@@ -135,7 +135,7 @@ class KerasWindowModel(BaseModel):
 
     # -- shared machinery -------------------------------------------------------------
     def _scaled_features(self, candles: pd.DataFrame) -> np.ndarray:
-        feats = build_features(candles, self.spec).to_numpy(dtype="float32")
+        feats = feature_matrix(candles, self.spec)[0].astype("float32")
         return (feats - self._mu) / self._sd
 
     def _windows(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +170,7 @@ class KerasWindowModel(BaseModel):
         p = self.params
         seed_everything(p["seed"])
         full = pd.concat([train, valid]) if valid is not None else train
-        raw = build_features(full, self.spec).to_numpy(dtype="float32")
+        raw = feature_matrix(full, self.spec)[0].astype("float32")
         n_train = len(train)
         horizon = p["horizon"]
         # scaler from training rows only
@@ -241,6 +241,18 @@ class KerasWindowModel(BaseModel):
                 values[ends] = decoded[col]
             out[col] = values
         return out
+
+    def _predict_last(self, candles: pd.DataFrame) -> pd.DataFrame:
+        # features over all the history given (as predict does), so the result equals
+        # predict(candles).iloc[-1] exactly; only the network runs on one window
+        seq = self.params["seq_len"]
+        window = self._scaled_features(candles)[-seq:]
+        if not np.isfinite(window).all():
+            values = {col: np.nan for col in self.outputs}
+        else:
+            decoded = self._decode(self._run(window[None].astype("float32")))
+            values = {col: float(decoded[col][0]) for col in self.outputs}
+        return pd.DataFrame(values, index=candles.index[-1:], columns=list(self.outputs))
 
     def _save(self, path: Path) -> None:
         assert self.net is not None

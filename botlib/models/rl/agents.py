@@ -14,7 +14,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from botlib.features import FeatureSpec, build_features, get_feature_spec
+from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
 from botlib.models.base import BaseModel, FitReport, ModelMeta
 from botlib.models.rl.env import OBS_CLIP, TradingEnv, next_position
 from botlib.seed import seed_everything
@@ -97,7 +97,7 @@ class RLAgentModel(BaseModel):
         return {}
 
     def _scaled(self, candles: pd.DataFrame) -> np.ndarray:
-        feats = build_features(candles, self.spec).to_numpy(dtype="float32")
+        feats = feature_matrix(candles, self.spec)[0].astype("float32")
         return np.asarray(np.clip((feats - self._mu) / self._sd, -OBS_CLIP, OBS_CLIP))
 
     def _env(self, candles: pd.DataFrame, *, episode_length: int | None) -> TradingEnv:
@@ -121,7 +121,7 @@ class RLAgentModel(BaseModel):
         p = self.params
         seed_everything(p["seed"])
         torch.set_num_threads(1)
-        raw = build_features(train, self.spec).to_numpy(dtype="float32")
+        raw = feature_matrix(train, self.spec)[0].astype("float32")
         rows = raw[np.isfinite(raw).all(axis=1)]
         self._mu, self._sd = rows.mean(axis=0), rows.std(axis=0) + 1e-8
         env = self._env(train, episode_length=p["episode_length"])
@@ -170,6 +170,7 @@ class RLAgentModel(BaseModel):
         position, entry = 0.0, 0.0
         close, open_ = candles["close"].to_numpy(), candles["open"].to_numpy()
         policy = self.agent.policy
+        policy.set_training_mode(False)
         for t in range(w - 1, len(candles)):
             if not ok[t - w + 1 : t + 1].all():
                 continue
@@ -180,8 +181,13 @@ class RLAgentModel(BaseModel):
                     [position, np.clip(unreal * 10.0, -OBS_CLIP, OBS_CLIP)],
                 ]
             )
-            action, _ = policy.predict(obs.astype("float32"), deterministic=True)
-            new = next_position(int(action), position, allow_short=short)
+            with torch.no_grad():  # the policy network directly: no per-call checks
+                action = int(
+                    policy._predict(
+                        torch.as_tensor(obs[None], dtype=torch.float32), deterministic=True
+                    )[0]
+                )
+            new = next_position(action, position, allow_short=short)
             if new != position and new != 0.0:
                 entry = open_[t + 1] if t + 1 < len(candles) else close[t]
             position = new
