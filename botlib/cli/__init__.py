@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from botlib.cli import _backtest, _data, _demo
+from botlib.cli import _backtest, _data, _demo, _train
 from botlib.errors import BotlibError
 
 __all__ = ["app", "main"]
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.add_typer(_data.app, name="data")
 app.command("backtest")(_backtest.backtest)
 app.command("strategies")(_backtest.strategies)
+app.command("train")(_train.train)
 app.command("demo")(_demo.demo)
 
 

@@ -46,3 +46,31 @@ def metrics_rich_table(table: pd.DataFrame, title: str) -> Table:
         if key in table.columns:
             out.add_row(label, *(_cell(table.at[name, key], kind) for name in table.index))
     return out
+
+
+_LEADERBOARD = [
+    ("sharpe", "Sharpe", "num"),
+    ("total_return", "return", "pct"),
+    ("max_drawdown", "max DD", "pct"),
+    ("trades", "trades", "int"),
+    ("exposure", "exposure", "pct"),
+    ("final_equity", "final equity", "num"),
+]
+
+
+def leaderboard_table(table: pd.DataFrame, title: str) -> Table:
+    """One row per model, best out-of-sample Sharpe first; baselines last, dimmed."""
+    base = [n for n in ("buy_and_hold", "flat") if n in table.index]
+    models = table.drop(index=base)
+    models = models.sort_values("sharpe", ascending=False, na_position="last")
+    out = Table(title=title, title_justify="left")
+    out.add_column("model")
+    for _, label, _ in _LEADERBOARD:
+        out.add_column(label, justify="right")
+    for name, row in pd.concat([models, table.loc[base]]).iterrows():
+        out.add_row(
+            str(name),
+            *(_cell(row.get(key), kind) for key, _, kind in _LEADERBOARD),
+            style="dim" if name in base else None,
+        )
+    return out

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from botlib.errors import ConfigError
 from botlib.features import _kernels as _k
 from botlib.features import indicators as ind
 
@@ -126,7 +127,7 @@ class FeatureDef:
     def __post_init__(self) -> None:
         if self.name not in FEATURES:
             hint = get_close_matches(self.name, FEATURES, n=1)
-            raise ValueError(
+            raise ConfigError(
                 f"unknown feature {self.name!r}"
                 + (f"; did you mean {hint[0]!r}?" if hint else "")
                 + f"; known: {sorted(FEATURES)}"
@@ -202,7 +203,7 @@ def get_feature_spec(name: str) -> FeatureSpec:
         return FEATURE_SETS[name]
     except KeyError:
         hint = get_close_matches(name, FEATURE_SETS, n=1)
-        raise ValueError(
+        raise ConfigError(
             f"unknown feature set {name!r}"
             + (f"; did you mean {hint[0]!r}?" if hint else "")
             + f"; known: {sorted(FEATURE_SETS)}"
@@ -222,7 +223,7 @@ def feature_matrix(
     for f in spec.features:
         for name, values in FEATURES[f.name](bars, **dict(f.params)).items():
             if name in columns:
-                raise ValueError(f"feature set {spec.name!r} produces duplicate column {name!r}")
+                raise ConfigError(f"feature set {spec.name!r} produces duplicate column {name!r}")
             columns[name] = values
     matrix = np.column_stack(list(columns.values())) if columns else np.zeros((len(candles), 0))
     matrix[~np.isfinite(matrix)] = np.nan

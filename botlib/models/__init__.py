@@ -12,6 +12,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
+from botlib.errors import ConfigError
 from botlib.models.base import (
     OUTPUT_COLUMNS,
     BaseModel,
@@ -58,7 +59,7 @@ def get_model_class(name: str) -> type[BaseModel]:
         target = _CLASSES[name]
     except KeyError:
         hint = get_close_matches(name, _CLASSES, n=1)
-        raise ValueError(
+        raise ConfigError(
             f"unknown model {name!r}"
             + (f"; did you mean {hint[0]!r}?" if hint else "")
             + f"; known: {', '.join(MODEL_NAMES)}"
@@ -82,7 +83,7 @@ def create_model(name: str, **params: Any) -> BaseModel:
         detail = ", ".join(
             f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items()
         )
-        raise ValueError(
+        raise ConfigError(
             f"{name}: unknown parameter(s) {detail or exc}; parameters: {', '.join(known)}"
         ) from None
 
@@ -101,7 +102,7 @@ def load_model(ref: str | Path) -> BaseModel:
         if scheme not in _RESOLVERS:
             importlib.import_module("botlib.tracking")  # registers models:/ and runs:/
         if scheme not in _RESOLVERS:
-            raise ValueError(f"cannot load {text!r}: no resolver for {scheme}:/ URIs")
+            raise ConfigError(f"cannot load {text!r}: no resolver for {scheme}:/ URIs")
         ref = _RESOLVERS[scheme](text)
     meta = read_meta(Path(ref))
     return get_model_class(meta["name"]).load(ref)

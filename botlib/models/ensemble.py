@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from botlib.backtest import compute_metrics, normalize_signals, simulate
+from botlib.errors import ConfigError
 from botlib.models.base import BaseModel, FitReport, ModelMeta
 from botlib.signals import SignalConfig, build_signal_frame
 
@@ -31,9 +32,9 @@ class EnsembleModel(BaseModel):
         self, *, members: list[str], weighting: str = "sharpe", weights: list[float] | None = None
     ) -> None:
         if not members:
-            raise ValueError("ensemble: give at least one member model (folder or URI)")
+            raise ConfigError("ensemble: give at least one member model (folder or URI)")
         if weighting not in ("sharpe", "equal"):
-            raise ValueError(f"ensemble: weighting must be 'sharpe' or 'equal', got {weighting!r}")
+            raise ConfigError(f"ensemble: weighting must be 'sharpe' or 'equal', got {weighting!r}")
         super().__init__(members=[str(m) for m in members], weighting=weighting, weights=weights)
         self.models: list[BaseModel] = []
 

@@ -8,10 +8,10 @@ from typing import Any
 import pandas as pd
 
 from botlib.backtest import BacktestResult, run_backtest
-from botlib.models.base import BaseModel
+from botlib.models.base import BaseModel, FitReport
 from botlib.signals import SignalConfig, build_signal_frame
 
-__all__ = ["backtest_model", "model_signal_frame"]
+__all__ = ["backtest_model", "model_signal_frame", "train_and_backtest"]
 
 
 def model_signal_frame(
@@ -50,3 +50,24 @@ def backtest_model(
     cfg = config or SignalConfig()
     timeframe = engine.pop("timeframe", test.attrs.get("timeframe"))
     return run_backtest(test, signals, timeframe=timeframe, allow_short=cfg.allow_short, **engine)
+
+
+def train_and_backtest(
+    name: str,
+    candles: pd.DataFrame,
+    *,
+    params: dict[str, Any] | None = None,
+    train: float = 0.7,
+    valid: float = 0.15,
+    config: SignalConfig | None = None,
+) -> tuple[BaseModel, FitReport, BacktestResult]:
+    """Train model ``name`` on the first ``train`` share of ``candles``, validate on the
+    next ``valid`` share, and backtest on the rest (out of sample)."""
+    from botlib.models import create_model, split_by_time
+
+    model = create_model(name, **(params or {}))
+    train_part, valid_part, test_part = split_by_time(candles, train=train, valid=valid)
+    report = model.fit(train_part, valid_part)
+    history = pd.concat([train_part, valid_part])
+    result = backtest_model(model, history, test_part, config=config)
+    return model, report, result

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from botlib.errors import ConfigError
 from botlib.features import indicators as ind
 from botlib.signals._records import Signal, record_id
 
@@ -52,13 +53,13 @@ class SignalConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.entry_threshold < 1:
-            raise ValueError(f"entry_threshold must be in [0, 1), got {self.entry_threshold}")
+            raise ConfigError(f"entry_threshold must be in [0, 1), got {self.entry_threshold}")
         if not 0 < self.max_position <= 1:
-            raise ValueError(f"max_position must be in (0, 1], got {self.max_position}")
+            raise ConfigError(f"max_position must be in (0, 1], got {self.max_position}")
         if not 0 < self.risk_per_trade <= 1:
-            raise ValueError(f"risk_per_trade must be in (0, 1], got {self.risk_per_trade}")
+            raise ConfigError(f"risk_per_trade must be in (0, 1], got {self.risk_per_trade}")
         if self.stop_mult < 0 or self.take_mult < 0:
-            raise ValueError("stop_mult and take_mult must be >= 0 (0 = no level)")
+            raise ConfigError("stop_mult and take_mult must be >= 0 (0 = no level)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,7 +86,7 @@ def build_signal_frame(
     """
     cfg = config or SignalConfig()
     if not outputs.index.equals(candles.index):
-        raise ValueError("outputs and candles must share one index")
+        raise ConfigError("outputs and candles must share one index")
     n = len(candles)
     close = candles["close"].to_numpy(dtype="float64")
     h = max(int(horizon), 1)

@@ -115,6 +115,7 @@ def test_data_import_good_and_bad(tmp_path: Path) -> None:
 def test_every_command_has_help() -> None:
     for args in (
         ["--help"],
+        ["train", "--help"],
         ["data", "--help"],
         ["data", "info", "--help"],
         ["data", "fetch", "--help"],
@@ -150,7 +151,17 @@ def test_demo_downloads_when_no_dataset_exists(
         get_settings.cache_clear()
         report = tmp_path / "demo.html"
         out = runner.invoke(
-            app, ["demo", "--start", "2025-01-01", "--end", "2025-04-01", "--report", str(report)]
+            app,
+            [
+                "demo",
+                "--start",
+                "2025-01-01",
+                "--end",
+                "2025-04-01",
+                "--report",
+                str(report),
+                "--no-models",
+            ],
         )
         assert out.exit_code == 0, out.output
         assert "No reference dataset" in out.stdout and "downloading" in out.stdout
@@ -159,3 +170,33 @@ def test_demo_downloads_when_no_dataset_exists(
         assert server.kline_starts, "nothing was fetched from the exchange"
     finally:
         server.stop()
+
+
+def test_train_prints_out_of_sample_metrics(tmp_path: Path) -> None:
+    out = runner.invoke(
+        app,
+        [
+            "train",
+            "de_rules",
+            "-p",
+            "population=6",
+            "-p",
+            "generations=2",
+            "--start",
+            "2025-06-01",
+            "--save",
+            str(tmp_path / "m"),
+            "--json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["params"]["best_params"]["fast"] < data["params"]["best_params"]["slow"]
+    assert {"sharpe", "trades"} <= set(data["metrics"])
+    assert "buy_and_hold" in data["baselines"]
+    assert (tmp_path / "m" / "botlib_model.json").exists()
+
+
+def test_train_unknown_model_is_one_clear_line() -> None:
+    proc = _botlib("train", "lstn")
+    assert proc.returncode == 2 and "did you mean 'lstm'" in proc.stderr

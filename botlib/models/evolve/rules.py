@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from botlib.backtest import get_strategy, run_backtest
+from botlib.errors import ConfigError
 from botlib.models.base import BaseModel, FitReport, ModelMeta
 from botlib.models.evolve.objectives import get_objective, rule_objective
 from botlib.models.evolve.search import (
@@ -56,7 +57,7 @@ class EvolvedRulesModel(BaseModel):
             if name not in strat.params:
                 strat.resolve({name: rng[0]})  # raises with a did-you-mean hint
             if len(rng) != 2 or rng[0] > rng[1]:
-                raise ValueError(f"space[{name!r}] must be [low, high], got {rng}")
+                raise ConfigError(f"space[{name!r}] must be [low, high], got {rng}")
         super().__init__(
             strategy=strategy,
             objective=objective,
@@ -165,7 +166,7 @@ class EvolvedRulesModel(BaseModel):
 
     def _load(self, path: Path) -> None:
         if not self.params.get("best_params"):
-            raise ValueError(f"{path}: saved {self.name} model has no best parameters")
+            raise ConfigError(f"{path}: saved {self.name} model has no best parameters")
 
 
 class GARulesModel(EvolvedRulesModel):

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from botlib.errors import ConfigError
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
@@ -71,7 +73,7 @@ class KerasWindowModel(BaseModel):
                 f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "")
                 for k, h in zip(unknown, hints, strict=True)
             )
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name}: unknown parameter(s) {detail}; parameters: {', '.join(known)}"
             )
         checks = {
@@ -84,11 +86,11 @@ class KerasWindowModel(BaseModel):
         }
         for key, value in checks.items():
             if int(value) != value or value < 1:
-                raise ValueError(f"{self.name}: {key} must be a positive integer, got {value!r}")
+                raise ConfigError(f"{self.name}: {key} must be a positive integer, got {value!r}")
         if not 0 <= dropout < 1:
-            raise ValueError(f"{self.name}: dropout must be in [0, 1), got {dropout}")
+            raise ConfigError(f"{self.name}: dropout must be in [0, 1), got {dropout}")
         if learning_rate <= 0:
-            raise ValueError(f"{self.name}: learning_rate must be > 0, got {learning_rate}")
+            raise ConfigError(f"{self.name}: learning_rate must be > 0, got {learning_rate}")
         super().__init__(
             seq_len=seq_len,
             units=units,
@@ -184,7 +186,7 @@ class KerasWindowModel(BaseModel):
         in_train = labelled & (ends <= n_train - 1 - horizon)
         in_valid = labelled & (ends >= n_train)
         if in_train.sum() < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name}: the training window yields {in_train.sum()} samples; "
                 "give it more bars"
             )

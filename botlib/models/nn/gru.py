@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from botlib.errors import ConfigError
 from botlib.features import forward_volatility
 from botlib.models.nn._common import KerasWindowModel, recurrent_stack
 
@@ -22,7 +23,7 @@ class GRUVolatilityModel(KerasWindowModel):
 
     def __init__(self, *, horizon: int = 24, **params: Any) -> None:
         if horizon < 2:
-            raise ValueError(f"gru: horizon must be >= 2 bars to define volatility, got {horizon}")
+            raise ConfigError(f"gru: horizon must be >= 2 bars to define volatility, got {horizon}")
         super().__init__(horizon=horizon, **params)
 
     def _label(self, candles: pd.DataFrame) -> pd.Series:

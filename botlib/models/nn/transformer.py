@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from botlib.errors import ConfigError
 from botlib.features import direction
 from botlib.models.nn._common import KerasWindowModel
 
@@ -44,9 +45,9 @@ class TransformerTrendModel(KerasWindowModel):
         self, *, heads: int = 2, threshold: float = 0.002, horizon: int = 4, **params: Any
     ) -> None:
         if heads < 1:
-            raise ValueError(f"transformer: heads must be >= 1, got {heads}")
+            raise ConfigError(f"transformer: heads must be >= 1, got {heads}")
         if threshold < 0:
-            raise ValueError(f"transformer: threshold must be >= 0, got {threshold}")
+            raise ConfigError(f"transformer: threshold must be >= 0, got {threshold}")
         super().__init__(heads=heads, threshold=threshold, horizon=horizon, **params)
 
     def _label(self, candles: pd.DataFrame) -> pd.Series:

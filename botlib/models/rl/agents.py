@@ -14,6 +14,7 @@ from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
+from botlib.errors import ConfigError
 from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
 from botlib.models.base import BaseModel, FitReport, ModelMeta
 from botlib.models.rl.env import OBS_CLIP, TradingEnv, next_position
@@ -66,9 +67,9 @@ class RLAgentModel(BaseModel):
         seed: int = 0,
     ) -> None:
         if timesteps < 1 or window < 1 or hidden < 1:
-            raise ValueError(f"{self.name}: timesteps, window and hidden must be >= 1")
+            raise ConfigError(f"{self.name}: timesteps, window and hidden must be >= 1")
         if reward not in ("log_return", "sharpe"):
-            raise ValueError(
+            raise ConfigError(
                 f"{self.name}: reward must be 'log_return' or 'sharpe', got {reward!r}"
             )
         super().__init__(
