@@ -7,7 +7,32 @@ configuration is corrected. Messages say what was expected and what came.
 
 from __future__ import annotations
 
-__all__ = ["BotlibError", "ConfigError", "DataError", "FetchError", "RetryableError"]
+from collections.abc import Iterable
+from difflib import get_close_matches
+
+__all__ = [
+    "BotlibError",
+    "ConfigError",
+    "DataError",
+    "FetchError",
+    "RetryableError",
+    "did_you_mean",
+    "unknown_name",
+]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'lstm'?"`` for the closest known name, or ``""``."""
+    hint = get_close_matches(name, list(known), n=1)
+    return f"; did you mean {hint[0]!r}?" if hint else ""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> ConfigError:
+    """The error for a name that is not registered, with a hint and the known names."""
+    names = list(known)
+    return ConfigError(
+        f"unknown {kind} {name!r}{did_you_mean(name, names)}; known: {', '.join(names)}"
+    )
 
 
 class BotlibError(Exception):

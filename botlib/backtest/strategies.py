@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from difflib import get_close_matches
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from botlib.errors import ConfigError
+from botlib.errors import ConfigError, did_you_mean, unknown_name
 from botlib.features import indicators as ind
 
 __all__ = ["STRATEGIES", "Param", "RuleStrategy", "get_strategy", "rsi_reversion", "sma_cross"]
@@ -114,10 +113,8 @@ class RuleStrategy:
         values = {k: p.default for k, p in self.params.items()}
         for key, raw in overrides.items():
             if key not in self.params:
-                hint = get_close_matches(key, self.params, n=1)
                 raise ConfigError(
-                    f"{self.name} has no parameter {key!r}"
-                    + (f"; did you mean {hint[0]!r}?" if hint else "")
+                    f"{self.name} has no parameter {key!r}{did_you_mean(key, self.params)}"
                     + f"; parameters: {', '.join(self.params)}"
                 )
             values[key] = self.params[key].parse(key, raw)
@@ -159,9 +156,4 @@ def get_strategy(name: str) -> RuleStrategy:
     try:
         return STRATEGIES[name]
     except KeyError:
-        hint = get_close_matches(name, STRATEGIES, n=1)
-        raise ConfigError(
-            f"unknown strategy {name!r}"
-            + (f"; did you mean {hint[0]!r}?" if hint else "")
-            + f"; known: {', '.join(STRATEGIES)}"
-        ) from None
+        raise unknown_name("strategy", name, STRATEGIES) from None

@@ -12,13 +12,12 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from difflib import get_close_matches
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from botlib.errors import ConfigError
+from botlib.errors import ConfigError, unknown_name
 from botlib.features import _kernels as _k
 from botlib.features import indicators as ind
 
@@ -126,12 +125,7 @@ class FeatureDef:
 
     def __post_init__(self) -> None:
         if self.name not in FEATURES:
-            hint = get_close_matches(self.name, FEATURES, n=1)
-            raise ConfigError(
-                f"unknown feature {self.name!r}"
-                + (f"; did you mean {hint[0]!r}?" if hint else "")
-                + f"; known: {sorted(FEATURES)}"
-            )
+            raise unknown_name("feature", self.name, FEATURES)
 
 
 @dataclass(frozen=True)
@@ -202,12 +196,7 @@ def get_feature_spec(name: str) -> FeatureSpec:
     try:
         return FEATURE_SETS[name]
     except KeyError:
-        hint = get_close_matches(name, FEATURE_SETS, n=1)
-        raise ConfigError(
-            f"unknown feature set {name!r}"
-            + (f"; did you mean {hint[0]!r}?" if hint else "")
-            + f"; known: {sorted(FEATURE_SETS)}"
-        ) from None
+        raise unknown_name("feature set", name, FEATURE_SETS) from None
 
 
 def feature_matrix(

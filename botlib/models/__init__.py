@@ -12,7 +12,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
-from botlib.errors import ConfigError
+from botlib.errors import ConfigError, unknown_name
 from botlib.models.base import (
     OUTPUT_COLUMNS,
     BaseModel,
@@ -58,12 +58,7 @@ def get_model_class(name: str) -> type[BaseModel]:
     try:
         target = _CLASSES[name]
     except KeyError:
-        hint = get_close_matches(name, _CLASSES, n=1)
-        raise ConfigError(
-            f"unknown model {name!r}"
-            + (f"; did you mean {hint[0]!r}?" if hint else "")
-            + f"; known: {', '.join(MODEL_NAMES)}"
-        ) from None
+        raise unknown_name("model", name, MODEL_NAMES) from None
     module, _, cls = target.partition(":")
     found: type[BaseModel] = getattr(importlib.import_module(module), cls)
     return found

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from difflib import get_close_matches
 from typing import Any
 
 import pandas as pd
 
 from botlib.backtest import compute_metrics, normalize_signals, simulate
 from botlib.backtest.strategies import RuleStrategy
-from botlib.errors import ConfigError
+from botlib.errors import ConfigError, unknown_name
 
 __all__ = ["OBJECTIVES", "get_objective", "rule_objective"]
 
@@ -37,12 +36,7 @@ def get_objective(name: str) -> Scorer:
     try:
         return OBJECTIVES[name]
     except KeyError:
-        hint = get_close_matches(name, OBJECTIVES, n=1)
-        raise ConfigError(
-            f"unknown objective {name!r}"
-            + (f"; did you mean {hint[0]!r}?" if hint else "")
-            + f"; known: {', '.join(OBJECTIVES)}"
-        ) from None
+        raise unknown_name("objective", name, OBJECTIVES) from None
 
 
 def rule_objective(
