@@ -50,6 +50,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/backtest.py
+	$(BIN)/python bench/inference.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache reports .cache
