@@ -2,6 +2,8 @@
 #   make demo       the main job on the reference data (creates .venv on first use)
 #   make test       lint, type-check and the whole test suite (what CI runs)
 #   make bench      benchmarks (medians and ratios, printed)
+#   make lab        JupyterLab on notebooks/
+#   make mlflow-ui  the MLflow UI on the sqlite store
 #   make lint       ruff + mypy only
 #   make format     apply ruff formatting and fixes
 #   make clean      remove the virtualenv and caches (keeps mlruns/)
@@ -13,12 +15,14 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format bench clean
+.PHONY: help install demo test lint format bench lab mlflow-ui clean
 
 help:
 	@echo "make demo   - backtest the rule strategies on the reference data, write reports/demo.html"
 	@echo "make test   - ruff, mypy and pytest (sets up .venv on first use)"
 	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make lab    - JupyterLab on notebooks/"
+	@echo "make mlflow-ui - the MLflow UI on 127.0.0.1:5000 (sqlite store in mlruns/)"
 	@echo "make lint   - ruff and mypy only"
 	@echo "make format - apply ruff's formatting and safe fixes"
 	@echo "make clean  - remove .venv and caches"
@@ -51,6 +55,18 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/inference.py
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1
+
+# The MLflow UI on the project's sqlite store; one worker and no job runner
+# (the defaults start ~10 processes and ~2.8 GB on 2 cores).
+mlflow-ui: $(STAMP)
+	mkdir -p mlruns/artifacts
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
+		--backend-store-uri sqlite:///mlruns/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlruns/artifacts \
+		--host 127.0.0.1 --port 5000 --workers 1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache reports .cache

@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from botlib.cli import _backtest, _data, _demo, _train
+from botlib.cli import _backtest, _data, _demo, _pipeline, _train
 from botlib.errors import BotlibError
 
 __all__ = ["app", "main"]
@@ -28,6 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(_data.app, name="data")
+app.add_typer(_pipeline.app, name="pipeline")
 app.command("backtest")(_backtest.backtest)
 app.command("strategies")(_backtest.strategies)
 app.command("train")(_train.train)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 
 from botlib.backtest import get_strategy, run_backtest
@@ -16,17 +14,6 @@ from botlib.cli._tables import leaderboard_table, metrics_rich_table
 from botlib.data import fetch_ohlcv, load_ohlcv
 from botlib.data._store import find_dataset
 from botlib.settings import get_settings
-
-#: Model families the demo trains, with small budgets (a minute on 2 cores).
-DEMO_MODELS: dict[str, dict[str, Any]] = {
-    "lstm": {"epochs": 3, "units": 16, "seq_len": 24},
-    "gru": {"epochs": 3, "units": 16, "seq_len": 24, "horizon": 24},
-    "transformer": {"epochs": 3, "units": 16, "seq_len": 24, "heads": 2},
-    "dqn": {"timesteps": 3_000},
-    "ppo": {"timesteps": 3_000},
-    "ga_rules": {"population": 16, "generations": 6},
-    "de_rules": {"population": 16, "generations": 6},
-}
 
 #: The rule strategies the demo compares, with their parameters.
 DEMO_STRATEGIES: dict[str, dict[str, float]] = {
@@ -88,28 +75,27 @@ def demo(
 
 
 def _model_leaderboard(candles: Any) -> None:
-    from botlib.models.evaluate import train_and_backtest
+    """The quick pipeline (every family, tiny budgets), then its leaderboard."""
+    from botlib.pipeline import run_pipeline
+    from botlib.tracking.compare import leaderboard
 
-    rows: dict[str, dict[str, float]] = {}
-    baselines: dict[str, dict[str, float]] = {}
-    saved: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        names = [*DEMO_MODELS, "ensemble"]
-        with progress_bar("training model families") as update:
-            for i, name in enumerate(names):
-                update(i, len(names))
-                params = DEMO_MODELS.get(name, {"members": saved})
-                model, _, result = train_and_backtest(name, candles, params=params)
-                if name in ("lstm", "ga_rules", "de_rules"):
-                    saved.append(str(model.save(f"{tmp}/{name}")))
-                rows[name] = result.metrics
-                baselines = result.baselines
-        rows.update(baselines)
-        test = result.equity.index
-        console.print(
-            leaderboard_table(
-                pd.DataFrame(rows).T,
-                f"Model families, out of sample {test[0]:%Y-%m-%d} → {test[-1]:%Y-%m-%d} "
-                f"({len(test):,} bars; small training budgets)",
-            )
+    console.print(
+        "Running pipelines/quick.yaml: every model family with tiny budgets, "
+        "tracked in MLflow (a few minutes)."
+    )
+    result = run_pipeline("quick", progress=lambda msg: console.print(msg))
+    board = leaderboard("botlib-quick", parent_run_id=result.run_id)
+    table = board.set_index("run")[["sharpe", "total_return", "max_drawdown", "trades"]]
+    hold = board.iloc[0]
+    table.loc["buy_and_hold"] = [hold.get(f"hold_{k}") for k in table.columns]
+    console.print(
+        leaderboard_table(
+            table, "Model families, out of sample (last 15 % of the quick pipeline's window)"
         )
+    )
+    names = [s.outputs["model_name"] for s in result.steps if "model_name" in s.outputs]
+    console.print(f"Registered models: {', '.join(names)}")
+    console.print(
+        "Look next: `make mlflow-ui` (runs, figures, executed notebooks, registry), "
+        "`make lab` (the notebooks), `botlib pipeline show quick`."
+    )

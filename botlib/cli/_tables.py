@@ -63,14 +63,15 @@ def leaderboard_table(table: pd.DataFrame, title: str) -> Table:
     base = [n for n in ("buy_and_hold", "flat") if n in table.index]
     models = table.drop(index=base)
     models = models.sort_values("sharpe", ascending=False, na_position="last")
+    shown = [c for c in _LEADERBOARD if c[0] in table.columns]
     out = Table(title=title, title_justify="left")
     out.add_column("model")
-    for _, label, _ in _LEADERBOARD:
+    for _, label, _ in shown:
         out.add_column(label, justify="right")
     for name, row in pd.concat([models, table.loc[base]]).iterrows():
         out.add_row(
             str(name),
-            *(_cell(row.get(key), kind) for key, _, kind in _LEADERBOARD),
+            *(_cell(row.get(key), kind) for key, _, kind in shown),
             style="dim" if name in base else None,
         )
     return out

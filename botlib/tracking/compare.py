@@ -1,0 +1,60 @@
+"""Reading runs back: the out-of-sample leaderboard of an experiment or a pipeline run."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import plotly.graph_objects as go
+
+__all__ = ["LEADERBOARD_METRICS", "leaderboard", "leaderboard_figure"]
+
+LEADERBOARD_METRICS = ("sharpe", "total_return", "max_drawdown", "trades")
+
+
+def leaderboard(
+    experiment: str, *, metric: str = "test.sharpe", parent_run_id: str | None = None
+) -> pd.DataFrame:
+    """Finished runs with out-of-sample metrics, best ``metric`` first, with buy-and-hold's
+    figures over the same window beside them."""
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ValueError(f"no MLflow experiment named {experiment!r}")
+    query = "attributes.status = 'FINISHED'"
+    if parent_run_id:
+        query += f" and tags.mlflow.parentRunId = '{parent_run_id}'"
+    runs = mlflow.search_runs([exp.experiment_id], filter_string=query, output_format="pandas")
+    if not isinstance(runs, pd.DataFrame) or runs.empty or f"metrics.{metric}" not in runs:
+        return pd.DataFrame()
+    # every backtested run; an undefined metric (no trades: NaN Sharpe) sorts last
+    runs = runs[runs["metrics.test.total_return"].notna()]
+    columns = {
+        "tags.mlflow.runName": "run",
+        "tags.algorithm": "algorithm",
+        "tags.model_uri": "model_uri",
+        "run_id": "run_id",
+    }
+    for name in LEADERBOARD_METRICS:
+        columns[f"metrics.test.{name}"] = name
+        columns[f"metrics.test.buy_and_hold.{name}"] = f"hold_{name}"
+    present = {k: v for k, v in columns.items() if k in runs}
+    board = runs[list(present)].rename(columns=present)
+    return board.sort_values(
+        metric.split(".")[-1], ascending=False, na_position="last"
+    ).reset_index(drop=True)
+
+
+def leaderboard_figure(board: pd.DataFrame, metric: str = "test.sharpe") -> go.Figure:
+    key = metric.split(".")[-1]
+    fig = go.Figure()
+    if not board.empty:
+        fig.add_bar(x=board["run"], y=board[key], name="model")
+        if f"hold_{key}" in board:
+            fig.add_scatter(
+                x=board["run"],
+                y=board[f"hold_{key}"],
+                name="buy and hold",
+                mode="markers",
+                marker={"symbol": "line-ew-open", "size": 24},
+            )
+    fig.update_layout(title=f"Out-of-sample {key}", template="plotly_white")
+    return fig
