@@ -6,7 +6,7 @@ import mlflow
 import pandas as pd
 import plotly.graph_objects as go
 
-__all__ = ["LEADERBOARD_METRICS", "leaderboard", "leaderboard_figure"]
+__all__ = ["LEADERBOARD_METRICS", "leaderboard", "leaderboard_figure", "training_session_row"]
 
 LEADERBOARD_METRICS = ("sharpe", "total_return", "max_drawdown", "trades")
 
@@ -58,3 +58,36 @@ def leaderboard_figure(board: pd.DataFrame, metric: str = "test.sharpe") -> go.F
             )
     fig.update_layout(title=f"Out-of-sample {key}", template="plotly_white")
     return fig
+
+
+def training_session_row(run_id: str) -> dict[str, object]:
+    """A run as the backend's ``ai_training_sessions`` row (DESIGN.md)."""
+    run = mlflow.get_run(run_id)
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+
+    def metric(*keys: str) -> float | None:
+        return next((float(metrics[k]) for k in keys if k in metrics), None)
+
+    status = {
+        "FINISHED": "completed",
+        "FAILED": "failed",
+        "RUNNING": "running",
+        "KILLED": "cancelled",
+    }.get(run.info.status, run.info.status.lower())
+    return {
+        "id": run.info.run_id,
+        "session_type": tags.get("session_type", "training"),
+        "start_date": params.get("start") or tags.get("data_start"),
+        "end_date": params.get("end") or tags.get("data_end"),
+        "symbol": params.get("symbol"),
+        "timeframe": params.get("timeframe"),
+        "data_points": int(tags["data_points"]) if "data_points" in tags else None,
+        "training_epochs": metric("fit.epochs"),
+        "validation_accuracy": metric("fit.val_accuracy", "fit.val_directional_accuracy"),
+        "test_accuracy": None,
+        "loss": metric("fit.val_loss", "fit.loss"),
+        "convergence_epoch": metric("fit.best_epoch"),
+        "status": status,
+        "results": {k: v for k, v in metrics.items() if k.startswith("test.")},
+        "model_uri": tags.get("model_uri"),
+    }

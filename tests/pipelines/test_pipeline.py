@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from botlib.pipeline import PipelineError, load_pipeline, run_pipeline
 from botlib.settings import get_settings
 from botlib.tracking import tracking_uri
+from botlib.tracking.compare import training_session_row
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -209,6 +210,10 @@ def test_same_seed_same_metrics(store: Path, tmp_path: Path) -> None:
     )
     first, second = run_pipeline(path), run_pipeline(path)
     client = MlflowClient()
+    row = training_session_row(first.steps[0].run_id)
+    assert row["status"] == "completed" and row["symbol"] == "BTC/USDT"
+    assert row["training_epochs"] == 1 and row["data_points"] == 2_880
+    assert "test.sharpe" in row["results"] and row["model_uri"].startswith("models:/")
     for a, b in zip(first.steps, second.steps, strict=True):
         ma = {k: v for k, v in client.get_run(a.run_id).data.metrics.items()}
         mb = {k: v for k, v in client.get_run(b.run_id).data.metrics.items()}
