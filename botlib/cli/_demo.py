@@ -69,7 +69,7 @@ def demo(
     if models:
         _model_leaderboard(candles)
     console.print(
-        "Next: `botlib train --help`, `botlib backtest --help`, `botlib strategies`, "
+        "Also: `botlib train --help`, `botlib backtest --help`, `botlib strategies`, "
         "`botlib data info`."
     )
 
