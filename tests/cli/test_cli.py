@@ -200,3 +200,14 @@ def test_train_prints_out_of_sample_metrics(tmp_path: Path) -> None:
 def test_train_unknown_model_is_one_clear_line() -> None:
     proc = _botlib("train", "lstn")
     assert proc.returncode == 2 and "did you mean 'lstm'" in proc.stderr
+
+
+def test_pipeline_list_and_show() -> None:
+    out = runner.invoke(app, ["pipeline", "list"])
+    assert out.exit_code == 0 and "quick" in out.stdout and "train_all" in out.stdout
+    out = runner.invoke(app, ["pipeline", "show", "quick"])
+    assert out.exit_code == 0 and "train_nn" in out.stdout and "ensemble" in out.stdout
+    proc = _botlib("pipeline", "show", "quik")
+    assert proc.returncode == 2 and "did you mean 'quick'" in proc.stderr
+    for args in (["pipeline", "--help"], ["pipeline", "run", "--help"]):
+        assert runner.invoke(app, args).exit_code == 0
