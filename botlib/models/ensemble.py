@@ -18,7 +18,7 @@ import pandas as pd
 from botlib.backtest import compute_metrics, normalize_signals, simulate
 from botlib.errors import ConfigError
 from botlib.models.base import BaseModel, FitReport, ModelMeta
-from botlib.signals import SignalConfig, build_signal_frame
+from botlib.signals import build_signal_frame
 
 
 class EnsembleModel(BaseModel):
@@ -70,6 +70,8 @@ class EnsembleModel(BaseModel):
         return np.vstack(scores), np.vstack(vols)
 
     def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:
+        from botlib.models.evaluate import model_signal_frame
+
         self._load_members()
         report = FitReport()
         n = len(self.models)
@@ -80,13 +82,8 @@ class EnsembleModel(BaseModel):
             timeframe = train.attrs.get("timeframe", "1h")
             sharpes = []
             for i, model in enumerate(self.models):
-                frame = build_signal_frame(
-                    model.predict(context),
-                    context,
-                    horizon=model.meta.horizon,
-                    config=SignalConfig(),
-                )
-                frame = frame.iloc[-len(valid) :]
+                # the same path as every backtest: the book starts flat at valid's start
+                frame = model_signal_frame(model, context, valid.index[0])
                 sig = normalize_signals(
                     frame[["target", "stop_loss", "take_profit"]], pd.DatetimeIndex(valid.index)
                 )
