@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str = "sqlite:///mlruns/mlflow.db"
     mlflow_artifacts_dir: Path = Field(default=PROJECT_ROOT / "mlruns" / "artifacts")
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    redis_data_dir: Path = Field(default=PROJECT_ROOT / ".cache" / "redis")
     exchange_id: str = "binance"
     exchange_urls: dict[str, str] = Field(
         default_factory=dict,
@@ -72,7 +73,9 @@ class Settings(BaseSettings):
     initial_cash: float = Field(default=10_000.0, gt=0.0, description="Quote currency.")
     gap_policy: Literal["keep", "ffill"] = "keep"
 
-    @field_validator("datasets_dir", "data_dir", "reports_dir", "mlflow_artifacts_dir")
+    @field_validator(
+        "datasets_dir", "data_dir", "reports_dir", "mlflow_artifacts_dir", "redis_data_dir"
+    )
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         if value is None:

@@ -15,7 +15,7 @@ import sys
 
 import typer
 
-from botlib.cli import _backtest, _data, _demo, _pipeline, _train
+from botlib.cli import _backtest, _data, _demo, _pipeline, _redis, _train
 from botlib.errors import BotlibError
 
 __all__ = ["app", "main"]
@@ -29,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(_data.app, name="data")
 app.add_typer(_pipeline.app, name="pipeline")
+app.add_typer(_redis.app, name="redis")
 app.command("backtest")(_backtest.backtest)
 app.command("strategies")(_backtest.strategies)
 app.command("train")(_train.train)
