@@ -97,28 +97,19 @@ def write_report(
     first = next(iter(results.values()))
     for name, res in results.items():
         fills = res.fills
-        if len(fills):
-            buys, sells = fills[fills["size"] > 0], fills[fills["size"] < 0]
+        for side, mask, symbol, color in (
+            ("buy", fills["size"] > 0, "triangle-up", "#2ca02c"),
+            ("sell", fills["size"] < 0, "triangle-down", "#d62728"),
+        ):
+            part = fills[mask]
             fig.add_trace(
                 go.Scatter(
-                    x=buys["time"],
-                    y=buys["price"],
+                    x=part["time"],
+                    y=part["price"],
                     mode="markers",
-                    name=f"{name} buy",
-                    marker_symbol="triangle-up",
-                    marker={"size": 8, "color": "#2ca02c"},
-                ),
-                row=1,
-                col=1,
-            )
-            fig.add_trace(
-                go.Scatter(
-                    x=sells["time"],
-                    y=sells["price"],
-                    mode="markers",
-                    name=f"{name} sell",
-                    marker_symbol="triangle-down",
-                    marker={"size": 8, "color": "#d62728"},
+                    name=f"{name} {side}",
+                    marker_symbol=symbol,
+                    marker={"size": 8, "color": color},
                 ),
                 row=1,
                 col=1,
