@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     mlflow_artifacts_dir: Path = Field(default=PROJECT_ROOT / "mlruns" / "artifacts")
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     redis_data_dir: Path = Field(default=PROJECT_ROOT / ".cache" / "redis")
+    redis_names: dict[str, str] = Field(
+        default_factory=dict,
+        description="Overrides of stream / channel / key names (JSON), e.g. "
+        '``{"signals": "lab:signals"}``; see ``botlib.transport.RedisNames``.',
+    )
+    redis_stream_maxlen: int = Field(
+        default=100_000, ge=100, description="Approximate bound of every output stream."
+    )
     exchange_id: str = "binance"
     exchange_urls: dict[str, str] = Field(
         default_factory=dict,

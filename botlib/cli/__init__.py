@@ -5,6 +5,10 @@ botlib data fetch BTC/USDT 1h --start 2024-01-01
 botlib data import my.csv --symbol BTC/USDT --timeframe 1h
 botlib strategies                     rule strategies and their parameters
 botlib backtest --strategy sma_cross --param fast=20 --param slow=100
+botlib promote nn-lstm-btc_usdt-1h     gate, then @champion and botlib:active_models
+botlib models                         registered models, aliases, metrics
+botlib feed replay --last 500         candles onto the Redis bar stream
+botlib serve                          the signal loop
 botlib demo                           the main job on the reference data
 """
 
@@ -15,7 +19,7 @@ import sys
 
 import typer
 
-from botlib.cli import _backtest, _data, _demo, _pipeline, _redis, _train
+from botlib.cli import _backtest, _data, _demo, _live, _pipeline, _redis, _train
 from botlib.errors import BotlibError
 
 __all__ = ["app", "main"]
@@ -34,6 +38,11 @@ app.command("backtest")(_backtest.backtest)
 app.command("strategies")(_backtest.strategies)
 app.command("train")(_train.train)
 app.command("demo")(_demo.demo)
+app.command("promote")(_live.promote)
+app.command("rollback")(_live.rollback)
+app.command("models")(_live.models)
+app.command("serve")(_live.serve)
+app.add_typer(_live.feed_app, name="feed")
 
 
 def main() -> None:

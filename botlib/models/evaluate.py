@@ -21,13 +21,13 @@ def model_signal_frame(
     *,
     config: SignalConfig | None = None,
 ) -> pd.DataFrame:
-    """Signals from bar ``start`` on. Rows before ``start`` are history (feature warm-up)
-    only: the book starts flat at ``start``."""
+    """Signals from bar ``start`` on. Rows before ``start`` are history only (feature,
+    ATR and volatility warm-up): the book starts flat at ``start``."""
     outputs = model.predict(candles)
-    if start is not None:
-        keep = candles.index >= pd.Timestamp(start)
-        outputs, candles = outputs.loc[keep], candles.loc[keep]
-    return build_signal_frame(outputs, candles, horizon=model.meta.horizon, config=config)
+    frame = build_signal_frame(
+        outputs, candles, horizon=model.meta.horizon, config=config, start=start
+    )
+    return frame if start is None else frame.loc[frame.index >= pd.Timestamp(start)]
 
 
 def backtest_model(

@@ -75,14 +75,19 @@ def build_signal_frame(
     horizon: int = 1,
     config: SignalConfig | None = None,
     previous_target: float = 0.0,
+    start: Any = None,
 ) -> pd.DataFrame:
-    """Signals for every bar of ``outputs`` (aligned with ``candles``).
+    """Signals for every bar of ``outputs`` (aligned with ``candles``) from bar ``start``
+    on (a timestamp; default the first bar).
 
     Returns the signal fields (``signal_type``, ``signal_strength``, ``confidence``,
     ``predicted_direction``, ``predicted_price``, ``predicted_volatility``,
     ``expected_return``, ``risk_score``, ``stop_loss``, ``take_profit``,
     ``position_size``) plus ``score`` and the backtest's ``target`` (NaN = keep).
-    ``previous_target`` is the position held before the first bar.
+    ``previous_target`` is the position held before ``start``. Rows before ``start``
+    are market history only: they seed ATR and realized volatility, and carry no
+    signal (``hold``, target NaN) — so a backtest and the live loop, given the same
+    history, size and place stops identically.
     """
     cfg = config or SignalConfig()
     if not outputs.index.equals(candles.index):
@@ -146,7 +151,9 @@ def build_signal_frame(
     take = np.full(n, np.nan)
     held = np.full(n, np.nan)
     current = float(previous_target)
-    for t in range(n):
+    first = 0 if start is None else int(candles.index.searchsorted(pd.Timestamp(start)))
+    held[:first] = current
+    for t in range(first, n):
         s = score[t]
         if not np.isfinite(s) or not np.isfinite(close[t]):
             held[t] = current

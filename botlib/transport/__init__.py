@@ -1,7 +1,26 @@
 """The Redis transport layer (below promotion and the live loop): the server the
-project runs, and — as the signal loop lands — connections, stream and channel names,
-and the JSON encoding of records."""
+project runs, connections, stream and channel names, and the JSON encoding of bars and
+records."""
 
+from botlib.transport.client import Batch, Output, commit, connect, ensure_group
+from botlib.transport.codec import Bar, BarError, decode_bar, dumps, encode_bar
+from botlib.transport.names import RedisNames, redis_names
 from botlib.transport.server import RedisServer, find_redis_server, free_port
 
-__all__ = ["RedisServer", "find_redis_server", "free_port"]
+__all__ = [
+    "Bar",
+    "BarError",
+    "Batch",
+    "Output",
+    "RedisNames",
+    "RedisServer",
+    "commit",
+    "connect",
+    "decode_bar",
+    "dumps",
+    "encode_bar",
+    "ensure_group",
+    "find_redis_server",
+    "free_port",
+    "redis_names",
+]

@@ -245,16 +245,21 @@ class KerasWindowModel(BaseModel):
         return out
 
     def _predict_last(self, candles: pd.DataFrame) -> pd.DataFrame:
+        return self._predict_tail(candles, 1)
+
+    def _predict_tail(self, candles: pd.DataFrame, n: int) -> pd.DataFrame:
         # features over all the history given (as predict does), so the result equals
-        # predict(candles).iloc[-1] exactly; only the network runs on one window
+        # predict(candles).iloc[-n:] exactly; only the network runs on the last n windows
         seq = self.params["seq_len"]
-        window = self._scaled_features(candles)[-seq:]
-        if not np.isfinite(window).all():
-            values = {col: np.nan for col in self.outputs}
-        else:
-            decoded = self._decode(self._run(window[None].astype("float32")))
-            values = {col: float(decoded[col][0]) for col in self.outputs}
-        return pd.DataFrame(values, index=candles.index[-1:], columns=list(self.outputs))
+        feats = self._scaled_features(candles)[-(seq + n - 1) :]
+        x, ends = self._windows(feats)
+        values = {col: np.full(n, np.nan) for col in self.outputs}
+        if len(x):
+            decoded = self._decode(self._run(x))
+            rows = ends - (len(feats) - n)
+            for col in self.outputs:
+                values[col][rows] = decoded[col]
+        return pd.DataFrame(values, index=candles.index[-n:], columns=list(self.outputs))
 
     def _save(self, path: Path) -> None:
         assert self.net is not None

@@ -1,0 +1,237 @@
+"""``botlib promote | rollback | models | feed | serve``: from the registry to signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from botlib.cli._common import console, err_console, print_json, progress_bar
+
+feed_app = typer.Typer(
+    help="Put closed candles on the Redis bar streams (and python:market_data).",
+    no_args_is_help=True,
+)
+
+
+def promote(
+    name: Annotated[str, typer.Argument(help="Registered model name, e.g. nn-lstm-btc_usdt-1h.")],
+    version: Annotated[
+        str | None, typer.Option("--version", "-v", help="Version (default: the newest).")
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Gate metric (total_return, sharpe, sortino, calmar, cagr).")
+    ] = "total_return",
+    margin: Annotated[
+        float, typer.Option(help="Must beat buy-and-hold and flat by this much (metric units).")
+    ] = 0.0,
+    min_trades: Annotated[int, typer.Option(help="Fewest out-of-sample trades.")] = 3,
+    force: Annotated[
+        bool, typer.Option(help="Promote even if the gate fails (recorded on the version).")
+    ] = False,
+    no_redis: Annotated[
+        bool, typer.Option("--no-redis", help="Move the alias only; write nothing to Redis.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the gate's checks as JSON.")
+    ] = False,
+) -> None:
+    """Gate a registered version and, if it passes, make it @champion (the old one
+    becomes @previous), write it to botlib:active_models and announce it; a running
+    `botlib serve` switches to it between two bars.
+
+        botlib promote nn-lstm-btc_usdt-1h --margin 0.01
+    """
+    from botlib.promotion import GateConfig, PromotionRefusedError
+    from botlib.promotion import promote as do_promote
+
+    gate = GateConfig(metric=metric, margin=margin, min_trades=min_trades)
+    try:
+        result = do_promote(name, version, gate=gate, force=force, publish=not no_redis)
+    except PromotionRefusedError as exc:
+        if as_json:
+            print_json(exc.result.to_dict())
+        else:
+            _checks(exc.result)
+        err_console.print(f"[bold red]refused:[/] {name} v{exc.result.version}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print_json(result.to_dict())
+        return
+    _checks(result)
+    how = "promoted" if result.passed else "[yellow]FORCED[/] (gate failed)"
+    console.print(f"{name} v{result.version} {how} → @champion")
+
+
+def _checks(result: object) -> None:
+    table = Table(title=f"promotion gate: {result.name} v{result.version}")  # type: ignore[attr-defined]
+    table.add_column("check")
+    table.add_column("")
+    table.add_column("detail")
+    for check in result.checks:  # type: ignore[attr-defined]
+        table.add_row(
+            check.name, "[green]pass[/]" if check.passed else "[red]FAIL[/]", check.detail
+        )
+    console.print(table)
+
+
+def rollback(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    no_redis: Annotated[bool, typer.Option("--no-redis", help="Move the alias only.")] = False,
+) -> None:
+    """Move @champion back to @previous (and tell the loop)."""
+    from botlib.promotion import rollback as do_rollback
+
+    old, new = do_rollback(name, publish=not no_redis)
+    console.print(f"{name}: @champion v{old} → v{new}")
+
+
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="The backend's ai_models rows.")] = False,
+) -> None:
+    """Registered models with aliases, status and out-of-sample metrics."""
+    from botlib.promotion import list_models
+
+    rows = list_models()
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("no registered models yet: run `botlib pipeline run quick` or a notebook")
+        return
+    table = Table(title="registered models")
+    for col in ("name", "status", "version", "aliases", "return", "sharpe", "trades"):
+        table.add_column(col)
+    for row in rows:
+        m = row["performance_metrics"]
+        table.add_row(
+            row["name"],
+            row["status"],
+            row["version"],
+            " ".join(f"@{a}=v{v}" for a, v in row["aliases"].items()) or "–",
+            f"{m['test.total_return']:+.2%}" if "test.total_return" in m else "–",
+            f"{m['test.sharpe']:.2f}" if "test.sharpe" in m else "–",
+            f"{m['test.trades']:.0f}" if "test.trades" in m else "–",
+        )
+    console.print(table)
+
+
+@feed_app.command("replay")
+def feed_replay(
+    symbol: Annotated[str, typer.Option(help="Market.")] = "BTC/USDT",
+    timeframe: Annotated[str, typer.Option(help="Bar length.")] = "1h",
+    start: Annotated[str | None, typer.Option(help="First bar (UTC).")] = None,
+    end: Annotated[str | None, typer.Option(help="Stop before (UTC).")] = None,
+    last: Annotated[
+        int | None, typer.Option(help="Only the last N bars of the window.", min=1)
+    ] = None,
+    file: Annotated[
+        str | None, typer.Option(help="A CSV/parquet of candles instead of stored data.")
+    ] = None,
+    exchange: Annotated[
+        str | None, typer.Option(help="Exchange name on the stream (default: settings).")
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(help="Multiple of real time (3600 with 1h = a bar a second); 0 = max.")
+    ] = 0.0,
+) -> None:
+    """Replay stored candles onto the bar stream, as a live feed would.
+
+    botlib feed replay --start 2025-06-01 --last 500 --speed 36000
+    """
+    from botlib.data import load_ohlcv, read_candles_file
+    from botlib.live import replay
+    from botlib.settings import get_settings
+    from botlib.transport import connect
+
+    candles = (
+        read_candles_file(file) if file else load_ohlcv(symbol, timeframe, start=start, end=end)
+    )
+    if last is not None:
+        candles = candles.iloc[-last:]
+    ex = exchange or get_settings().exchange_id
+    with progress_bar(f"replay {symbol} {timeframe}") as update:
+        n = replay(
+            connect(),
+            candles,
+            exchange=ex,
+            symbol=symbol,
+            timeframe=timeframe,
+            speed=speed,
+            progress=update,
+        )
+    console.print(f"published {n} bars of {symbol} {timeframe} ({ex})")
+
+
+@feed_app.command("ccxt")
+def feed_ccxt(
+    symbol: Annotated[str, typer.Option(help="Market.")] = "BTC/USDT",
+    timeframe: Annotated[str, typer.Option(help="Bar length.")] = "1h",
+    exchange: Annotated[str | None, typer.Option(help="ccxt exchange id.")] = None,
+    poll: Annotated[float, typer.Option(help="Seconds between polls.")] = 10.0,
+    max_polls: Annotated[int | None, typer.Option(help="Stop after N polls.")] = None,
+) -> None:
+    """Poll closed candles through ccxt's REST API and publish each once."""
+    from botlib.live import poll_ccxt
+    from botlib.transport import connect
+
+    n = poll_ccxt(connect(), symbol, timeframe, exchange=exchange, poll_s=poll, max_polls=max_polls)
+    console.print(f"published {n} bars")
+
+
+def serve(
+    exchange: Annotated[
+        str | None, typer.Option(help="Exchange of the bar streams (default: settings).")
+    ] = None,
+    consumer: Annotated[
+        str | None, typer.Option(help="Consumer name in the group (stable across restarts).")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Most bars read per stream per step.", min=1)] = 256,
+    history: Annotated[
+        int, typer.Option(help="Bars kept beyond the models' required history.", min=0)
+    ] = 1000,
+    max_model_age_days: Annotated[
+        float, typer.Option(help="Models older than this stop signalling (0 = no limit).")
+    ] = 30.0,
+    bot_id: Annotated[str | None, typer.Option(help="bot_id written on every signal.")] = None,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after this many seconds without a bar.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-V", help="Log every model swap.")] = False,
+) -> None:
+    """Run the signal loop: every active model on every closed candle, predictions and
+    signals to Redis (streams and the backend's channels). Stop with Ctrl-C / SIGTERM.
+    """
+    from botlib.live import LoopConfig, SignalLoop
+    from botlib.settings import get_settings
+
+    if verbose:
+        logging.getLogger("botlib").setLevel(logging.INFO)
+    else:
+        logging.getLogger("botlib.serve").setLevel(logging.INFO)
+    settings = get_settings()
+    kwargs: dict[str, object] = {
+        "exchange": exchange or settings.exchange_id,
+        "batch": batch,
+        "history": history,
+        "max_model_age_days": max_model_age_days or None,
+        "bot_id": bot_id,
+    }
+    if consumer:
+        kwargs["consumer"] = consumer
+    loop = SignalLoop(config=LoopConfig(**kwargs))  # type: ignore[arg-type]
+    signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    loop.load_active()
+    if not loop.served:
+        err_console.print("no active models yet: waiting for `botlib promote …`")
+    try:
+        stats = loop.run(idle_exit_s=idle_exit)
+    except KeyboardInterrupt:
+        stats = loop.stats
+    console.print(
+        f"served {stats.bars} bars: {stats.predictions} predictions, {stats.signals} signals, "
+        f"{stats.validated} scored, {stats.deadletters} dead-lettered, {stats.errors} errors"
+    )

@@ -1,0 +1,193 @@
+"""Feeds: closed candles onto ``botlib:bars:{exchange}:{symbol}:{timeframe}`` (durable,
+read by the loop) and ``python:market_data`` (the backend's channel).
+
+* ``replay``: a stored window (reference or user data), at a speed factor;
+* ``poll_ccxt``: closed candles polled through ccxt's REST ``fetch_ohlcv``;
+* ``watch_ccxt``: candles pushed by ccxt's ``watch_ohlcv`` websockets (see
+  ``botlib.live.watch``).
+
+A feed never publishes a candle that has not closed, and resumes after the newest bar
+already on the stream, so a restarted feed neither repeats nor skips a candle.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+import redis
+
+from botlib.data import timeframe_seconds
+from botlib.transport import Bar, RedisNames, decode_bar, encode_bar, redis_names
+
+__all__ = ["bars_from_candles", "last_published", "poll_ccxt", "publish_bars", "replay"]
+
+log = logging.getLogger("botlib.feed")
+
+_RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+def bars_from_candles(
+    candles: pd.DataFrame, *, exchange: str, symbol: str, timeframe: str
+) -> list[Bar]:
+    """``Bar`` records for the rows of a canonical candle frame."""
+    ts = pd.DatetimeIndex(candles.index).as_unit("ms").asi8.tolist()
+    rows = candles[["open", "high", "low", "close", "volume"]].to_numpy("float64").tolist()
+    return [
+        Bar(
+            exchange=exchange,
+            symbol=symbol,
+            timeframe=timeframe,
+            ts=int(t),
+            open=o,
+            high=h,
+            low=lo,
+            close=c,
+            volume=v,
+        )
+        for t, (o, h, lo, c, v) in zip(ts, rows, strict=True)
+    ]
+
+
+def last_published(
+    client: Any, exchange: str, symbol: str, timeframe: str, names: RedisNames | None = None
+) -> int | None:
+    """Open time (ms) of the newest valid bar on the market's stream, if any."""
+    names = names or redis_names()
+    stream = names.bar_stream(exchange, symbol, timeframe)
+    for _, fields in client.xrevrange(stream, count=50):
+        try:
+            return decode_bar(fields).ts
+        except ValueError:
+            continue
+    return None
+
+
+def publish_bars(
+    client: Any,
+    bars: Sequence[Bar],
+    *,
+    names: RedisNames | None = None,
+    maxlen: int | None = None,
+    retry_for_s: float = 60.0,
+) -> int:
+    """Append ``bars`` to their streams and publish them on the market-data channel,
+    in one transaction; a Redis outage is retried with backoff for ``retry_for_s``."""
+    if not bars:
+        return 0
+    names = names or redis_names()
+    if maxlen is None:
+        from botlib.settings import get_settings
+
+        maxlen = get_settings().redis_stream_maxlen
+    deadline, backoff = time.monotonic() + retry_for_s, 0.05
+    while True:
+        try:
+            pipe = client.pipeline(transaction=True)
+            for bar in bars:
+                payload = encode_bar(bar)
+                stream = names.bar_stream(bar.exchange, bar.symbol, bar.timeframe)
+                pipe.xadd(stream, {"data": payload}, maxlen=maxlen, approximate=True)
+                pipe.publish(names.market_data_channel, payload)
+            pipe.execute()
+            return len(bars)
+        except _RETRYABLE as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("redis unavailable (%s); retrying in %.2f s", exc, backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+
+def replay(
+    client: Any,
+    candles: pd.DataFrame,
+    *,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    speed: float = 0.0,
+    chunk: int = 100,
+    names: RedisNames | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> int:
+    """Publish ``candles`` bar by bar. ``speed`` is a multiple of real time (3600 with
+    hourly bars = one bar a second); 0 publishes as fast as Redis takes them, in
+    transactions of ``chunk`` bars. Returns the number of bars published."""
+    bars = bars_from_candles(candles, exchange=exchange, symbol=symbol, timeframe=timeframe)
+    pause = timeframe_seconds(timeframe) / speed if speed > 0 else 0.0
+    step = 1 if pause else max(1, chunk)
+    done = 0
+    next_at = time.monotonic()
+    for i in range(0, len(bars), step):
+        if stop is not None and stop():
+            break
+        if pause:
+            next_at += pause
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        done += publish_bars(client, bars[i : i + step], names=names)
+        if progress is not None:
+            progress(done, len(bars))
+    return done
+
+
+def _closed(rows: Iterable[Sequence[float]], bar_ms: int, now_ms: int) -> list[list[float]]:
+    return [list(r) for r in rows if int(r[0]) + bar_ms <= now_ms]
+
+
+def poll_ccxt(
+    client: Any,
+    symbol: str,
+    timeframe: str,
+    *,
+    exchange: str | Any | None = None,
+    poll_s: float = 10.0,
+    lookback: int = 500,
+    names: RedisNames | None = None,
+    stop: Callable[[], bool] | None = None,
+    max_polls: int | None = None,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """Poll ``fetch_ohlcv`` every ``poll_s`` and publish each newly closed candle once.
+    Starts after the newest bar on the stream (or ``lookback`` bars back). Network
+    errors are logged and retried at the next poll. Returns bars published."""
+    from botlib.data._fetch import make_exchange
+    from botlib.settings import get_settings
+
+    ex = exchange if exchange is not None and not isinstance(exchange, str) else None
+    if ex is None:
+        ex = make_exchange(str(exchange or get_settings().exchange_id))
+    ex_id = str(ex.id)
+    bar_ms = timeframe_seconds(timeframe) * 1000
+    last = last_published(client, ex_id, symbol, timeframe, names)
+    published = polls = 0
+    while not (stop is not None and stop()):
+        now_ms = int(clock() * 1000)
+        since = last + bar_ms if last is not None else now_ms - lookback * bar_ms
+        try:
+            rows = ex.fetch_ohlcv(symbol, timeframe, since=since, limit=1000)
+        except Exception as exc:  # ccxt NetworkError / ExchangeError: try again next poll
+            log.warning("%s %s %s: fetch failed (%s)", ex_id, symbol, timeframe, exc)
+            rows = []
+        fresh = [r for r in _closed(rows, bar_ms, now_ms) if last is None or int(r[0]) > last]
+        if fresh:
+            frame = pd.DataFrame(
+                [r[1:6] for r in fresh],
+                index=pd.to_datetime([int(r[0]) for r in fresh], unit="ms", utc=True),
+                columns=["open", "high", "low", "close", "volume"],
+                dtype="float64",
+            )
+            bars = bars_from_candles(frame, exchange=ex_id, symbol=symbol, timeframe=timeframe)
+            published += publish_bars(client, bars, names=names)
+            last = bars[-1].ts
+            if len(rows) >= 1000:
+                continue  # more closed candles are waiting: page on at once
+        polls += 1
+        if max_polls is not None and polls >= max_polls:
+            break
+        time.sleep(poll_s)
+    return published

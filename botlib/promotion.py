@@ -1,0 +1,410 @@
+"""Promotion: the registry's candidate becomes the model the signal loop serves.
+
+``promote(name)`` applies the gate to a registered version (default: the newest):
+
+* **out-of-sample** — its run logged held-out backtest metrics (``test.*``);
+* **beats the baselines** — on that window, net of costs, its ``metric`` beats
+  buy-and-hold's and flat's by at least ``margin``;
+* **trades** — it made at least ``min_trades`` round trips;
+* **computable** — it loads, and every feature of its spec (and its members') is one
+  the loop computes, with the schema hash it was trained with.
+
+If every check passes, alias ``@champion`` moves to it (the old champion becomes
+``@previous``), its entry is written to the Redis hash ``botlib:active_models``, the
+revision counter the loop watches is bumped, and the change is announced on the
+``botlib:model_events`` stream and channel. A refusal lists every failed check with its
+numbers. ``rollback(name)`` moves ``@champion`` back to ``@previous``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+from mlflow import MlflowClient
+
+from botlib.errors import BotlibError, ConfigError
+from botlib.models import BaseModel, load_model
+from botlib.tracking import configure
+from botlib.transport import RedisNames, connect, dumps, redis_names
+
+__all__ = [
+    "Check",
+    "GateConfig",
+    "GateResult",
+    "PromotionRefusedError",
+    "active_models",
+    "evaluate_gate",
+    "list_models",
+    "promote",
+    "rollback",
+]
+
+CHAMPION, PREVIOUS = "champion", "previous"
+
+
+class PromotionRefusedError(BotlibError):
+    """The gate refused a candidate; ``result`` holds every check."""
+
+    def __init__(self, result: GateResult) -> None:
+        failed = "; ".join(f"{c.name}: {c.detail}" for c in result.checks if not c.passed)
+        super().__init__(f"{result.name} v{result.version} refused — {failed}")
+        self.result = result
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Thresholds of the promotion gate. ``metric`` is a backtest metric where higher is
+    better (``total_return``, ``sharpe``, ``sortino``, ``calmar``); ``margin`` is in its
+    units (0.02 = two percentage points of total return)."""
+
+    metric: str = "total_return"
+    margin: float = 0.0
+    min_trades: int = 3
+    prefix: str = "test"
+
+    def __post_init__(self) -> None:
+        allowed = ("total_return", "sharpe", "sortino", "calmar", "cagr")
+        if self.metric not in allowed:
+            from botlib.errors import unknown_name
+
+            raise unknown_name("gate metric", self.metric, allowed)
+        if self.min_trades < 0:
+            raise ConfigError(f"min_trades must be >= 0, got {self.min_trades}")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class GateResult:
+    name: str
+    version: str
+    checks: list[Check] = field(default_factory=list)
+    entry: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "passed": self.passed,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def _client() -> MlflowClient:
+    configure()
+    return MlflowClient()
+
+
+def _version(client: MlflowClient, name: str, version: str | int | None) -> Any:
+    try:
+        if version is None:
+            versions = client.search_model_versions(f"name = '{name}'")
+            if not versions:
+                raise ConfigError(f"registered model {name!r} has no versions")
+            return max(versions, key=lambda v: int(v.version))
+        return client.get_model_version(name, str(version))
+    except Exception as exc:  # MlflowException for unknown names / versions
+        if isinstance(exc, ConfigError):
+            raise
+        known = [m.name for m in client.search_registered_models()]
+        if name not in known:
+            from botlib.errors import unknown_name
+
+            raise unknown_name("registered model", name, known) from None
+        raise ConfigError(f"{name}: no version {version!r}") from None
+
+
+def _num(metrics: dict[str, float], key: str) -> float:
+    value = metrics.get(key, float("nan"))
+    return float(value)
+
+
+def _feature_checks(model: BaseModel) -> list[str]:
+    """Problems that stop the loop computing this model's inputs ([] = none)."""
+    from botlib.features import FeatureSpec
+
+    problems = []
+    stack = [model]
+    while stack:
+        current = stack.pop()
+        spec = current.meta.feature_spec
+        if spec is not None:
+            try:
+                again = FeatureSpec.from_dict(spec.to_dict())
+            except (ConfigError, ValueError) as exc:
+                problems.append(f"{current.name}: {exc}")
+                continue
+            if again.schema_hash != spec.schema_hash:
+                problems.append(f"{current.name}: schema hash changed")
+        stack.extend(getattr(current, "models", []) or [])
+    return problems
+
+
+def evaluate_gate(
+    name: str, version: str | int | None = None, *, gate: GateConfig | None = None
+) -> GateResult:
+    """Run every check of the gate on ``name`` (version ``version`` or the newest)."""
+    gate = gate or GateConfig()
+    client = _client()
+    mv = _version(client, name, version)
+    result = GateResult(name, str(mv.version))
+    run = client.get_run(mv.run_id) if mv.run_id else None
+    metrics = dict(run.data.metrics) if run else {}
+    params = dict(run.data.params) if run else {}
+    tags = dict(run.data.tags) if run else {}
+    p, m = gate.prefix, gate.metric
+
+    strategy = _num(metrics, f"{p}.{m}")
+    hold = _num(metrics, f"{p}.buy_and_hold.{m}")
+    flat = _num(metrics, f"{p}.flat.{m}")
+    if not math.isfinite(flat) and f"{p}.total_return" in metrics:
+        flat = 0.0  # a flat book has no variance: its ratios are 0 by convention
+    has_oos = all(math.isfinite(x) for x in (strategy, hold))
+    result.checks.append(
+        Check(
+            "out-of-sample",
+            has_oos,
+            f"{p}.{m}={strategy:.4f} on {tags.get('test_start', '?')} → {tags.get('data_end', '?')}"
+            if has_oos
+            else f"run {mv.run_id} logged no {p}.{m} / {p}.buy_and_hold.{m} (no held-out backtest)",
+        )
+    )
+    if has_oos:
+        need_hold, need_flat = hold + gate.margin, flat + gate.margin
+        result.checks.append(
+            Check(
+                "beats buy-and-hold",
+                strategy >= need_hold,
+                f"{m} {strategy:.4f} vs buy-and-hold {hold:.4f} + margin {gate.margin} "
+                f"= {need_hold:.4f}",
+            )
+        )
+        result.checks.append(
+            Check(
+                "beats flat",
+                strategy >= need_flat,
+                f"{m} {strategy:.4f} vs flat {flat:.4f} + margin {gate.margin} = {need_flat:.4f}",
+            )
+        )
+    trades = _num(metrics, f"{p}.trades")
+    result.checks.append(
+        Check(
+            "min trades",
+            math.isfinite(trades) and trades >= gate.min_trades,
+            f"{trades:.0f} trades, need >= {gate.min_trades}",
+        )
+    )
+    uri = f"models:/{name}/{mv.version}"
+    model: BaseModel | None = None
+    try:
+        model = load_model(uri)
+    except Exception as exc:  # any failure to load is a refusal, with the reason
+        result.checks.append(Check("loads", False, f"{uri}: {type(exc).__name__}: {exc}"))
+    if model is not None:
+        problems = _feature_checks(model)
+        logged = tags.get("feature_schema_hash")
+        if logged and logged != model.meta.feature_schema_hash:
+            problems.append(
+                f"run logged schema {logged}, model has {model.meta.feature_schema_hash}"
+            )
+        result.checks.append(
+            Check(
+                "features computable",
+                not problems,
+                "; ".join(problems) or f"schema {model.meta.feature_schema_hash}",
+            )
+        )
+        meta = model.meta
+        result.entry = {
+            "name": name,
+            "version": str(mv.version),
+            "model_id": f"{name}:{mv.version}",
+            "model_uri": uri,
+            "run_id": mv.run_id,
+            "symbol": params.get("symbol", tags.get("data_symbol", "BTC/USDT")),
+            "timeframe": params.get("timeframe", tags.get("data_timeframe", "1h")),
+            "model_type": meta.model_type,
+            "algorithm": meta.algorithm,
+            "prediction_type": meta.prediction_type,
+            "horizon": meta.horizon,
+            "required_history": meta.required_history,
+            "feature_schema_hash": meta.feature_schema_hash,
+            "registered_at": int(mv.creation_timestamp or 0),
+            "metrics": {
+                k: v for k, v in metrics.items() if k.startswith(f"{p}.") and math.isfinite(v)
+            },
+        }
+    return result
+
+
+def _announce(
+    r: redis.Redis, names: RedisNames, event: dict[str, Any], entry: dict[str, Any] | None
+) -> None:
+    payload = dumps(event)
+    pipe = r.pipeline(transaction=True)
+    if entry is None:
+        pipe.hdel(names.active_models, event["name"])
+    else:
+        pipe.hset(names.active_models, event["name"], dumps(entry))
+    pipe.incr(names.active_revision)
+    pipe.xadd(names.model_events, {"data": payload}, maxlen=10_000, approximate=True)
+    pipe.publish(names.model_channel, payload)
+    pipe.execute()
+
+
+def _redis(url: str | None) -> redis.Redis:
+    r = connect(url)
+    try:
+        r.ping()
+    except redis.RedisError as exc:
+        raise BotlibError(
+            f"Redis at BOTLIB_REDIS_URL is not reachable ({exc}); start it with "
+            "`botlib redis start` or pass --no-redis to move the alias only"
+        ) from None
+    return r
+
+
+def promote(
+    name: str,
+    version: str | int | None = None,
+    *,
+    gate: GateConfig | None = None,
+    force: bool = False,
+    publish: bool = True,
+    redis_url: str | None = None,
+) -> GateResult:
+    """Gate, then move ``@champion`` and publish the active model. Raises
+    ``PromotionRefusedError`` when a check fails (unless ``force``, which promotes anyway and
+    records the failed checks on the version and in the Redis entry)."""
+    result = evaluate_gate(name, version, gate=gate)
+    if not result.passed and (not force or not result.entry):
+        raise PromotionRefusedError(result)
+    r = _redis(redis_url) if publish else None
+    client = MlflowClient()
+    try:
+        old = client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:
+        old = None
+    if old is not None and str(old.version) != result.version:
+        client.set_registered_model_alias(name, PREVIOUS, old.version)
+    client.set_registered_model_alias(name, CHAMPION, result.version)
+    failed = [c.name for c in result.checks if not c.passed]
+    client.set_model_version_tag(name, result.version, "botlib.promoted_at", str(time.time()))
+    client.set_model_version_tag(
+        name, result.version, "botlib.gate", "forced: " + ", ".join(failed) if failed else "passed"
+    )
+    entry = {**result.entry, "promoted_at": time.time(), "gate": "forced" if failed else "passed"}
+    if failed:
+        entry["gate_failed"] = failed
+    if r is not None:
+        event = {
+            "event": "promoted",
+            "name": name,
+            "version": result.version,
+            "previous": str(old.version) if old is not None else None,
+            "gate": entry["gate"],
+        }
+        _announce(r, redis_names(), event, entry)
+        r.close()
+    return result
+
+
+def rollback(name: str, *, publish: bool = True, redis_url: str | None = None) -> tuple[str, str]:
+    """Move ``@champion`` back to ``@previous``; returns (from version, to version)."""
+    client = _client()
+    try:
+        previous = client.get_model_version_by_alias(name, PREVIOUS)
+    except Exception:
+        raise ConfigError(f"{name} has no @previous version to roll back to") from None
+    current = client.get_model_version_by_alias(name, CHAMPION)
+    r = _redis(redis_url) if publish else None
+    # the entry must be computed before the aliases move (it reads the version's run)
+    entry = evaluate_gate(name, previous.version).entry if r is not None else {}
+    client.set_registered_model_alias(name, CHAMPION, previous.version)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    client.set_model_version_tag(name, current.version, "botlib.rolled_back_at", str(time.time()))
+    if r is not None:
+        entry = {**entry, "promoted_at": time.time(), "gate": "rollback"}
+        event = {
+            "event": "rolled_back",
+            "name": name,
+            "version": str(previous.version),
+            "previous": str(current.version),
+        }
+        _announce(r, redis_names(), event, entry)
+        r.close()
+    return str(current.version), str(previous.version)
+
+
+def active_models(r: redis.Redis, names: RedisNames | None = None) -> dict[str, dict[str, Any]]:
+    """The ``botlib:active_models`` hash, decoded (bad entries are skipped with a
+    warning: they are never evaluated)."""
+    import json
+    import warnings
+
+    names = names or redis_names()
+    out = {}
+    for key, value in r.hgetall(names.active_models).items():
+        try:
+            out[str(key)] = json.loads(value)
+        except (TypeError, json.JSONDecodeError):
+            warnings.warn(f"active model {key!r}: entry is not JSON; ignored", stacklevel=2)
+    return out
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Registered models as the backend's ``ai_models`` rows (from the registry)."""
+    client = _client()
+    rows = []
+    for rm in client.search_registered_models():
+        aliases = dict(rm.aliases or {})
+        versions = client.search_model_versions(f"name = '{rm.name}'")
+        if not versions:
+            continue
+        latest = max(versions, key=lambda v: int(v.version))
+        shown = aliases.get(CHAMPION, latest.version)
+        mv = next((v for v in versions if str(v.version) == str(shown)), latest)
+        run = client.get_run(mv.run_id) if mv.run_id else None
+        params = dict(run.data.params) if run else {}
+        tags = dict(run.data.tags) if run else {}
+        metrics = dict(run.data.metrics) if run else {}
+        status = "active" if CHAMPION in aliases else "trained"
+        rows.append(
+            {
+                "name": rm.name,
+                "model_type": tags.get("model_type", ""),
+                "algorithm": tags.get("algorithm", params.get("algorithm", "")),
+                "status": status,
+                "version": str(mv.version),
+                "latest_version": str(latest.version),
+                "aliases": {a: str(v) for a, v in aliases.items()},
+                "configuration": {
+                    k: params[k] for k in ("symbol", "timeframe", "start", "end") if k in params
+                },
+                "hyperparameters": {
+                    k: v
+                    for k, v in params.items()
+                    if k not in ("symbol", "timeframe", "start", "end", "algorithm")
+                },
+                "performance_metrics": {
+                    k: v
+                    for k, v in metrics.items()
+                    if k.startswith("test.") and math.isfinite(v) and k.count(".") == 1
+                },
+                "run_id": mv.run_id,
+            }
+        )
+    return rows

@@ -1,0 +1,131 @@
+"""Connections and the one atomic write of the signal loop.
+
+``connect`` opens a client on ``BOTLIB_REDIS_URL`` (``redis://`` or ``rediss://``, AUTH
+in the URL) that decodes replies as text. ``commit`` runs one server-side script that,
+atomically, writes a batch's outputs (each at most once, keyed by its record id),
+dead-letters bad input, updates the loop's state and acknowledges the bars — so a crash
+never leaves a bar acknowledged without its outputs, nor outputs written twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from botlib.errors import BotlibError
+
+__all__ = ["Batch", "Output", "commit", "connect", "ensure_group"]
+
+
+def connect(url: str | None = None, *, timeout: float = 5.0) -> redis.Redis:
+    """A client for ``url`` (default: the configured ``BOTLIB_REDIS_URL``); replies are
+    ``str``. Nothing is sent until the first command."""
+    if url is None:
+        from botlib.settings import get_settings
+
+        url = get_settings().redis_url.get_secret_value()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise BotlibError(
+            f"BOTLIB_REDIS_URL must start with redis://, rediss:// or unix://, got {url[:12]!r}…"
+        )
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+    )
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str, *, start: str = "0") -> None:
+    """Create consumer group ``group`` on ``stream`` (and the stream) unless it exists.
+    ``start="0"`` means bars written before the first loop started are processed too."""
+    try:
+        client.xgroup_create(stream, group, id=start, mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+@dataclass(frozen=True)
+class Output:
+    """One record for a stream (``data`` = JSON) and, optionally, a pub/sub channel.
+    ``dedupe`` is the key that makes it idempotent ("" = always write)."""
+
+    stream: str
+    payload: str
+    channel: str = ""
+    dedupe: str = ""
+
+
+@dataclass
+class Batch:
+    """Everything one step of the loop writes, applied atomically by ``commit``."""
+
+    outputs: list[Output] = field(default_factory=list)
+    acks: dict[str, list[str]] = field(default_factory=dict)  # stream -> entry ids
+    zadd: list[tuple[str, float, str]] = field(default_factory=list)
+    zrem: list[tuple[str, str]] = field(default_factory=list)
+    hset: list[tuple[str, str, str]] = field(default_factory=list)
+    hincr: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def ack(self, stream: str, entry_id: str) -> None:
+        self.acks.setdefault(stream, []).append(entry_id)
+
+    def __bool__(self) -> bool:
+        return bool(self.outputs or self.acks or self.zadd or self.zrem or self.hset)
+
+
+# The plan is JSON (cjson ships with Redis); ARGV[1] = plan, ARGV[2] = MAXLEN,
+# ARGV[3] = seconds to remember written record ids.
+_COMMIT = """
+local plan = cjson.decode(ARGV[1])
+local maxlen, ttl = ARGV[2], ARGV[3]
+local written = 0
+for _, o in ipairs(plan.outputs) do
+  local fresh = true
+  if o[4] ~= '' then fresh = redis.call('SET', o[4], '1', 'NX', 'EX', ttl) end
+  if fresh then
+    redis.call('XADD', o[1], 'MAXLEN', '~', maxlen, '*', 'data', o[2])
+    if o[3] ~= '' then redis.call('PUBLISH', o[3], o[2]) end
+    written = written + 1
+  end
+end
+for _, z in ipairs(plan.zadd) do redis.call('ZADD', z[1], z[2], z[3]) end
+for _, z in ipairs(plan.zrem) do redis.call('ZREM', z[1], z[2]) end
+for _, h in ipairs(plan.hset) do redis.call('HSET', h[1], h[2], h[3]) end
+for _, h in ipairs(plan.hincr) do redis.call('HINCRBY', h[1], h[2], h[3]) end
+for _, a in ipairs(plan.acks) do
+  local ids = a[3]
+  for i = 1, #ids, 500 do
+    redis.call('XACK', a[1], a[2], unpack(ids, i, math.min(i + 499, #ids)))
+  end
+end
+return written
+"""
+
+
+def commit(
+    client: redis.Redis,
+    batch: Batch,
+    *,
+    group: str,
+    maxlen: int = 100_000,
+    remember_s: int = 7 * 24 * 3600,
+) -> int:
+    """Apply ``batch`` in one atomic script; returns how many outputs were new."""
+    plan: dict[str, Sequence[Any]] = {
+        "outputs": [[o.stream, o.payload, o.channel, o.dedupe] for o in batch.outputs],
+        "acks": [[stream, group, ids] for stream, ids in batch.acks.items() if ids],
+        "zadd": [list(z) for z in batch.zadd],
+        "zrem": [list(z) for z in batch.zrem],
+        "hset": [list(h) for h in batch.hset],
+        "hincr": [list(h) for h in batch.hincr],
+    }
+    # cjson decodes an empty JSON array as an empty table, which ipairs handles
+    script = client.register_script(_COMMIT)
+    return int(script(args=[json.dumps(plan), maxlen, remember_s]))

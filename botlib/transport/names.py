@@ -1,0 +1,72 @@
+"""Stream, channel and key names of the Redis contract (``../shared/DESIGN.md``).
+
+The defaults are the contract the TypeScript backend speaks; every name can be changed
+through ``BOTLIB_REDIS_NAMES`` (JSON, e.g. ``{"signals": "lab:signals"}``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from botlib.errors import ConfigError
+
+__all__ = ["RedisNames", "redis_names"]
+
+
+@dataclass(frozen=True)
+class RedisNames:
+    """Where every record goes. Streams are durable (``XADD``, bounded ``MAXLEN ~``);
+    channels are the backend's pub/sub channels (lost when nobody listens)."""
+
+    #: closed candles in, one stream per market (read through a consumer group)
+    bars: str = "botlib:bars:{exchange}:{symbol}:{timeframe}"
+    predictions: str = "botlib:predictions"
+    signals: str = "botlib:signals"
+    deadletter: str = "botlib:deadletter"
+    #: hash: registered model name -> JSON of the version the loop must serve
+    active_models: str = "botlib:active_models"
+    #: counter bumped on every promotion / rollback (the loop polls it between bars)
+    active_revision: str = "botlib:active_models:rev"
+    #: durable log of promotions and rollbacks
+    model_events: str = "botlib:model_events"
+    #: per-market sorted set of predictions waiting for their horizon to pass
+    pending_predictions: str = "botlib:pending:{exchange}:{symbol}:{timeframe}"
+    #: hash: loop state that must survive a restart (positions, last bar per stream)
+    loop_state: str = "botlib:loop:state"
+    #: hash: loop counters (bars, predictions, signals, dead letters, lag, errors)
+    loop_stats: str = "botlib:loop:stats"
+    #: prefix of the keys that make outputs idempotent
+    seen_prefix: str = "botlib:seen:"
+    consumer_group: str = "botlib-signal-loop"
+    market_data_channel: str = "python:market_data"
+    prediction_channel: str = "python:ai_prediction"
+    signal_channel: str = "python:trading_signal"
+    model_channel: str = "botlib:model_events"
+
+    def bar_stream(self, exchange: str, symbol: str, timeframe: str) -> str:
+        return self.bars.format(exchange=exchange, symbol=symbol, timeframe=timeframe)
+
+    def pending_key(self, exchange: str, symbol: str, timeframe: str) -> str:
+        return self.pending_predictions.format(
+            exchange=exchange, symbol=symbol, timeframe=timeframe
+        )
+
+    def with_overrides(self, overrides: dict[str, Any]) -> RedisNames:
+        known = {f.name for f in fields(self)}
+        bad = [k for k in overrides if k not in known]
+        if bad:
+            from botlib.errors import unknown_name
+
+            raise unknown_name("redis name", bad[0], sorted(known))
+        for key, value in overrides.items():
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"redis name {key!r} must be a non-empty string, got {value!r}")
+        return replace(self, **overrides)
+
+
+def redis_names() -> RedisNames:
+    """The names in force (defaults plus ``BOTLIB_REDIS_NAMES`` overrides)."""
+    from botlib.settings import get_settings
+
+    return RedisNames().with_overrides(dict(get_settings().redis_names))
