@@ -109,22 +109,21 @@ def _client() -> MlflowClient:
 
 
 def _version(client: MlflowClient, name: str, version: str | int | None) -> Any:
-    try:
-        if version is None:
-            versions = client.search_model_versions(f"name = '{name}'")
-            if not versions:
-                raise ConfigError(f"registered model {name!r} has no versions")
-            return max(versions, key=lambda v: int(v.version))
-        return client.get_model_version(name, str(version))
-    except Exception as exc:  # MlflowException for unknown names / versions
-        if isinstance(exc, ConfigError):
-            raise
-        known = [m.name for m in client.search_registered_models()]
-        if name not in known:
-            from botlib.errors import unknown_name
+    known = [m.name for m in client.search_registered_models()]
+    if name not in known:
+        from botlib.errors import unknown_name
 
-            raise unknown_name("registered model", name, known) from None
-        raise ConfigError(f"{name}: no version {version!r}") from None
+        raise unknown_name("registered model", name, known)
+    versions = client.search_model_versions(f"name = '{name}'")
+    if not versions:
+        raise ConfigError(f"registered model {name!r} has no versions")
+    if version is None:
+        return max(versions, key=lambda v: int(v.version))
+    for mv in versions:
+        if str(mv.version) == str(version):
+            return mv
+    have = ", ".join(sorted((str(v.version) for v in versions), key=int))
+    raise ConfigError(f"{name} has no version {version!r}; versions: {have}")
 
 
 def _num(metrics: dict[str, float], key: str) -> float:

@@ -1,0 +1,60 @@
+"""Shared steps of the live tests: replay, serve, read back."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import redis
+
+from botlib.data import load_ohlcv
+from botlib.live import LoopConfig, SignalLoop, replay
+from tests.live.conftest import REPLAY_START
+
+SIGNAL_FIELDS = {
+    "id", "model_id", "bot_id", "symbol", "signal_type", "signal_strength", "confidence",
+    "predicted_price", "predicted_direction", "predicted_volatility", "risk_score",
+    "expected_return", "stop_loss", "take_profit", "position_size", "reasoning", "metadata",
+    "created_at", "expires_at", "executed_at", "status",
+}  # fmt: skip
+PREDICTION_FIELDS = {
+    "id", "model_id", "symbol", "prediction_type", "input_data", "prediction_value",
+    "confidence", "prediction_horizon", "actual_value", "accuracy", "created_at",
+    "validated_at",
+}  # fmt: skip
+
+
+def window(n: int, start: str = REPLAY_START) -> pd.DataFrame:
+    return load_ohlcv("BTC/USDT", "1h", start=start).iloc[:n]
+
+
+def feed(r: redis.Redis, candles: pd.DataFrame, **kw: Any) -> int:
+    return replay(r, candles, exchange="binance", symbol="BTC/USDT", timeframe="1h", **kw)
+
+
+def loop_config(**kw: Any) -> LoopConfig:
+    base: dict[str, Any] = {
+        "exchange": "binance",
+        "consumer": "test",
+        "block_ms": 50,
+        "max_model_age_days": None,
+    }
+    return LoopConfig(**{**base, **kw})
+
+
+def serve(r: redis.Redis, *, idle_exit_s: float = 1.5, **kw: Any) -> SignalLoop:
+    loop = SignalLoop(r, config=loop_config(**kw))
+    loop.run(idle_exit_s=idle_exit_s)
+    return loop
+
+
+def records(r: redis.Redis, stream: str) -> list[dict[str, Any]]:
+    return [json.loads(f["data"]) for _, f in r.xrange(stream)]
+
+
+def by_model(items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        out.setdefault(item["model_id"], []).append(item)
+    return out

@@ -1,0 +1,109 @@
+"""The promotion gate, @champion / @previous, and botlib:active_models in a real Redis."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import redis
+from mlflow import MlflowClient
+from typer.testing import CliRunner
+
+from botlib.cli import app
+from botlib.promotion import (
+    GateConfig,
+    PromotionRefusedError,
+    active_models,
+    evaluate_gate,
+    list_models,
+    promote,
+    rollback,
+)
+from botlib.transport import RedisServer
+from tests.live.conftest import Store
+
+LENIENT = GateConfig(margin=-10.0, min_trades=0)
+
+pytestmark = pytest.mark.slow
+
+
+def test_gate_reports_every_check_with_numbers(store: Store) -> None:
+    strict = GateConfig(margin=5.0, min_trades=10_000)  # +500 % over buy-and-hold
+    result = evaluate_gate(store.lstm, 1, gate=strict)
+    by_name = {c.name: c for c in result.checks}
+    assert set(by_name) == {
+        "out-of-sample",
+        "beats buy-and-hold",
+        "beats flat",
+        "min trades",
+        "features computable",
+    }
+    assert by_name["out-of-sample"].passed and by_name["features computable"].passed
+    assert not by_name["beats buy-and-hold"].passed and not by_name["min trades"].passed
+    assert "margin 5.0" in by_name["beats buy-and-hold"].detail
+    assert "need >= 10000" in by_name["min trades"].detail
+    with pytest.raises(PromotionRefusedError) as info:
+        promote(store.lstm, 1, gate=strict, publish=False)
+    assert "beats buy-and-hold" in str(info.value) and "min trades" in str(info.value)
+
+
+def test_promote_then_promote_then_rollback(store: Store, redis_server: RedisServer) -> None:
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    events = r.pubsub()
+    events.subscribe("botlib:model_events")
+    events.get_message(timeout=1)
+
+    promote(store.lstm, 1, gate=LENIENT)
+    entry = active_models(r)[store.lstm]
+    assert entry["version"] == "1" and entry["model_uri"] == f"models:/{store.lstm}/1"
+    assert entry["symbol"] == "BTC/USDT" and entry["timeframe"] == "1h"
+    assert entry["gate"] == "passed" and entry["required_history"] > 0
+    assert math.isfinite(entry["metrics"]["test.total_return"])
+    assert r.get("botlib:active_models:rev") == "1"
+    message = events.get_message(timeout=2)
+    assert message and json.loads(message["data"])["event"] == "promoted"
+
+    promote(store.lstm, 2, gate=LENIENT)
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias(store.lstm, "champion").version) == "2"
+    assert str(client.get_model_version_by_alias(store.lstm, "previous").version) == "1"
+    assert active_models(r)[store.lstm]["version"] == "2"
+
+    assert rollback(store.lstm) == ("2", "1")
+    assert str(client.get_model_version_by_alias(store.lstm, "champion").version) == "1"
+    assert active_models(r)[store.lstm]["version"] == "1"
+    assert r.get("botlib:active_models:rev") == "3"
+    assert r.xlen("botlib:model_events") == 3
+    with pytest.raises(Exception, match="no @previous"):
+        rollback(store.lstm)
+
+    rows = {row["name"]: row for row in list_models()}
+    assert rows[store.lstm]["status"] == "active" and rows[store.lstm]["version"] == "1"
+    assert rows[store.ga]["status"] == "trained"
+    assert {"name", "model_type", "algorithm", "status", "version", "configuration"} <= set(
+        rows[store.lstm]
+    )
+    assert rows[store.lstm]["algorithm"] == "lstm"
+    assert "test.sharpe" in rows[store.lstm]["performance_metrics"]
+    events.close()
+    r.close()
+
+
+def test_cli_promote_refusal_and_models_json(store: Store, redis_server: RedisServer) -> None:
+    runner = CliRunner()
+    out = runner.invoke(app, ["promote", store.ga, "--margin", "5", "--json"])
+    assert out.exit_code == 1
+    checks = json.loads(out.stdout)
+    assert checks["passed"] is False
+    assert any(c["name"] == "beats buy-and-hold" and not c["passed"] for c in checks["checks"])
+    out = runner.invoke(app, ["promote", store.ga, "--margin", "-10", "--min-trades", "0"])
+    assert out.exit_code == 0, out.output
+    assert "@champion" in out.stdout
+    out = runner.invoke(app, ["models", "--json"])
+    assert out.exit_code == 0
+    rows = {row["name"]: row for row in json.loads(out.stdout)}
+    assert rows[store.ga]["aliases"] == {"champion": "1"}
+    out = runner.invoke(app, ["promote", "nn-lstn-btc_usdt-1h"])
+    assert out.exit_code != 0
+    assert "did you mean" in str(out.exception) or "did you mean" in out.output
