@@ -56,7 +56,17 @@ def live_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 @pytest.fixture
 def store(live_store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """The shared store, with every alias cleared (each test promotes what it needs)."""
+    from mlflow import MlflowClient
+
+    from botlib.tracking import configure
+
     _use(live_store, monkeypatch)
+    configure("live-tests")
+    client = MlflowClient()
+    for model in client.search_registered_models():
+        for alias in list(model.aliases or {}):
+            client.delete_registered_model_alias(model.name, alias)
     return live_store
 
 
