@@ -33,7 +33,8 @@ def demo(
     """Backtest the rule strategies on the reference candles, print their metrics beside
     buy-and-hold and flat, and write a plotly HTML report; then train every model family
     with a small budget (70 % train, 15 % validation) and print an out-of-sample
-    leaderboard on the last 15 %."""
+    leaderboard on the last 15 %; promote the best model, start Redis and the signal
+    loop, replay the last bars of the reference data and print the signals emitted."""
     settings = get_settings()
     report = report or settings.reports_dir / "demo.html"
     if find_dataset(settings.datasets_dir, symbol, timeframe) is None:
@@ -95,6 +96,11 @@ def _model_leaderboard(candles: Any) -> None:
     )
     names = [s.outputs["model_name"] for s in result.steps if "model_name" in s.outputs]
     console.print(f"Registered models: {', '.join(names)}")
+    uris = [str(u) for u in board.get("model_uri", []) if str(u).startswith("models:/")]
+    if uris:
+        from botlib.cli._live_demo import live_demo
+
+        live_demo(uris, candles)
     console.print(
         "Look next: `make mlflow-ui` (runs, figures, executed notebooks, registry), "
         "`make lab` (the notebooks), `botlib pipeline show quick`."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pytest
 import redis
@@ -107,3 +108,26 @@ def test_cli_promote_refusal_and_models_json(store: Store, redis_server: RedisSe
     out = runner.invoke(app, ["promote", "nn-lstn-btc_usdt-1h"])
     assert out.exit_code != 0
     assert "did you mean" in str(out.exception) or "did you mean" in out.output
+
+
+def test_demo_ending_promotes_serves_and_prints_signals(
+    store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: Any
+) -> None:
+    """`make demo`'s last part: its own redis-server, promotion, loop, replay, signals."""
+    from botlib.cli._live_demo import REPLAY_BARS, live_demo
+    from botlib.data import load_ohlcv
+    from botlib.settings import get_settings
+    from botlib.transport import free_port
+
+    port = free_port()
+    monkeypatch.setenv("BOTLIB_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    monkeypatch.setenv("BOTLIB_REDIS_DATA_DIR", str(tmp_path / "redis"))
+    get_settings.cache_clear()
+    candles = load_ohlcv("BTC/USDT", "1h", start="2025-06-01")
+    for _ in range(2):  # a second run starts the market afresh and prints the same
+        live_demo([f"models:/{store.ga}/1", f"models:/{store.lstm}/2"], candles)
+        out = capsys.readouterr().out
+        assert f"{REPLAY_BARS} bars → {REPLAY_BARS} predictions" in out
+        assert f"{REPLAY_BARS} signals" in out and "redis-server stopped" in out
+        assert "promotion gate" in out
+    assert not RedisServer(port=port, data_dir=tmp_path / "redis").ping()

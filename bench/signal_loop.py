@@ -1,0 +1,180 @@
+"""Signal-loop latency (bar in -> signal out) and throughput, with an LSTM champion.
+
+    python bench/signal_loop.py [--bars 300] [--backlog 2000]
+
+Set-up: a throw-away MLflow store and redis-server; an LSTM (32 units, 32-bar windows,
+one epoch: speed, not skill) trained on reference data, registered and promoted; the
+loop runs as `botlib serve` in its own process, as in production. With 20 symbols the
+reference BTC/USDT candles are replayed under 20 market names (same model, 20 active
+entries), warmed up first.
+
+* latency: one bar per market is published, then we wait for every market's signal on
+  `python:trading_signal` (a plain pub/sub client); p50 / p99 over ``--bars`` bars.
+* throughput: ``--backlog`` bars per market are queued at once; bars/s while the loop
+  works through them (it reads them in batches and runs the network once per batch).
+* baseline, timed in this process: the naive per-bar path — the MLflow pyfunc model on
+  the newest window (`last_only`), the signal builder on the recent bars, one XADD and
+  one PUBLISH — for one market.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q))
+
+
+def _wait_stats(r: Any, bars: int, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while int(r.hget("botlib:loop:stats", "bars") or 0) < bars:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"loop stuck at {r.hget('botlib:loop:stats', 'bars')} bars")
+        time.sleep(0.002)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=300, help="timed bars per latency run")
+    parser.add_argument("--backlog", type=int, default=2000, help="bars per market, throughput")
+    parser.add_argument("--symbols", type=int, nargs="+", default=[1, 20])
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="botlib-bench-loop-"))
+    os.environ["BOTLIB_MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+    os.environ["BOTLIB_MLFLOW_ARTIFACTS_DIR"] = str(tmp / "artifacts")
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+    import mlflow
+    import redis
+
+    from botlib.data import load_ohlcv
+    from botlib.live import bars_from_candles, publish_bars
+    from botlib.promotion import GateConfig, promote
+    from botlib.signals import build_signal_frame
+    from botlib.tracking import configure
+    from botlib.tracking.session import train_session
+    from botlib.transport import RedisServer, dumps, free_port
+
+    server = RedisServer(free_port(), tmp / "redis").start()
+    os.environ["BOTLIB_REDIS_URL"] = server.url
+    r = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        configure("bench-loop")
+        print("training the LSTM champion (1 epoch) ...", flush=True)
+        session = train_session(
+            "lstm",
+            start="2024-01-01",
+            end="2025-01-01",
+            params={"epochs": 1, "units": 32, "seq_len": 32},
+        )
+        promote(session.model_name, gate=GateConfig(margin=-10, min_trades=0), force=True)
+        entry = json.loads(r.hget("botlib:active_models", session.model_name) or "{}")
+        need = int(entry["required_history"])
+        candles = load_ohlcv("BTC/USDT", "1h", start="2025-01-01")
+        n_total = need + args.bars + args.backlog
+        if len(candles) < n_total:
+            raise SystemExit(f"need {n_total} reference bars after 2025-01-01")
+
+        # -- baseline: the naive per-bar path, in this process -------------------
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{session.model_name}/1")
+        history = load_ohlcv("BTC/USDT", "1h", end="2025-01-01").iloc[-need:]
+        series = candles.iloc[: args.bars]
+        naive = []
+        for i in range(len(series)):
+            window = pd.concat([history, series.iloc[: i + 1]]).iloc[-need:]
+            t0 = time.perf_counter()
+            out = pyfunc.predict(window, params={"last_only": True})
+            frame = build_signal_frame(out.reindex(window.index), window, start=window.index[-1])
+            payload = dumps(frame.iloc[-1].to_dict())
+            r.xadd("bench:naive", {"data": payload})
+            r.publish("bench:naive", payload)
+            naive.append((time.perf_counter() - t0) * 1000)
+        naive_p50 = statistics.median(naive)
+
+        rows = []
+        for n_sym in args.symbols:
+            r.flushall()
+            markets = ["BTC/USDT"] + [f"S{k:02d}/USDT" for k in range(1, n_sym)]
+            for k, sym in enumerate(markets):
+                r.hset(
+                    "botlib:active_models",
+                    f"{session.model_name}-{k}",
+                    json.dumps({**entry, "name": f"{session.model_name}-{k}", "symbol": sym}),
+                )
+            r.incr("botlib:active_models:rev")
+            per_market = {
+                sym: bars_from_candles(
+                    candles.iloc[:n_total], exchange="binance", symbol=sym, timeframe="1h"
+                )
+                for sym in markets
+            }
+            loop = subprocess.Popen(
+                [sys.executable, "-m", "botlib", "serve", "--consumer", "bench",
+                 "--max-model-age-days", "0"],
+                env=os.environ.copy(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                # warm-up: history plus a few bars (starts TF, compiles the graph)
+                warm = need + 5
+                for sym in markets:
+                    publish_bars(r, per_market[sym][:warm])
+                _wait_stats(r, warm * n_sym)
+                pubsub = r.pubsub()
+                pubsub.subscribe("python:trading_signal")
+                pubsub.get_message(timeout=1)
+                lat = []
+                for i in range(warm, warm + args.bars):
+                    t0 = time.perf_counter()
+                    publish_bars(r, [per_market[sym][i] for sym in markets])
+                    got = 0
+                    while got < n_sym:
+                        if pubsub.get_message(ignore_subscribe_messages=True, timeout=5):
+                            got += 1
+                    lat.append((time.perf_counter() - t0) * 1000)
+                pubsub.close()
+                # throughput: a backlog per market, all at once
+                done = warm + args.bars
+                start_count = done * n_sym
+                t0 = time.perf_counter()
+                for sym in markets:
+                    publish_bars(r, per_market[sym][done:n_total])
+                _wait_stats(r, n_total * n_sym)
+                elapsed = time.perf_counter() - t0
+                rate = (n_total * n_sym - start_count) / elapsed
+                rows.append((n_sym, statistics.median(lat), _pct(lat, 99), rate))
+            finally:
+                loop.terminate()
+                loop.wait(30)
+
+        print()
+        print(f"baseline (naive per-bar pyfunc + builder + XADD/PUBLISH, 1 market, in-process): "
+              f"p50 {naive_p50:.2f} ms, p99 {_pct(naive, 99):.2f} ms")  # fmt: skip
+        print(f"{'markets':>8} {'p50 ms':>8} {'p99 ms':>8} {'bars/s':>9} {'p50 vs baseline':>16}")
+        for n_sym, p50, p99, rate in rows:
+            print(f"{n_sym:>8} {p50:>8.2f} {p99:>8.2f} {rate:>9.0f} {naive_p50 / p50:>15.2f}x")
+        print("latency: bar published -> every market's signal received on python:trading_signal")
+        print("goal on this machine: p99 <= 10 ms and >= 1,000 bars/s")
+    finally:
+        r.close()
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The end of ``botlib demo``: promotion -> Redis -> signal loop -> signals."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+from botlib.cli._common import console
+
+#: bars of the reference data replayed through the loop
+REPLAY_BARS = 200
+
+
+def _promote_best(uris: list[str]) -> tuple[str, str]:
+    """The first model of the leaderboard that passes the gate; if none does, the
+    leaderboard's best, promoted with ``force`` and said so."""
+    from botlib.cli._live import _checks
+    from botlib.promotion import evaluate_gate, promote
+
+    results = []
+    for uri in uris:
+        name, version = uri.removeprefix("models:/").rsplit("/", 1)
+        result = evaluate_gate(name, version)
+        results.append(result)
+        if result.passed:
+            promote(name, version)
+            console.print(f"Promoted {name} v{version}: it passed every check of the gate.")
+            _checks(result)
+            return name, version
+    best = results[0]
+    _checks(best)
+    console.print(
+        f"[yellow]No model of the quick pipeline passed the promotion gate[/] (tiny budgets "
+        f"rarely beat buy-and-hold). For the demo only, the leaderboard's best, {best.name} "
+        f"v{best.version}, is promoted with --force; the failed checks are recorded on the "
+        "version and in its Redis entry."
+    )
+    promote(best.name, best.version, force=True)
+    return best.name, best.version
+
+
+def live_demo(uris: list[str], candles: pd.DataFrame) -> None:
+    from botlib.cli._redis import _server
+    from botlib.live import LoopConfig, SignalLoop, replay
+    from botlib.settings import get_settings
+    from botlib.transport import connect, redis_names
+
+    settings = get_settings()
+    server = _server()
+    started = server.pid() is None or not server.ping()
+    server.start()
+    console.print(f"redis-server on 127.0.0.1:{server.port} (data in {server.data_dir})")
+    name, version = _promote_best(uris)
+    r: Any = connect()
+    names = redis_names()
+    symbol, timeframe = str(candles.attrs["symbol"]), str(candles.attrs["timeframe"])
+    exchange = settings.exchange_id
+    stream = names.bar_stream(exchange, symbol, timeframe)
+    # a rerun of the demo replays the same bars: start this market afresh
+    r.delete(stream, names.pending_key(exchange, symbol, timeframe))
+    for key in r.hkeys(names.loop_state):
+        if key.endswith(stream):
+            r.hdel(names.loop_state, key)
+    for key in r.scan_iter(f"{names.seen_prefix}*", count=1000):
+        r.delete(key)
+    last = candles.iloc[-REPLAY_BARS:]
+    loop = SignalLoop(r, config=LoopConfig(exchange=exchange, consumer="demo"))
+    loop.load_active()
+    runner = threading.Thread(target=loop.run, kwargs={"idle_exit_s": 2.0})
+    runner.start()
+    replay(r, last, exchange=exchange, symbol=symbol, timeframe=timeframe, speed=0)
+    runner.join()
+    _print_signals(r, names.signals, f"{name}:{version}")
+    stats = loop.stats
+    console.print(
+        f"Signal loop: {stats.bars} bars → {stats.predictions} predictions, {stats.signals} "
+        f"signals, {stats.validated} predictions scored, {stats.deadletters} dead-lettered."
+    )
+    if started:
+        server.stop()
+        console.print("redis-server stopped. Run it yourself: `botlib redis start`, "
+                      "`botlib serve`, then `botlib feed replay --last 500`.")  # fmt: skip
+
+
+def _print_signals(r: Any, stream: str, model_id: str) -> None:
+    import json
+
+    rows = [json.loads(f["data"]) for _, f in r.xrange(stream)]
+    rows = [x for x in rows if x["model_id"] == model_id]
+    trades = [x for x in rows if x["signal_type"] != "hold"]
+    table = Table(
+        title=f"Signals of {model_id} on the last {REPLAY_BARS} bars ({len(rows)} signals, "
+        f"{len(trades)} not 'hold'; all on botlib:signals and python:trading_signal)"
+    )
+    for col in ("created_at", "type", "size", "confidence", "stop_loss", "take_profit"):
+        table.add_column(col)
+    shown = trades[-12:] or rows[-5:]
+    for x in shown:
+        table.add_row(
+            x["created_at"],
+            x["signal_type"],
+            f"{x['position_size']:.2f}",
+            f"{x['confidence']:.2f}",
+            f"{x['stop_loss']:,.2f}" if x["stop_loss"] else "–",
+            f"{x['take_profit']:,.2f}" if x["take_profit"] else "–",
+        )
+    console.print(table)
