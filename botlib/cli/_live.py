@@ -182,6 +182,25 @@ def feed_ccxt(
     console.print(f"published {n} bars")
 
 
+@feed_app.command("watch")
+def feed_watch(
+    symbol: Annotated[str, typer.Option(help="Market.")] = "BTC/USDT",
+    timeframe: Annotated[str, typer.Option(help="Bar length.")] = "1h",
+    exchange: Annotated[str | None, typer.Option(help="ccxt exchange id.")] = None,
+    lookback: Annotated[int, typer.Option(help="Closed bars fetched first (REST).")] = 500,
+) -> None:
+    """Stream closed candles from the exchange's websocket (ccxt watch_ohlcv); a dropped
+    connection is resumed and the candles it missed are fetched over REST."""
+    from botlib.live.watch import watch_ccxt
+    from botlib.transport import connect
+
+    try:
+        n = watch_ccxt(connect(), symbol, timeframe, exchange=exchange, lookback=lookback)
+    except KeyboardInterrupt:
+        n = 0
+    console.print(f"published {n} bars")
+
+
 def serve(
     exchange: Annotated[
         str | None, typer.Option(help="Exchange of the bar streams (default: settings).")

@@ -167,7 +167,7 @@ def poll_ccxt(
     published = polls = 0
     while not (stop is not None and stop()):
         now_ms = int(clock() * 1000)
-        since = last + bar_ms if last is not None else now_ms - lookback * bar_ms
+        since = last + bar_ms if last is not None else (now_ms // bar_ms - lookback) * bar_ms
         try:
             rows = ex.fetch_ohlcv(symbol, timeframe, since=since, limit=1000)
         except Exception as exc:  # ccxt NetworkError / ExchangeError: try again next poll
