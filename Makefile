@@ -55,6 +55,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/signal_loop.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1

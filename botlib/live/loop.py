@@ -92,8 +92,11 @@ class LoopConfig:
     def __post_init__(self) -> None:
         from botlib.errors import ConfigError
 
-        if self.batch < 1 or self.history < 0 or self.block_ms < 0:
-            raise ConfigError("batch must be >= 1, history and block_ms >= 0")
+        if self.batch < 1 or self.history < 0:
+            raise ConfigError("batch must be >= 1 and history >= 0")
+        if not 0 <= self.block_ms <= 2000:
+            # a blocking read must return well inside the client's 5 s socket timeout
+            raise ConfigError(f"block_ms must be in [0, 2000], got {self.block_ms}")
 
 
 @dataclass
@@ -169,6 +172,7 @@ class SignalLoop:
         self._groups: set[str] = set()
         self._stale_warned: set[str] = set()
         self._positions: dict[str, float] = {}
+        self._cache: dict[str, BaseModel] = {}
         self.on_step: Callable[[int], None] | None = None
 
     # -- models -----------------------------------------------------------------
@@ -183,7 +187,10 @@ class SignalLoop:
 
     def _load(self, name: str, entry: dict[str, Any]) -> None:
         try:
-            model = load_model(entry["model_uri"])
+            uri = str(entry["model_uri"])
+            # one loaded copy per version, shared by every market it serves
+            model = self._cache.get(uri) or load_model(uri)
+            self._cache[uri] = model
             problem = self._check(entry, model)
             self._loaded.put((name, entry, None if problem else model, problem))
         except Exception as exc:  # a model that cannot load is refused, never fatal
@@ -223,7 +230,7 @@ class SignalLoop:
             try:
                 name, entry, model, problem = self._loaded.get_nowait()
             except queue.Empty:
-                return
+                break
             self._loading.pop(name, None)
             if model is None:
                 self.stats.refused_models += 1
@@ -238,6 +245,11 @@ class SignalLoop:
                 entry.get("version"),
                 f" (was v{old.entry.get('version')})" if old else "",
             )
+        # keep only the versions still served (or about to be)
+        wanted = {str(s.entry["model_uri"]) for s in self.served.values()}
+        for uri in list(self._cache):
+            if uri not in wanted and not self._loading:
+                del self._cache[uri]
 
     def _maybe_reload(self) -> None:
         now = time.monotonic()
@@ -347,7 +359,11 @@ class SignalLoop:
             if claimed:
                 return claimed
         got = self.r.xreadgroup(
-            group, me, {s: ">" for s in streams}, count=count, block=self.config.block_ms
+            group,
+            me,
+            {s: ">" for s in streams},
+            count=count,
+            block=self.config.block_ms or None,  # BLOCK 0 would wait forever
         )
         return [(s, items) for s, items in (got or []) if items]
 

@@ -68,6 +68,23 @@ class SignalConfig:
 _TYPES = np.array(["hold", "buy", "sell", "close"])
 
 
+def _realized_volatility(close: np.ndarray, window: int) -> np.ndarray:
+    """Sample std (ddof 1) of 1-bar log returns over the last ``window`` bars, from the
+    second return on (fewer returns at the start)."""
+    n = len(close)
+    out = np.full(n, np.nan)
+    if n < 3:
+        return out
+    r = np.log(close[1:] / close[:-1])  # r[i] is the return into bar i + 1
+    for t in range(2, min(window, n)):  # partial windows: returns 1..t
+        out[t] = r[:t].std(ddof=1)
+    if n > window:
+        out[window:] = np.lib.stride_tricks.sliding_window_view(r, window).std(axis=1, ddof=1)
+    if n >= window:
+        out[window - 1] = r[: window - 1].std(ddof=1)
+    return out
+
+
 def build_signal_frame(
     outputs: pd.DataFrame,
     candles: pd.DataFrame,
@@ -100,16 +117,16 @@ def build_signal_frame(
     def col(name: str) -> np.ndarray:
         return outputs[name].to_numpy(dtype="float64") if name in cols else np.full(n, np.nan)
 
-    closes = candles["close"]
-    logret = pd.Series(np.log(closes / closes.shift(1)), index=candles.index)
-    realized = logret.rolling(cfg.vol_window, min_periods=2).std().to_numpy()
+    realized = _realized_volatility(close, cfg.vol_window)
     model_vol = col("volatility")
     sigma = np.where(np.isfinite(model_vol), model_vol, realized)
     move = sigma * math.sqrt(h)
     if "volatility" in cols:
         unit = close * move
     else:
-        unit = ind.atr(candles, window=cfg.atr_window).to_numpy()
+        high = candles["high"].to_numpy(dtype="float64")
+        low = candles["low"].to_numpy(dtype="float64")
+        unit = ind.atr_values(high, low, close, cfg.atr_window)
         unit = np.where(np.isfinite(unit), unit, close * move)
 
     expected = col("expected_return")
