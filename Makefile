@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/backtest.py
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/signal_loop.py
+	$(BIN)/python bench/optimize.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1

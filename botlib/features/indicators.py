@@ -8,6 +8,12 @@ after ``t`` are removed. Warm-up rows are NaN. Window lengths are in bars.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import wraps
+from typing import Any, TypeVar
+
 import numpy as np
 import pandas as pd
 
@@ -17,6 +23,7 @@ __all__ = [
     "atr",
     "bollinger",
     "ema",
+    "indicator_cache",
     "log_returns",
     "macd",
     "obv",
@@ -122,12 +129,63 @@ def log_returns(close: pd.Series, *, periods: int = 1) -> pd.Series:
     return _series(log_returns_values(_values(close), periods), close, f"logret_{periods}")
 
 
+_CACHE: ContextVar[dict[Any, Any] | None] = ContextVar("botlib_indicator_cache", default=None)
+_CACHE_LIMIT = 1024
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextmanager
+def indicator_cache(store: dict[Any, Any] | None = None) -> Iterator[dict[Any, Any]]:
+    """Within this block, ``sma``, ``ema``, ``rsi`` and ``atr`` of the same data with
+    the same parameters are computed once (an optimizer trying 1,000 parameter sets of
+    a strategy computes each distinct indicator once). Pass the same ``store`` to reuse
+    it across blocks. Results are shared: do not modify them in place."""
+    store = {} if store is None else store
+    token = _CACHE.set(store)
+    try:
+        yield store
+    finally:
+        _CACHE.reset(token)
+
+
+def _identity(data: pd.Series | pd.DataFrame) -> tuple[Any, ...]:
+    """Which data this is: the address and length of its buffers and its index ends
+    (the cache keeps the object alive, so an address cannot be reused meanwhile)."""
+    frames = [data] if isinstance(data, pd.Series) else [data[c] for c in data.columns]
+    parts: list[Any] = [len(data)]
+    for col in frames:
+        values = col.to_numpy()
+        parts.append(values.__array_interface__["data"][0])
+    if len(data):
+        parts += [data.index[0], data.index[-1]]
+    return tuple(parts)
+
+
+def _memoized(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(data: Any, **kwargs: Any) -> Any:
+        store = _CACHE.get()
+        if store is None:
+            return fn(data, **kwargs)
+        key = (fn.__name__, _identity(data), tuple(sorted(kwargs.items())))
+        hit = store.get(key)
+        if hit is None:
+            if len(store) >= _CACHE_LIMIT:
+                store.clear()
+            hit = store[key] = (data, fn(data, **kwargs))
+        return hit[1]
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_memoized
 def sma(close: pd.Series, *, window: int = 20) -> pd.Series:
     """Simple moving average over ``window`` bars."""
     _check_window(window)
     return _series(_k.rolling_mean(_values(close), window), close, f"sma_{window}")
 
 
+@_memoized
 def ema(close: pd.Series, *, window: int = 20) -> pd.Series:
     """Exponential moving average, ``alpha = 2 / (window + 1)``, recursive from the first
     bar; the first ``window - 1`` values are NaN (warm-up)."""
@@ -135,6 +193,7 @@ def ema(close: pd.Series, *, window: int = 20) -> pd.Series:
     return _series(ema_values(_values(close), window), close, f"ema_{window}")
 
 
+@_memoized
 def rsi(close: pd.Series, *, window: int = 14) -> pd.Series:
     """Relative strength index (Wilder smoothing, ``alpha = 1 / window``), 0..100."""
     _check_window(window)
@@ -161,6 +220,7 @@ def bollinger(close: pd.Series, *, window: int = 20, k: float = 2.0) -> pd.DataF
     )
 
 
+@_memoized
 def atr(candles: pd.DataFrame, *, window: int = 14) -> pd.Series:
     """Average true range (Wilder, seeded with the mean of the first ``window`` true
     ranges), in quote currency."""

@@ -38,3 +38,24 @@ def test_commit_writes_each_output_once_and_acks(tmp_path: Path) -> None:
     finally:
         r.close()
         server.stop()
+
+
+def test_connect_uses_auth_from_the_url_and_refuses_other_schemes(tmp_path: Path) -> None:
+    import pytest
+
+    from botlib.errors import BotlibError
+    from botlib.transport import connect
+
+    server = RedisServer(port=free_port(), data_dir=tmp_path / "r", password="pa55").start()
+    try:
+        client = connect(server.url)
+        assert client.ping() and client.set("k", "v") and client.get("k") == "v"
+        client.close()
+        wrong = connect(f"redis://:nope@127.0.0.1:{server.port}/0")
+        with pytest.raises(redis.AuthenticationError):
+            wrong.ping()
+        wrong.close()
+        with pytest.raises(BotlibError, match="rediss://"):
+            connect(f"http://127.0.0.1:{server.port}")
+    finally:
+        server.stop()

@@ -14,7 +14,7 @@ from botlib.backtest import compute_metrics, normalize_signals, simulate
 from botlib.backtest.strategies import RuleStrategy
 from botlib.errors import ConfigError, unknown_name
 
-__all__ = ["OBJECTIVES", "get_objective", "rule_objective"]
+__all__ = ["OBJECTIVES", "RuleObjective", "get_objective", "rule_objective"]
 
 Scorer = Callable[[Mapping[str, float]], float]
 
@@ -39,6 +39,62 @@ def get_objective(name: str) -> Scorer:
         raise unknown_name("objective", name, OBJECTIVES) from None
 
 
+class RuleObjective:
+    """``params -> objective``: backtests ``strategy`` on ``candles`` with the
+    vectorized twin of the engine. Invalid combinations (e.g. fast >= slow) and runs
+    with fewer than ``min_trades`` round trips score ``-inf`` (a penalty to the search).
+    Indicators are computed once per distinct parameter value (per process) and shared
+    by every individual. Picklable, so a process pool or a Dask cluster can run it."""
+
+    def __init__(
+        self,
+        strategy: RuleStrategy,
+        candles: pd.DataFrame,
+        *,
+        objective: str = "sharpe",
+        fixed: Mapping[str, Any] | None = None,
+        timeframe: str,
+        cash: float = 10_000.0,
+        fee: float = 0.001,
+        slippage: float = 0.0005,
+        min_trades: int = 1,
+    ) -> None:
+        get_objective(objective)  # unknown names fail here, not in a worker
+        self.strategy, self.candles, self.objective = strategy, candles, objective
+        self.fixed = dict(fixed or {})
+        self.timeframe, self.cash, self.fee, self.slippage = timeframe, cash, fee, slippage
+        self.min_trades = min_trades
+        self._indicators: dict[Any, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_indicators"] = {}  # each worker builds its own
+        return state
+
+    def metrics(self, params: Mapping[str, Any]) -> dict[str, float] | None:
+        """The fast backtest's metrics for ``params`` (None: an invalid combination)."""
+        from botlib.features.indicators import indicator_cache
+
+        candles = self.candles
+        try:
+            with indicator_cache(self._indicators):
+                signals = self.strategy.fn(candles, **{**self.fixed, **params})
+        except ConfigError:
+            return None
+        sig = normalize_signals(signals, pd.DatetimeIndex(candles.index), allow_short=True)
+        sim = simulate(candles, sig, cash=self.cash, fee=self.fee, slippage=self.slippage)
+        return compute_metrics(
+            sim.equity, timeframe=self.timeframe, initial_cash=self.cash, fills=sim.fills
+        )
+
+    def __call__(self, params: dict[str, Any]) -> float:
+        metrics = self.metrics(params)
+        if metrics is None or metrics["trades"] < self.min_trades:
+            return -math.inf
+        value = get_objective(self.objective)(metrics)
+        return value if math.isfinite(value) else -math.inf
+
+
 def rule_objective(
     strategy: RuleStrategy,
     candles: pd.DataFrame,
@@ -50,25 +106,16 @@ def rule_objective(
     fee: float = 0.001,
     slippage: float = 0.0005,
     min_trades: int = 1,
-) -> Callable[[dict[str, Any]], float]:
-    """A function ``params -> objective`` backtesting ``strategy`` on ``candles``.
-    Invalid combinations (e.g. fast >= slow) and runs with fewer than ``min_trades``
-    round trips score ``-inf`` (the search treats it as a penalty)."""
-    scorer = get_objective(objective)
-
-    def evaluate(params: dict[str, Any]) -> float:
-        try:
-            signals = strategy.fn(candles, **{**dict(fixed or {}), **params})
-        except ConfigError:
-            return -math.inf
-        sig = normalize_signals(signals, pd.DatetimeIndex(candles.index), allow_short=True)
-        sim = simulate(candles, sig, cash=cash, fee=fee, slippage=slippage)
-        metrics = compute_metrics(
-            sim.equity, timeframe=timeframe, initial_cash=cash, fills=sim.fills
-        )
-        if metrics["trades"] < min_trades:
-            return -math.inf
-        value = scorer(metrics)
-        return value if math.isfinite(value) else -math.inf
-
-    return evaluate
+) -> RuleObjective:
+    """A ``RuleObjective`` (a picklable ``params -> objective`` function)."""
+    return RuleObjective(
+        strategy,
+        candles,
+        objective=objective,
+        fixed=fixed,
+        timeframe=timeframe,
+        cash=cash,
+        fee=fee,
+        slippage=slippage,
+        min_trades=min_trades,
+    )

@@ -1,5 +1,6 @@
 """Evolutionary search over bounded, typed parameters: a genetic algorithm and
-differential evolution, both built on DEAP's tools.
+differential evolution, both built on DEAP (fitness, hall of fame, statistics, logbook,
+and DEAP's variation operators run on a private random generator).
 
 Genomes live in the unit cube; ``Bound`` maps a gene to an ``int`` or ``float`` value.
 Every evaluation is logged as a ``Trial`` (generation, parameters, objective, and
@@ -18,6 +19,8 @@ from typing import Any
 
 import numpy as np
 from deap import base, tools
+
+from botlib.compute import Mapper, SerialMapper
 
 __all__ = ["Bound", "SearchResult", "Trial", "differential_evolution", "genetic_algorithm"]
 
@@ -91,23 +94,43 @@ class _Individual(list[float]):
 
 
 class _Evaluator:
-    def __init__(self, objective: Objective, bounds: Sequence[Bound]) -> None:
-        self.objective, self.bounds = objective, list(bounds)
+    """Decodes genomes, answers repeats from its cache, and evaluates the new ones of a
+    generation in one batch through ``mapper`` (serial, processes or Dask)."""
+
+    def __init__(self, objective: Objective, bounds: Sequence[Bound], mapper: Mapper) -> None:
+        self.objective, self.bounds, self.mapper = objective, list(bounds), mapper
         self.cache: dict[tuple[Any, ...], float] = {}
         self.trials: list[Trial] = []
 
     def decode(self, genes: Sequence[float]) -> dict[str, Any]:
         return {b.name: b.decode(g) for b, g in zip(self.bounds, genes, strict=True)}
 
-    def __call__(self, genes: Sequence[float], generation: int) -> float:
-        params = self.decode(genes)
-        key = tuple(params.values())
-        cached = key in self.cache
-        if not cached:
-            value = float(self.objective(params))
+    def batch(self, genomes: Sequence[Sequence[float]], generation: int) -> list[float]:
+        """Objective values of ``genomes``, in order; each distinct parameter set is
+        evaluated once, and the trials are logged as a serial run would log them."""
+        params = [self.decode(g) for g in genomes]
+        keys = [tuple(p.values()) for p in params]
+        todo: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for key, p in zip(keys, params, strict=True):
+            if key not in self.cache and key not in todo:
+                todo[key] = p
+        values = self.mapper.map(self.objective, list(todo.values()))
+        fresh = set()
+        for key, value in zip(todo, values, strict=True):
+            value = float(value)
             self.cache[key] = value if math.isfinite(value) else PENALTY
-        self.trials.append(Trial(generation, params, self.cache[key], cached))
-        return self.cache[key]
+            fresh.add(key)
+        out = []
+        for key, p in zip(keys, params, strict=True):
+            first = key in fresh
+            fresh.discard(key)
+            self.trials.append(Trial(generation, p, self.cache[key], not first))
+            out.append(self.cache[key])
+        return out
+
+    def assign(self, individuals: Sequence[_Individual], generation: int) -> None:
+        for ind, value in zip(individuals, self.batch(individuals, generation), strict=True):
+            ind.fitness.values = (value,)
 
 
 def _stats() -> tools.Statistics:
@@ -151,6 +174,30 @@ def _result(
     )
 
 
+def _tournament(
+    rng: random.Random, pop: Sequence[_Individual], k: int, size: int
+) -> list[_Individual]:
+    """DEAP's tournament selection (``tools.selTournament``) on a private generator."""
+    return [
+        max((rng.choice(pop) for _ in range(size)), key=lambda ind: ind.fitness.values[0])
+        for _ in range(k)
+    ]
+
+
+def _blend(rng: random.Random, a: _Individual, b: _Individual, alpha: float) -> None:
+    """DEAP's blend crossover (``tools.cxBlend``), in place."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        gamma = (1.0 + 2.0 * alpha) * rng.random() - alpha
+        a[i], b[i] = (1.0 - gamma) * x + gamma * y, gamma * x + (1.0 - gamma) * y
+
+
+def _gaussian(rng: random.Random, ind: _Individual, sigma: float, indpb: float) -> None:
+    """DEAP's gaussian mutation (``tools.mutGaussian``, mean 0), in place."""
+    for i in range(len(ind)):
+        if rng.random() < indpb:
+            ind[i] += rng.gauss(0.0, sigma)
+
+
 def genetic_algorithm(
     objective: Objective,
     bounds: Sequence[Bound],
@@ -164,39 +211,41 @@ def genetic_algorithm(
     elite: int = 2,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    mapper: Mapper | None = None,
 ) -> SearchResult:
     """Maximize ``objective`` with tournament selection, blend crossover, gaussian
     mutation and elitism (the ``elite`` best of the hall of fame survive unchanged).
 
-    DEAP's operators draw from Python's global ``random``, which is seeded here.
+    The operators are DEAP's (tournament, blend, gaussian), drawing from a private
+    generator seeded with ``seed`` — never Python's global one, which other code in the
+    process (a Dask scheduler, say) may draw from too. Each generation's new individuals
+    are evaluated in one batch through ``mapper``.
     """
     _check(bounds, population, generations)
-    random.seed(seed)
-    evaluator = _Evaluator(objective, bounds)
+    rng = random.Random(seed)
+    evaluator = _Evaluator(objective, bounds, mapper or SerialMapper())
     hof = tools.HallOfFame(max(elite, 5))
     stats, logbook = _stats(), tools.Logbook()
-    pop = [_Individual([random.random() for _ in bounds]) for _ in range(population)]
-    for ind in pop:
-        ind.fitness.values = (evaluator(ind, 0),)
+    pop = [_Individual([rng.random() for _ in bounds]) for _ in range(population)]
+    evaluator.assign(pop, 0)
     hof.update(pop)
     _record(logbook, stats, pop, 0, evaluator)
     for gen in range(1, generations + 1):
-        chosen = tools.selTournament(pop, population - elite, tournsize=tournament)
+        chosen = _tournament(rng, pop, population - elite, tournament)
         offspring = [_Individual(list(ind)) for ind in chosen]
         for ind, src in zip(offspring, chosen, strict=True):
             ind.fitness.values = src.fitness.values
         for a, b in zip(offspring[::2], offspring[1::2], strict=False):
-            if random.random() < cx_prob:
-                tools.cxBlend(a, b, alpha=0.5)
+            if rng.random() < cx_prob:
+                _blend(rng, a, b, alpha=0.5)
                 del a.fitness.values, b.fitness.values
         for ind in offspring:
-            if random.random() < mut_prob:
-                tools.mutGaussian(ind, mu=0.0, sigma=mut_sigma, indpb=1.0 / len(bounds) + 0.2)
+            if rng.random() < mut_prob:
+                _gaussian(rng, ind, mut_sigma, 1.0 / len(bounds) + 0.2)
                 del ind.fitness.values
         for ind in offspring:
             ind[:] = [min(max(g, 0.0), 1.0) for g in ind]
-            if not ind.fitness.valid:
-                ind.fitness.values = (evaluator(ind, gen),)
+        evaluator.assign([ind for ind in offspring if not ind.fitness.valid], gen)
         elites = [_Individual(list(ind)) for ind in hof[:elite]]
         for e, src in zip(elites, hof[:elite], strict=True):
             e.fitness.values = src.fitness.values
@@ -218,37 +267,44 @@ def differential_evolution(
     cr: float = 0.8,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    mapper: Mapper | None = None,
 ) -> SearchResult:
     """Maximize ``objective`` with DE/rand/1/bin: mutant = a + f (b - c), binomial
-    crossover with rate ``cr`` (at least one gene from the mutant), greedy replacement."""
+    crossover with rate ``cr`` (at least one gene from the mutant), greedy replacement.
+    Replacement is deferred to the end of each generation (every trial is built from the
+    generation's population), so a generation is one batch for ``mapper``."""
     _check(bounds, population, generations)
     if not 0 < f <= 2 or not 0 <= cr <= 1:
         raise ValueError(f"need 0 < f <= 2 and 0 <= cr <= 1, got f={f}, cr={cr}")
     rng = random.Random(seed)
-    evaluator = _Evaluator(objective, bounds)
+    evaluator = _Evaluator(objective, bounds, mapper or SerialMapper())
     hof = tools.HallOfFame(5)
     stats, logbook = _stats(), tools.Logbook()
     dim = len(bounds)
     pop = [_Individual([rng.random() for _ in range(dim)]) for _ in range(population)]
-    for ind in pop:
-        ind.fitness.values = (evaluator(ind, 0),)
+    evaluator.assign(pop, 0)
     hof.update(pop)
     _record(logbook, stats, pop, 0, evaluator)
     for gen in range(1, generations + 1):
+        trials = []
         for i in range(population):
             a, b, c = rng.sample([j for j in range(population) if j != i], 3)
             forced = rng.randrange(dim)
-            trial = _Individual(
-                [
-                    min(max(pop[a][k] + f * (pop[b][k] - pop[c][k]), 0.0), 1.0)
-                    if (k == forced or rng.random() < cr)
-                    else pop[i][k]
-                    for k in range(dim)
-                ]
+            trials.append(
+                _Individual(
+                    [
+                        min(max(pop[a][k] + f * (pop[b][k] - pop[c][k]), 0.0), 1.0)
+                        if (k == forced or rng.random() < cr)
+                        else pop[i][k]
+                        for k in range(dim)
+                    ]
+                )
             )
-            trial.fitness.values = (evaluator(trial, gen),)
-            if trial.fitness.values[0] >= pop[i].fitness.values[0]:
-                pop[i] = trial
+        evaluator.assign(trials, gen)
+        pop = [
+            trial if trial.fitness.values[0] >= old.fitness.values[0] else old
+            for trial, old in zip(trials, pop, strict=True)
+        ]
         hof.update(pop)
         _record(logbook, stats, pop, gen, evaluator)
         if progress is not None:
