@@ -95,27 +95,5 @@ class RuleObjective:
         return value if math.isfinite(value) else -math.inf
 
 
-def rule_objective(
-    strategy: RuleStrategy,
-    candles: pd.DataFrame,
-    *,
-    objective: str = "sharpe",
-    fixed: Mapping[str, Any] | None = None,
-    timeframe: str,
-    cash: float = 10_000.0,
-    fee: float = 0.001,
-    slippage: float = 0.0005,
-    min_trades: int = 1,
-) -> RuleObjective:
-    """A ``RuleObjective`` (a picklable ``params -> objective`` function)."""
-    return RuleObjective(
-        strategy,
-        candles,
-        objective=objective,
-        fixed=fixed,
-        timeframe=timeframe,
-        cash=cash,
-        fee=fee,
-        slippage=slippage,
-        min_trades=min_trades,
-    )
+#: the historical name: ``rule_objective(strategy, candles, timeframe="1h", ...)``
+rule_objective = RuleObjective
