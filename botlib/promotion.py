@@ -6,6 +6,8 @@
 * **beats the baselines** — on that window, net of costs, its ``metric`` beats
   buy-and-hold's and flat's by at least ``margin``;
 * **trades** — it made at least ``min_trades`` round trips;
+* **overfitting** (optimization runs, when set) — the winner's deflated Sharpe ratio is
+  at least ``min_deflated_sharpe`` and the search's PBO at most ``max_pbo``;
 * **computable** — it loads, and every feature of its spec (and its members') is one
   the loop computes, with the schema hash it was trained with.
 
@@ -65,6 +67,9 @@ class GateConfig:
     margin: float = 0.0
     min_trades: int = 3
     prefix: str = "test"
+    #: optimization runs: least deflated Sharpe ratio / most PBO allowed (None = off)
+    min_deflated_sharpe: float | None = None
+    max_pbo: float | None = None
 
     def __post_init__(self) -> None:
         allowed = ("total_return", "sharpe", "sortino", "calmar", "cagr")
@@ -74,6 +79,10 @@ class GateConfig:
             raise unknown_name("gate metric", self.metric, allowed)
         if self.min_trades < 0:
             raise ConfigError(f"min_trades must be >= 0, got {self.min_trades}")
+        for name in ("min_deflated_sharpe", "max_pbo"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
 
 
 @dataclass(frozen=True)
@@ -206,6 +215,22 @@ def evaluate_gate(
             f"{trades:.0f} trades, need >= {gate.min_trades}",
         )
     )
+    for key, limit, above in (
+        ("fit.deflated_sharpe", gate.min_deflated_sharpe, True),
+        ("fit.pbo", gate.max_pbo, False),
+    ):
+        if limit is None:
+            continue
+        value = _num(metrics, key)
+        label = "deflated Sharpe" if above else "PBO"
+        if not math.isfinite(value):
+            result.checks.append(
+                Check(label, False, f"run logged no {key} (only optimization runs have it)")
+            )
+            continue
+        ok = value >= limit if above else value <= limit
+        bound = ">=" if above else "<="
+        result.checks.append(Check(label, ok, f"{value:.3f}, need {bound} {limit}"))
     uri = f"models:/{name}/{mv.version}"
     model: BaseModel | None = None
     try:

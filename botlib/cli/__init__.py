@@ -9,6 +9,7 @@ botlib promote nn-lstm-btc_usdt-1h     gate, then @champion and botlib:active_mo
 botlib models                         registered models, aliases, metrics
 botlib feed replay --last 500         candles onto the Redis bar stream
 botlib serve                          the signal loop
+botlib check leakage [--features m:f] look-ahead in features and models
 botlib demo                           the main job on the reference data
 """
 
@@ -19,7 +20,7 @@ import sys
 
 import typer
 
-from botlib.cli import _backtest, _data, _demo, _live, _pipeline, _redis, _train
+from botlib.cli import _backtest, _check, _data, _demo, _live, _pipeline, _redis, _train
 from botlib.errors import BotlibError
 
 __all__ = ["app", "main"]
@@ -43,6 +44,7 @@ app.command("rollback")(_live.rollback)
 app.command("models")(_live.models)
 app.command("serve")(_live.serve)
 app.add_typer(_live.feed_app, name="feed")
+app.add_typer(_check.app, name="check")
 
 
 def main() -> None:

@@ -29,6 +29,12 @@ def promote(
         float, typer.Option(help="Must beat buy-and-hold and flat by this much (metric units).")
     ] = 0.0,
     min_trades: Annotated[int, typer.Option(help="Fewest out-of-sample trades.")] = 3,
+    min_dsr: Annotated[
+        float | None, typer.Option(help="Optimizations: least deflated Sharpe ratio (0-1).")
+    ] = None,
+    max_pbo: Annotated[
+        float | None, typer.Option(help="Optimizations: most probability of overfitting.")
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="Promote even if the gate fails (recorded on the version).")
     ] = False,
@@ -48,7 +54,13 @@ def promote(
     from botlib.promotion import GateConfig, PromotionRefusedError
     from botlib.promotion import promote as do_promote
 
-    gate = GateConfig(metric=metric, margin=margin, min_trades=min_trades)
+    gate = GateConfig(
+        metric=metric,
+        margin=margin,
+        min_trades=min_trades,
+        min_deflated_sharpe=min_dsr,
+        max_pbo=max_pbo,
+    )
     try:
         result = do_promote(name, version, gate=gate, force=force, publish=not no_redis)
     except PromotionRefusedError as exc:

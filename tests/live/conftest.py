@@ -16,7 +16,7 @@ from botlib.transport import RedisServer, free_port
 TRAIN = ("2025-01-01", "2025-04-01")
 REPLAY_START = "2025-04-01"
 TINY_LSTM = {"epochs": 1, "units": 8, "seq_len": 8}
-TINY_GA = {"population": 6, "generations": 2}
+TINY_GA = {"population": 8, "generations": 2, "min_trades": 1}
 
 
 @dataclass(frozen=True)

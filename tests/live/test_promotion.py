@@ -131,3 +131,20 @@ def test_demo_ending_promotes_serves_and_prints_signals(
         assert f"{REPLAY_BARS} signals" in out and "redis-server stopped" in out
         assert "promotion gate" in out
     assert not RedisServer(port=port, data_dir=tmp_path / "redis").ping()
+
+
+def test_gate_refuses_on_deflated_sharpe_and_pbo(store: Store) -> None:
+    """The optimization run logged fit.deflated_sharpe and fit.pbo; the gate names them."""
+    result = evaluate_gate(
+        store.ga, 1, gate=GateConfig(margin=-10, min_trades=0, min_deflated_sharpe=1.0, max_pbo=0.0)
+    )
+    by_name = {c.name: c for c in result.checks}
+    dsr, pbo = by_name["deflated Sharpe"], by_name["PBO"]
+    assert not dsr.passed and "need >= 1.0" in dsr.detail
+    assert not pbo.passed and "need <= 0.0" in pbo.detail
+    lenient = evaluate_gate(
+        store.ga, 1, gate=GateConfig(margin=-10, min_trades=0, min_deflated_sharpe=0.0, max_pbo=1.0)
+    )
+    assert lenient.passed
+    nn = evaluate_gate(store.lstm, 1, gate=GateConfig(margin=-10, min_trades=0, max_pbo=0.5))
+    assert "only optimization runs" in {c.name: c for c in nn.checks}["PBO"].detail

@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from botlib.backtest import compute_metrics, normalize_signals, simulate
@@ -86,6 +87,20 @@ class RuleObjective:
         return compute_metrics(
             sim.equity, timeframe=self.timeframe, initial_cash=self.cash, fills=sim.fills
         )
+
+    def returns(self, params: Mapping[str, Any]) -> Any:
+        """Per-bar returns of the strategy's equity for ``params`` (None: invalid)."""
+        from botlib.features.indicators import indicator_cache
+
+        try:
+            with indicator_cache(self._indicators):
+                signals = self.strategy.fn(self.candles, **{**self.fixed, **params})
+        except ConfigError:
+            return None
+        sig = normalize_signals(signals, pd.DatetimeIndex(self.candles.index), allow_short=True)
+        sim = simulate(self.candles, sig, cash=self.cash, fee=self.fee, slippage=self.slippage)
+        equity = sim.equity.to_numpy(dtype="float64")
+        return equity / np.concatenate([[self.cash], equity[:-1]]) - 1.0
 
     def __call__(self, params: dict[str, Any]) -> float:
         metrics = self.metrics(params)

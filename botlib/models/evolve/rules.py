@@ -16,6 +16,7 @@ from botlib.errors import ConfigError
 from botlib.models.base import BaseModel, FitReport, ModelMeta
 from botlib.models.evolve.objectives import get_objective, rule_objective
 from botlib.models.evolve.search import (
+    PENALTY,
     Bound,
     SearchResult,
     differential_evolution,
@@ -96,6 +97,21 @@ class EvolvedRulesModel(BaseModel):
         lookback = max([int(v) for v in values.values() if isinstance(v, int | float)] + [14])
         return self._meta(window=3 * lookback + 1, horizon=1, spec=None)
 
+    def _bounds_for(self, bars: int) -> list[Bound]:
+        """The search space, with look-backs (int parameters) capped so the winner's
+        history need (3 x look-back + 1) fits in ``bars``: a model that could never be
+        fed on this window is not worth evaluating."""
+        cap = max(2, (bars - 1) // 3)
+        out = []
+        for b in self.bounds:
+            if b.kind is int and b.high > cap:
+                log.info(
+                    "%s: %s capped at %d (was %g) for %d bars", self.name, b.name, cap, b.high, bars
+                )
+                b = Bound(b.name, int, min(b.low, cap), cap)
+            out.append(b)
+        return out
+
     def _min_train_bars(self) -> int:
         return 100  # a search simply scores long look-backs badly on short windows
 
@@ -123,7 +139,7 @@ class EvolvedRulesModel(BaseModel):
         with open_mapper(p["compute"]) as pmap:
             self.search = run(
                 objective,
-                self.bounds,
+                self._bounds_for(len(train)),
                 population=p["population"],
                 generations=p["generations"],
                 seed=p["seed"],
@@ -140,10 +156,12 @@ class EvolvedRulesModel(BaseModel):
         report.metrics["train_objective"] = self.search.best_objective
         report.metrics["initial_best_objective"] = book[0]["max"]
         report.metrics["evaluations"] = float(self.search.evaluations)
+        report.metrics.update(self._search_statistics(objective))
         # re-check the hall of fame in backtrader, the engine of record: both figures
         # are reported, so a gap between the fast evaluator and the engine shows
         scorer = get_objective(p["objective"])
-        for rank, (params, fast) in enumerate(self.search.hall_of_fame[: p["recheck"]]):
+        valid_hof = [(q, v) for q, v in self.search.hall_of_fame if v > PENALTY / 10]
+        for rank, (params, fast) in enumerate(valid_hof[: p["recheck"]]):
             signals = self.strategy.fn(train, **{**p["fixed"], **params})
             check = run_backtest(
                 train,
@@ -171,6 +189,35 @@ class EvolvedRulesModel(BaseModel):
             )
             report.metrics["val_objective"] = score(self.params["best_params"])
         return report
+
+    def _search_statistics(self, objective: Any) -> dict[str, float]:
+        """Deflated Sharpe of the winner and PBO over every distinct trial the search
+        actually evaluated (their per-bar returns on the training window)."""
+        from botlib.research import search_statistics
+
+        assert self.search is not None
+        columns: list[Any] = []
+        best: int | None = None
+        for trial in self.search.trials:
+            if trial.cached or trial.objective <= -1e5:
+                continue
+            r = objective.returns(trial.params)
+            if r is None:
+                continue
+            if trial.params == self.search.best_params:
+                best = len(columns)
+            columns.append(r)
+        if best is None or len(columns) < 2:
+            return {"n_trials": float(len(columns))}
+        stats = search_statistics(np.column_stack(columns), best)
+        log.info(
+            "%s: %d trials, deflated Sharpe %.3f, PBO %s",
+            self.name,
+            len(columns),
+            stats["deflated_sharpe"],
+            f"{stats['pbo']:.3f}" if "pbo" in stats else "n/a",
+        )
+        return stats
 
     def _predict(self, candles: pd.DataFrame) -> pd.DataFrame:
         frame = self.strategy.fn(candles, **self.params["best_params"])
