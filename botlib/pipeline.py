@@ -189,6 +189,9 @@ def run_pipeline(
             {f"pipeline.{k}": str(v) for k, v in {**pipeline.parameters, **overrides}.items()}
         )
         mlflow.log_text(Path(find_pipeline(str(path))).read_text(), "pipeline.yaml")
+        from botlib.tracking.runs import log_manifest
+
+        log_manifest("pipeline", {"pipeline": pipeline.name, "overrides": overrides})
         run_dir = out_dir / parent_id
         run_dir.mkdir(parents=True, exist_ok=True)
         for i, step in enumerate(pipeline.steps, start=1):

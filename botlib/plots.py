@@ -77,3 +77,16 @@ def training_curves(history: Mapping[str, list[float]], title: str = "Training")
         )
     fig.update_layout(title=title, template="plotly_white")
     return fig
+
+
+def walk_forward_equity(
+    equity: pd.Series, hold: pd.Series, fold_starts: list[pd.Timestamp], title: str
+) -> go.Figure:
+    """The stitched out-of-sample equity beside buy-and-hold, folds marked."""
+    fig = go.Figure()
+    fig.add_scatter(x=equity.index, y=equity.to_numpy(), name="walk-forward (out of sample)")
+    fig.add_scatter(x=hold.index, y=hold.to_numpy(), name="buy and hold", line={"dash": "dot"})
+    for start in fold_starts:
+        fig.add_vline(x=start, line={"width": 1, "color": "#bbb"})
+    fig.update_layout(title=title, template="plotly_white", yaxis_title="equity (quote)")
+    return fig

@@ -10,6 +10,7 @@ botlib models                         registered models, aliases, metrics
 botlib feed replay --last 500         candles onto the Redis bar stream
 botlib serve                          the signal loop
 botlib check leakage [--features m:f] look-ahead in features and models
+botlib rerun RUN_ID                   reproduce a run, compare metric by metric
 botlib demo                           the main job on the reference data
 """
 
@@ -20,7 +21,17 @@ import sys
 
 import typer
 
-from botlib.cli import _backtest, _check, _data, _demo, _live, _pipeline, _redis, _train
+from botlib.cli import (
+    _backtest,
+    _check,
+    _data,
+    _demo,
+    _live,
+    _pipeline,
+    _redis,
+    _rerun,
+    _train,
+)
 from botlib.errors import BotlibError
 
 __all__ = ["app", "main"]
@@ -45,6 +56,7 @@ app.command("models")(_live.models)
 app.command("serve")(_live.serve)
 app.add_typer(_live.feed_app, name="feed")
 app.add_typer(_check.app, name="check")
+app.command("rerun")(_rerun.rerun)
 
 
 def main() -> None:

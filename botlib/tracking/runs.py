@@ -28,11 +28,13 @@ from botlib.models import BaseModel, FitReport
 from botlib.settings import PROJECT_ROOT
 
 __all__ = [
+    "MANIFEST",
     "data_fingerprint",
     "git_state",
     "log_backtest",
     "log_figure",
     "log_fit_report",
+    "log_manifest",
     "registry_name",
     "reproducibility_tags",
     "run",
@@ -87,6 +89,31 @@ def git_state(root: Path = PROJECT_ROOT) -> dict[str, str]:
     commit = git("rev-parse", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--untracked-files=no")
     return {"git_commit": commit, "git_dirty": str(bool(dirty)).lower()}
+
+
+MANIFEST = "manifest.json"
+
+
+def log_manifest(kind: str, arguments: Mapping[str, Any]) -> None:
+    """What ``botlib rerun`` needs to run this again: the entry point (``kind``), its
+    arguments, the git commit (and, when the tree is dirty, the diff as ``git.diff``),
+    and the package versions. Data fingerprint and seed are tags of the run."""
+    import json
+
+    state = git_state()
+    manifest = {
+        "kind": kind,
+        "arguments": dict(arguments),
+        **state,
+        "versions": _versions(),
+    }
+    mlflow.log_text(json.dumps(manifest, indent=2, default=str), MANIFEST)
+    if state["git_dirty"] == "true":
+        out = subprocess.run(
+            ["git", "diff", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+        )
+        if out.stdout:
+            mlflow.log_text(out.stdout, "git.diff")
 
 
 def _versions() -> dict[str, str]:

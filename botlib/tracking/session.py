@@ -23,6 +23,7 @@ from botlib.tracking.runs import (
     log_backtest,
     log_figure,
     log_fit_report,
+    log_manifest,
     registry_name,
     reproducibility_tags,
     run,
@@ -93,6 +94,18 @@ def train_session(
             **params,
         },
     ) as active:
+        log_manifest(
+            "train_session",
+            {
+                "algorithm": algorithm,
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "start": start,
+                "end": end,
+                "params": params,
+                "seed": seed,
+            },
+        )
         validate_session(algorithm, start, end, params)
         candles = load_ohlcv(symbol, timeframe, start=start, end=end)
         model: BaseModel = create_model(algorithm, **params)
@@ -111,8 +124,10 @@ def train_session(
         )
         report = model.fit(train, valid)
         log_fit_report(report)
-        result = backtest_model(model, pd.concat([train, valid]), test)
+        history = pd.concat([train, valid])
+        result = backtest_model(model, history, test)
         log_backtest(result, "test")
+        log_forecast_quality(model, history, test)
         figures = {
             "training": training_curves(report.history, f"{algorithm} training"),
             "equity": equity_vs_hold(result, f"{algorithm} out of sample"),
@@ -127,6 +142,17 @@ def train_session(
         uri = f"models:/{name}/{version}" if version else info.model_uri
         mlflow.set_tags({"model_name": name, "model_version": version, "model_uri": uri})
         return SessionResult(active.info.run_id, name, version, uri, report, result, test, figures)
+
+
+def log_forecast_quality(model: BaseModel, history: pd.DataFrame, test: pd.DataFrame) -> None:
+    """``test.forecast.*``: the model's forecasts on the held-out window beside a coin,
+    persistence and a random walk (``botlib.research.baselines``)."""
+    from botlib.research.baselines import forecast_metrics
+
+    context = pd.concat([history.iloc[-model.meta.required_history :], test])
+    outputs = model.predict(context).loc[test.index]
+    figures = forecast_metrics(outputs, test, horizon=model.meta.horizon)
+    mlflow.log_metrics({f"test.forecast.{k}": v for k, v in figures.items() if v == v})
 
 
 def backtest_session(

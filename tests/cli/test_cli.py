@@ -123,6 +123,16 @@ def test_every_command_has_help() -> None:
         ["backtest", "--help"],
         ["strategies", "--help"],
         ["demo", "--help"],
+        ["promote", "--help"],
+        ["rollback", "--help"],
+        ["models", "--help"],
+        ["serve", "--help"],
+        ["feed", "replay", "--help"],
+        ["feed", "ccxt", "--help"],
+        ["feed", "watch", "--help"],
+        ["redis", "start", "--help"],
+        ["check", "leakage", "--help"],
+        ["pipeline", "run", "--help"],
     ):
         out = runner.invoke(app, args)
         assert out.exit_code == 0 and "Usage" in out.stdout, args

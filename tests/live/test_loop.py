@@ -228,14 +228,22 @@ def test_promotion_during_replay_switches_between_two_bars(
     candles = window(400)
     loop = SignalLoop(redis.Redis.from_url(redis_server.url, decode_responses=True),
                       config=loop_config())  # fmt: skip
-    runner = threading.Thread(target=loop.run, kwargs={"idle_exit_s": 3.0})
+    runner = threading.Thread(target=loop.run, kwargs={"idle_exit_s": 5.0})
     runner.start()
-    feeder = threading.Thread(target=feed, args=(r, candles), kwargs={"speed": 3600 * 200})
-    feeder.start()
+    first = threading.Thread(
+        target=feed, args=(r, candles.iloc[:200]), kwargs={"speed": 3600 * 200}
+    )
+    first.start()
+    deadline = time.monotonic() + 120
     while loop.stats.bars < 150:
+        assert time.monotonic() < deadline
         time.sleep(0.02)
-    promote(store.lstm, 2, gate=LENIENT)
-    feeder.join()
+    promote(store.lstm, 2, gate=LENIENT)  # v2 loads in the background meanwhile
+    first.join()
+    while str(loop.served[store.lstm].entry["version"]) != "2":
+        assert time.monotonic() < deadline, "v2 never took over"
+        time.sleep(0.02)
+    feed(r, candles.iloc[200:], speed=3600 * 200)
     runner.join(60)
     signals = records(r, "botlib:signals")
     assert len(signals) == 400

@@ -87,6 +87,9 @@ def test_promote_then_promote_then_rollback(store: Store, redis_server: RedisSer
     )
     assert rows[store.lstm]["algorithm"] == "lstm"
     assert "test.sharpe" in rows[store.lstm]["performance_metrics"]
+    run = MlflowClient().get_run(rows[store.lstm]["run_id"])
+    assert 0 <= run.data.metrics["test.forecast.directional_accuracy"] <= 1
+    assert run.data.metrics["test.forecast.random_walk_rmse"] > 0
     events.close()
     r.close()
 

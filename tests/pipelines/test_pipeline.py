@@ -20,11 +20,14 @@ import papermill as pm
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
+from botlib.cli import app
 from botlib.pipeline import PipelineError, load_pipeline, run_pipeline
 from botlib.settings import get_settings
 from botlib.tracking import tracking_uri
 from botlib.tracking.compare import training_session_row
+from botlib.tracking.rerun import rerun
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
@@ -192,7 +195,7 @@ def test_quick_pipeline_is_recorded_and_served(store: Path, mlflow_server: str) 
 
 
 @pytest.mark.slow
-def test_same_seed_same_metrics(store: Path, tmp_path: Path) -> None:
+def test_rerun_reproduces_a_pipeline_and_names_a_difference(store: Path, tmp_path: Path) -> None:
     path = _mini(
         tmp_path,
         [
@@ -208,17 +211,25 @@ def test_same_seed_same_metrics(store: Path, tmp_path: Path) -> None:
             },
         ],
     )
-    first, second = run_pipeline(path), run_pipeline(path)
+    first = run_pipeline(path)
     client = MlflowClient()
     row = training_session_row(first.steps[0].run_id)
     assert row["status"] == "completed" and row["symbol"] == "BTC/USDT"
     assert row["training_epochs"] == 1 and row["data_points"] == 2_880
     assert "test.sharpe" in row["results"] and row["model_uri"].startswith("models:/")
-    for a, b in zip(first.steps, second.steps, strict=True):
-        ma = {k: v for k, v in client.get_run(a.run_id).data.metrics.items()}
-        mb = {k: v for k, v in client.get_run(b.run_id).data.metrics.items()}
-        assert ma == mb, a.name
-        assert "test.sharpe" in ma or "test.total_return" in ma
+    # `botlib rerun` re-executes the recorded pipeline.yaml: every step's metrics match
+    report = rerun(first.run_id)
+    assert report.kind == "pipeline" and report.ok, report.mismatches()
+    assert {c.scope for c in report.checks} == {"lstm", "ga"}
+    assert any(c.metric == "test.sharpe" for c in report.checks)
+    assert client.get_run(report.rerun_id).data.tags["rerun_of"] == first.run_id
+    # a single training run, through the CLI; a tampered metric is named
+    ga_run = first.steps[1].run_id
+    client.log_metric(ga_run, "test.total_return", 123.0)
+    out = CliRunner().invoke(app, ["rerun", ga_run])
+    assert out.exit_code == 1, out.output
+    assert "test.total_return" in out.output and "DIFFERS" in out.output
+    assert "NOT reproduced" in out.output
 
 
 @pytest.mark.parametrize(
@@ -266,11 +277,19 @@ def test_unknown_reference_is_named(store: Path, tmp_path: Path) -> None:
         run_pipeline(path)
 
 
-@pytest.mark.parametrize("name", ["backtest", "data_explore"])
+@pytest.mark.parametrize("name", ["backtest", "data_explore", "walkforward"])
 def test_other_notebooks_run_with_tiny_parameters(store: Path, tmp_path: Path, name: str) -> None:
     params: dict[str, Any] = {"start": "2025-11-01", "end": "2025-12-01"}
     if name == "backtest":
         params["experiment"] = "test-backtest"
+    if name == "walkforward":
+        params.update(
+            experiment="test-walkforward",
+            start="2025-09-01",
+            train_bars=1000,
+            test_bars=400,
+            hyperparameters={"population": 6, "generations": 1},
+        )
     pm.execute_notebook(
         str(NOTEBOOKS / f"{name}.ipynb"),
         str(tmp_path / "out.ipynb"),
@@ -278,6 +297,12 @@ def test_other_notebooks_run_with_tiny_parameters(store: Path, tmp_path: Path, n
         kernel_name="python3",
         progress_bar=False,
     )
+    if name == "walkforward":
+        mlflow.set_tracking_uri(tracking_uri())
+        exp = mlflow.get_experiment_by_name("test-walkforward")
+        assert exp is not None
+        run = MlflowClient().search_runs([exp.experiment_id])[0]
+        assert run.info.status == "FINISHED" and "wf.sharpe" in run.data.metrics
     if name == "backtest":
         mlflow.set_tracking_uri(tracking_uri())
         exp = mlflow.get_experiment_by_name("test-backtest")
@@ -307,6 +332,6 @@ def test_notebooks_are_thin_and_stripped() -> None:
 
 
 def test_every_pipeline_file_is_valid() -> None:
-    for name in ("quick", "train_all"):
+    for name in ("quick", "train_all", "walkforward"):
         spec = load_pipeline(name)
         assert spec.steps and spec.name == name
