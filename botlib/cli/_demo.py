@@ -86,7 +86,9 @@ def _model_leaderboard(candles: Any) -> None:
     )
     result = run_pipeline("quick", progress=lambda msg: console.print(msg))
     board = leaderboard("botlib-quick", parent_run_id=result.run_id)
-    table = board.set_index("run")[["sharpe", "total_return", "max_drawdown", "trades"]]
+    wanted = ["sharpe", "total_return", "max_drawdown", "trades"]
+    wanted += [c for c in ("directional_accuracy", "persistence_accuracy") if c in board]
+    table = board.set_index("run")[wanted]
     hold = board.iloc[0]
     table.loc["buy_and_hold"] = [hold.get(f"hold_{k}") for k in table.columns]
     console.print(

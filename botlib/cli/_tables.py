@@ -21,6 +21,8 @@ _COLUMNS = [
     ("turnover", "turnover/y", "num"),
     ("fees_paid", "fees", "num"),
     ("final_equity", "final equity", "num"),
+    ("directional_accuracy", "dir. hit", "pct"),
+    ("persistence_accuracy", "persistence hit", "pct"),
 ]
 
 

@@ -50,5 +50,6 @@ class Market:
 
 def frame(times: np.ndarray, values: np.ndarray) -> pd.DataFrame:
     """A candle frame (UTC bar open times) over the given arrays."""
-    index = pd.DatetimeIndex(pd.to_datetime(times, unit="ms", utc=True), name="timestamp")
+    ns = times.astype("datetime64[ms]").astype("datetime64[ns]")
+    index = pd.DatetimeIndex(ns, tz="UTC", name="timestamp")
     return pd.DataFrame(values, index=index, columns=list(OHLCV_COLUMNS))

@@ -471,7 +471,7 @@ class SignalLoop:
         batch: Batch,
     ) -> float:
         model, meta = served.model, served.model.meta
-        tail = model.predict_tail(candles, k)
+        tail = model.predict_tail(candles, k, checked=True)
         outputs = tail.reindex(candles.index)
         position = self._position(served, market)
         signals = build_signal_frame(
@@ -481,7 +481,7 @@ class SignalLoop:
             config=self.config.signal,
             previous_target=position,
             start=first,
-        ).iloc[-k:]
+        )
         for target in signals["target"].to_numpy():
             if np.isfinite(target):
                 position = float(target)

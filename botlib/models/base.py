@@ -242,18 +242,21 @@ class BaseModel(ABC):
     def _predict_last(self, candles: pd.DataFrame) -> pd.DataFrame:
         return self._predict(candles).iloc[[-1]]
 
-    def predict_tail(self, candles: pd.DataFrame, n: int) -> pd.DataFrame:
+    def predict_tail(self, candles: pd.DataFrame, n: int, *, checked: bool = False) -> pd.DataFrame:
         """The newest ``n`` bars' outputs, equal to ``predict(candles).iloc[-n:]`` (the
         live loop's call when several bars arrive at once). Fewer bars than the model's
-        required history give NaN rows instead of an error."""
+        required history give NaN rows instead of an error. ``checked=True`` skips the
+        input checks for candles validated upstream (the loop checks every bar)."""
         if not self.fitted:
             raise RuntimeError(f"{self.name}: call fit() or load() before predict_tail()")
         n = max(0, min(int(n), len(candles)))
         if len(candles) < self.meta.required_history:
-            check_candles(candles, 0, who=self.name)
+            if not checked:
+                check_candles(candles, 0, who=self.name)
             nan = np.full((n, len(self.outputs)), np.nan)
             return pd.DataFrame(nan, index=candles.index[len(candles) - n :], columns=self.outputs)
-        check_candles(candles, self.meta.required_history, who=self.name)
+        if not checked:
+            check_candles(candles, self.meta.required_history, who=self.name)
         if n == 1:
             return self._predict_last(candles)
         return self._predict_tail(candles, n)

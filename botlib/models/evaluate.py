@@ -27,7 +27,7 @@ def model_signal_frame(
     frame = build_signal_frame(
         outputs, candles, horizon=model.meta.horizon, config=config, start=start
     )
-    return frame if start is None else frame.loc[frame.index >= pd.Timestamp(start)]
+    return frame
 
 
 def backtest_model(

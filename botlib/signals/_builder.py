@@ -102,9 +102,9 @@ def build_signal_frame(
     ``expected_return``, ``risk_score``, ``stop_loss``, ``take_profit``,
     ``position_size``) plus ``score`` and the backtest's ``target`` (NaN = keep).
     ``previous_target`` is the position held before ``start``. Rows before ``start``
-    are market history only: they seed ATR and realized volatility, and carry no
-    signal (``hold``, target NaN) — so a backtest and the live loop, given the same
-    history, size and place stops identically.
+    are market history only: they seed ATR and realized volatility and are not in the
+    result — so a backtest and the live loop, given the same history, size and place
+    stops identically.
     """
     cfg = config or SignalConfig()
     if not outputs.index.equals(candles.index):
@@ -196,32 +196,35 @@ def build_signal_frame(
             current = new
         held[t] = current
 
+    # the frame holds the rows from ``start`` on (the ones that carry signals)
+    rows = slice(first, n)
+    sc = score[rows]
     direction = np.where(
-        score >= max(thr, 1e-12), "up", np.where(score <= -max(thr, 1e-12), "down", "sideways")
+        sc >= max(thr, 1e-12), "up", np.where(sc <= -max(thr, 1e-12), "down", "sideways")
     )
     if "p_up" in cols and not is_position_model:
-        stacked = np.vstack([probs["p_up"], probs["p_down"], probs["p_sideways"]])
+        stacked = np.vstack([probs["p_up"], probs["p_down"], probs["p_sideways"]])[:, rows]
         best = np.argmax(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0)
         direction = np.array(["up", "down", "sideways"])[best]
     with np.errstate(invalid="ignore"):
-        risk = np.clip(stop_frac / 0.05, 0.0, 1.0)
+        risk = np.clip(stop_frac[rows] / 0.05, 0.0, 1.0)
     frame = pd.DataFrame(
         {
-            "score": score,
-            "signal_type": _TYPES[kind],
-            "signal_strength": np.clip(np.nan_to_num(np.abs(score)), 0, 1),
-            "confidence": np.clip(np.nan_to_num(confidence), 0, 1),
+            "score": sc,
+            "signal_type": _TYPES[kind[rows]],
+            "signal_strength": np.clip(np.nan_to_num(np.abs(sc)), 0, 1),
+            "confidence": np.clip(np.nan_to_num(confidence[rows]), 0, 1),
             "predicted_direction": direction,
-            "predicted_price": close * np.exp(expected),
-            "predicted_volatility": sigma,
-            "expected_return": expected,
+            "predicted_price": close[rows] * np.exp(expected[rows]),
+            "predicted_volatility": sigma[rows],
+            "expected_return": expected[rows],
             "risk_score": np.nan_to_num(risk, nan=1.0),
-            "stop_loss": stop,
-            "take_profit": take,
-            "position_size": np.clip(np.abs(held), 0, 1),
-            "target": target,
+            "stop_loss": stop[rows],
+            "take_profit": take[rows],
+            "position_size": np.clip(np.abs(held[rows]), 0, 1),
+            "target": target[rows],
         },
-        index=candles.index,
+        index=candles.index[rows],
     )
     return frame
 

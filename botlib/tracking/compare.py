@@ -36,6 +36,9 @@ def leaderboard(
     for name in LEADERBOARD_METRICS:
         columns[f"metrics.test.{name}"] = name
         columns[f"metrics.test.buy_and_hold.{name}"] = f"hold_{name}"
+    # forecasting models: direction hit rate beside persistence (a coin is 0.5)
+    columns["metrics.test.forecast.directional_accuracy"] = "directional_accuracy"
+    columns["metrics.test.forecast.persistence_accuracy"] = "persistence_accuracy"
     present = {k: v for k, v in columns.items() if k in runs}
     board = runs[list(present)].rename(columns=present)
     return board.sort_values(

@@ -160,7 +160,8 @@ class KerasWindowModel(BaseModel):
         def infer(x: tf.Tensor) -> tf.Tensor:
             return net(x, training=False)
 
-        self._infer = infer
+        # the concrete function: calling it skips tf.function's argument binding per call
+        self._infer = infer.get_concrete_function()
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         parts = [
