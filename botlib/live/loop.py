@@ -27,6 +27,7 @@ one keeps serving. A model older than ``max_model_age_days`` stops signalling.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -226,6 +227,7 @@ class SignalLoop:
             self._swap_loaded()
 
     def _swap_loaded(self) -> None:
+        swapped = False
         while True:
             try:
                 name, entry, model, problem = self._loaded.get_nowait()
@@ -239,12 +241,18 @@ class SignalLoop:
             old = self.served.get(name)
             self.served[name] = _Served(entry, model)
             self.stats.reloads += 1
+            swapped = True
             log.info(
                 "%s v%s serving%s",
                 name,
                 entry.get("version"),
                 f" (was v{old.entry.get('version')})" if old else "",
             )
+        if swapped:
+            # the models' objects are long-lived: keep the garbage collector from walking
+            # them on every collection (that is what shows in the latency's tail)
+            gc.collect()
+            gc.freeze()
         # keep only the versions still served (or about to be)
         wanted = {str(s.entry["model_uri"]) for s in self.served.values()}
         for uri in list(self._cache):
