@@ -21,8 +21,6 @@ _COLUMNS = [
     ("turnover", "turnover/y", "num"),
     ("fees_paid", "fees", "num"),
     ("final_equity", "final equity", "num"),
-    ("directional_accuracy", "dir. hit", "pct"),
-    ("persistence_accuracy", "persistence hit", "pct"),
 ]
 
 
@@ -57,6 +55,8 @@ _LEADERBOARD = [
     ("trades", "trades", "int"),
     ("exposure", "exposure", "pct"),
     ("final_equity", "final equity", "num"),
+    ("directional_accuracy", "dir. hit", "pct"),
+    ("persistence_accuracy", "persistence hit", "pct"),
 ]
 
 
