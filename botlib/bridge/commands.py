@@ -1,0 +1,296 @@
+"""The commands the TypeScript backend sends, checked before anything runs.
+
+An envelope arrives as JSON on ``elysia:command`` (pub/sub) or in the ``data`` field of
+a ``botlib:commands`` stream entry::
+
+    {"command": "train", "data": {"algorithm": "lstm", "symbol": "BTC/USDT", ...},
+     "timestamp": 1735689600000, "request_id": "r-42", "user_id": "u-7"}
+
+``parse_command`` never raises: it returns a ``Command`` (the envelope plus its
+validated payload) or a ``Rejection`` naming what was wrong and what was expected —
+which the service dead-letters and answers with an error event. Nothing is unpickled or
+evaluated; payloads over ``MAX_BYTES`` are refused unread; file paths are confined to
+the data directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from botlib.errors import BotlibError, did_you_mean
+
+__all__ = [
+    "COMMANDS",
+    "MAX_BYTES",
+    "Command",
+    "Rejection",
+    "confine_path",
+    "parse_command",
+]
+
+MAX_BYTES = 64 * 1024
+_ID = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/-]+$")
+
+
+def _symbol(value: str) -> str:
+    from botlib.data._store import check_symbol
+
+    try:
+        return check_symbol(value)
+    except BotlibError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _timeframe(value: str) -> str:
+    from botlib.data import timeframe_seconds
+
+    try:
+        timeframe_seconds(value)
+    except BotlibError as exc:
+        raise ValueError(str(exc)) from None
+    return value
+
+
+def _date(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"expected an ISO date such as 2024-01-31, got {value!r}") from None
+    return value
+
+
+def confine_path(raw: str) -> Path:
+    """A file named by a command, which must lie inside the data directory."""
+    from botlib.settings import get_settings
+
+    root = get_settings().data_dir.resolve()
+    path = (root / raw).resolve()
+    if path != root and root not in path.parents:
+        raise ValueError(f"file {raw!r} is outside the data directory {root}")
+    return path
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class _Market(_Payload):
+    symbol: str = "BTC/USDT"
+    timeframe: str = "1h"
+    start: str | None = None
+    end: str | None = None
+
+    _check_symbol = field_validator("symbol")(classmethod(lambda cls, v: _symbol(v)))
+    _check_timeframe = field_validator("timeframe")(classmethod(lambda cls, v: _timeframe(v)))
+    _check_dates = field_validator("start", "end")(classmethod(lambda cls, v: _date(v)))
+
+
+def _known_model(value: str) -> str:
+    from botlib.models import MODEL_NAMES
+
+    if value not in MODEL_NAMES:
+        raise ValueError(f"unknown algorithm {value!r}{did_you_mean(value, MODEL_NAMES)}")
+    return value
+
+
+class TrainCommand(_Market):
+    """The backend's "create model" / "train" request."""
+
+    algorithm: str
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, max_length=50)
+
+    _check_algorithm = field_validator("algorithm")(classmethod(lambda cls, v: _known_model(v)))
+
+
+class BacktestCommand(_Market):
+    model_uri: str | None = Field(
+        default=None, pattern=r"^models:/[A-Za-z0-9_.-]+(/[0-9]+|@[a-z]+)$"
+    )
+    strategy: str | None = None
+    parameters: dict[str, float | int | bool] = Field(default_factory=dict, max_length=20)
+    data_file: str | None = Field(default=None, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> BacktestCommand:
+        if (self.model_uri is None) == (self.strategy is None):
+            raise ValueError("give exactly one of model_uri or strategy")
+        if self.data_file is not None:
+            confine_path(self.data_file)
+        return self
+
+
+class Bounds(_Payload):
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Bounds:
+        if not (math.isfinite(self.min) and math.isfinite(self.max)) or self.min > self.max:
+            raise ValueError(f"need finite min <= max, got {self.min}, {self.max}")
+        return self
+
+
+class OptimizeCommand(_Market):
+    strategy: str = "sma_cross"
+    parameters: dict[str, Bounds] = Field(default_factory=dict, max_length=10)
+    objective: str = "sharpe"
+    algorithm: Literal["ga", "de"] = "ga"
+    population: int = Field(default=20, ge=4, le=500)
+    generations: int = Field(default=8, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _known(self) -> OptimizeCommand:
+        from botlib.backtest import STRATEGIES
+        from botlib.models.evolve.objectives import OBJECTIVES
+
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {self.strategy!r}{did_you_mean(self.strategy, STRATEGIES)}"
+            )
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"unknown objective {self.objective!r}{did_you_mean(self.objective, OBJECTIVES)}"
+            )
+        known = STRATEGIES[self.strategy].params
+        for name in self.parameters:
+            if name not in known:
+                raise ValueError(
+                    f"{self.strategy} has no parameter {name!r}{did_you_mean(name, known)}"
+                )
+        return self
+
+
+class Candle(_Payload):
+    timestamp: int | str
+    open: float = Field(gt=0)
+    high: float = Field(gt=0)
+    low: float = Field(gt=0)
+    close: float = Field(gt=0)
+    volume: float = Field(ge=0)
+
+
+class GenerateSignalCommand(_Payload):
+    """A signal now, from the caller's recent candles (or the stored ones)."""
+
+    symbol: str = "BTC/USDT"
+    timeframe: str = "1h"
+    model: str | None = Field(default=None, max_length=200)
+    market_data: list[Candle] | None = Field(default=None, max_length=5000)
+
+    _check_symbol = field_validator("symbol")(classmethod(lambda cls, v: _symbol(v)))
+    _check_timeframe = field_validator("timeframe")(classmethod(lambda cls, v: _timeframe(v)))
+
+
+class GetPredictionsCommand(_Payload):
+    model: str | None = Field(default=None, max_length=200)
+    symbol: str | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class PromoteCommand(_Payload):
+    model: str = Field(min_length=1, max_length=200)
+    version: int | None = Field(default=None, ge=1)
+    force: bool = False
+
+
+class RollbackCommand(_Payload):
+    model: str = Field(min_length=1, max_length=200)
+
+
+COMMANDS: dict[str, type[_Payload]] = {
+    "train": TrainCommand,
+    "backtest": BacktestCommand,
+    "optimize": OptimizeCommand,
+    "generate_signal": GenerateSignalCommand,
+    "get_predictions": GetPredictionsCommand,
+    "promote": PromoteCommand,
+    "rollback": RollbackCommand,
+}
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: str = Field(min_length=1, max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict)
+    timestamp: int | float | str | None = None
+    request_id: str | None = _ID
+    user_id: str | None = _ID
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    payload: _Payload
+    request_id: str | None
+    user_id: str | None
+    timestamp: Any
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    command: str | None = None
+    request_id: str | None = None
+    user_id: str | None = None
+
+
+def _errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_command(raw: str | bytes) -> Command | Rejection:
+    """Validate one envelope (see the module doc). Never raises."""
+    try:
+        if len(raw) > MAX_BYTES:
+            return Rejection(f"payload of {len(raw)} bytes is over the {MAX_BYTES}-byte limit")
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        body = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return Rejection(f"not JSON: {exc}")
+    if not isinstance(body, dict):
+        return Rejection(f"expected a JSON object, got {type(body).__name__}")
+    ids = {
+        k: body.get(k) if isinstance(body.get(k), str) else None for k in ("request_id", "user_id")
+    }
+    name = body.get("command") if isinstance(body.get("command"), str) else None
+    try:
+        envelope = Envelope.model_validate(body)
+    except ValidationError as exc:
+        return Rejection(f"bad envelope: {_errors(exc)}", name, **ids)
+    kind = COMMANDS.get(envelope.command)
+    if kind is None:
+        return Rejection(
+            f"unknown command {envelope.command!r}{did_you_mean(envelope.command, COMMANDS)}; "
+            f"commands: {', '.join(COMMANDS)}",
+            envelope.command,
+            envelope.request_id,
+            envelope.user_id,
+        )
+    try:
+        payload = kind.model_validate(envelope.data)
+    except ValidationError as exc:
+        return Rejection(
+            f"{envelope.command}: {_errors(exc)}",
+            envelope.command,
+            envelope.request_id,
+            envelope.user_id,
+        )
+    except (RecursionError, TypeError, ValueError) as exc:  # pathological nesting or types
+        return Rejection(f"{envelope.command}: {exc}", envelope.command, envelope.request_id)
+    return Command(
+        envelope.command, payload, envelope.request_id, envelope.user_id, envelope.timestamp
+    )

@@ -1,0 +1,135 @@
+"""Every backend command is validated; anything else is refused with a reason."""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from typing import Any
+
+import pytest
+
+from botlib.bridge import MAX_BYTES, Command, Rejection, parse_command
+from botlib.bridge.commands import BacktestCommand, OptimizeCommand, TrainCommand
+
+VALID: dict[str, dict[str, Any]] = {
+    "train": {"algorithm": "lstm", "symbol": "BTC/USDT", "timeframe": "1h",
+              "start": "2024-01-01", "end": "2024-06-01", "hyperparameters": {"epochs": 3}},
+    "backtest": {"strategy": "sma_cross", "parameters": {"fast": 20, "slow": 100}},
+    "optimize": {"strategy": "sma_cross", "parameters": {"fast": {"min": 5, "max": 50}},
+                 "objective": "sharpe", "algorithm": "de", "population": 10, "generations": 3},
+    "generate_signal": {"symbol": "BTC/USDT", "market_data": [
+        {"timestamp": 1735689600000, "open": 1, "high": 2, "low": 0.5, "close": 1.5, "volume": 3}]},
+    "get_predictions": {"model": "nn-lstm-btc_usdt-1h", "symbol": "BTC/USDT", "limit": 5},
+    "promote": {"model": "nn-lstm-btc_usdt-1h", "version": 3},
+    "rollback": {"model": "nn-lstm-btc_usdt-1h"},
+}  # fmt: skip
+
+
+def _envelope(command: str, data: Any, **extra: Any) -> str:
+    return json.dumps({"command": command, "data": data, "timestamp": 1, **extra})
+
+
+@pytest.mark.parametrize("name", list(VALID))
+def test_each_valid_command_parses(name: str) -> None:
+    parsed = parse_command(_envelope(name, VALID[name], request_id="r-1", user_id="u-1"))
+    assert isinstance(parsed, Command), parsed
+    assert parsed.name == name and parsed.request_id == "r-1" and parsed.user_id == "u-1"
+
+
+def test_defaults_and_types() -> None:
+    parsed = parse_command(_envelope("train", {"algorithm": "gru"}))
+    assert isinstance(parsed, Command) and isinstance(parsed.payload, TrainCommand)
+    assert parsed.payload.symbol == "BTC/USDT" and parsed.payload.timeframe == "1h"
+    opt = parse_command(_envelope("optimize", VALID["optimize"]))
+    assert isinstance(opt, Command) and isinstance(opt.payload, OptimizeCommand)
+    assert opt.payload.parameters["fast"].max == 50
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "JSON object"),
+        (_envelope("trian", {}), "did you mean 'train'"),
+        (_envelope("train", {"algorithm": "lstn"}), "did you mean 'lstm'"),
+        (_envelope("train", {"algorithm": "lstm", "symbol": "BTCUSDT"}), "BASE/QUOTE"),
+        (_envelope("train", {"algorithm": "lstm", "timeframe": "1x"}), "timeframe"),
+        (_envelope("train", {"algorithm": "lstm", "start": "yesterday"}), "ISO date"),
+        (_envelope("train", {"algorithm": "lstm", "gpu": True}), "gpu"),
+        (_envelope("backtest", {}), "exactly one of model_uri or strategy"),
+        (_envelope("backtest", {"strategy": "sma_cross", "data_file": "../../etc/passwd"}),
+         "outside the data directory"),
+        (_envelope("optimize", {"parameters": {"fats": {"min": 1, "max": 2}}}),
+         "did you mean 'fast'"),
+        (_envelope("optimize", {"parameters": {"fast": {"min": 9, "max": 2}}}), "min <= max"),
+        (_envelope("promote", {"model": "x", "version": 0}), "version"),
+        (_envelope("get_predictions", {"limit": 10**6}), "limit"),
+        (json.dumps({"command": "train", "data": {}, "request_id": "r 1; DROP"}), "request_id"),
+        (json.dumps({"data": {}}), "command"),
+        ("x" * (MAX_BYTES + 1), "byte limit"),
+    ],
+)  # fmt: skip
+def test_bad_commands_are_refused_with_a_reason(raw: str, reason: str) -> None:
+    parsed = parse_command(raw)
+    assert isinstance(parsed, Rejection), parsed
+    assert reason in parsed.reason
+
+
+def test_a_rejection_keeps_the_request_id_for_the_answer() -> None:
+    parsed = parse_command(_envelope("train", {"algorithm": "nope"}, request_id="r-9", user_id="u"))
+    assert isinstance(parsed, Rejection)
+    assert parsed.request_id == "r-9" and parsed.command == "train"
+
+
+def test_backtest_model_uri_form() -> None:
+    ok = parse_command(_envelope("backtest", {"model_uri": "models:/nn-lstm-btc_usdt-1h@champion"}))
+    assert isinstance(ok, Command) and isinstance(ok.payload, BacktestCommand)
+    bad = parse_command(_envelope("backtest", {"model_uri": "file:///etc/passwd"}))
+    assert isinstance(bad, Rejection)
+
+
+def _mutate(rng: random.Random, value: Any, depth: int = 0) -> Any:
+    """A random corruption of a JSON value: wrong types, huge numbers, NaN, nesting."""
+    choices: list[Any] = [None, True, -1, 0, 10**30, float("nan"), float("inf"), "",
+                          "x" * rng.randint(1, 300), [], {}, [value], {"k": value},
+                          "".join(rng.choice(string.printable) for _ in range(20))]  # fmt: skip
+    if isinstance(value, dict) and value and depth < 3:
+        out = dict(value)
+        key = rng.choice(list(out))
+        action = rng.random()
+        if action < 0.3:
+            del out[key]
+        elif action < 0.6:
+            out[key] = _mutate(rng, out[key], depth + 1)
+        else:
+            out[rng.choice(["extra", key + "_", "__class__"])] = rng.choice(choices)
+        return out
+    return rng.choice(choices)
+
+
+def test_fuzz_1000_random_and_malformed_commands_never_raise() -> None:
+    rng = random.Random(7)
+    valid_seen = rejected = 0
+    for i in range(1000):
+        name = rng.choice([*VALID, "train", "unknown", ""])
+        body: Any = {"command": name, "data": VALID.get(name, {}), "timestamp": i}
+        roll = rng.random()
+        if roll < 0.1:
+            raw: str | bytes = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200)))
+        elif roll < 0.2:
+            raw = json.dumps(body)[: rng.randint(0, 60)]  # truncated
+        elif roll < 0.3:
+            raw = "[" * rng.randint(1, 5000) + "]" * rng.randint(0, 10)  # deep nesting
+        elif roll < 0.4:
+            raw = json.dumps(body)  # left valid: must still succeed
+        else:
+            raw = json.dumps(_mutate(rng, body), allow_nan=True)
+        parsed = parse_command(raw)
+        assert isinstance(parsed, Command | Rejection)
+        if isinstance(parsed, Rejection):
+            assert parsed.reason
+            rejected += 1
+        else:
+            valid_seen += 1
+    assert rejected > 500 and valid_seen > 50
