@@ -266,3 +266,25 @@ def serve(
         f"served {stats.bars} bars: {stats.predictions} predictions, {stats.signals} signals, "
         f"{stats.validated} scored, {stats.deadletters} dead-lettered, {stats.errors} errors"
     )
+
+
+def bridge(
+    workers: Annotated[int, typer.Option(help="Worker processes for long commands.", min=1)] = 1,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment of the runs it starts.")] = (
+        "botlib-bridge"
+    ),
+) -> None:
+    """Answer the backend's commands (elysia:command and botlib:commands): train,
+    backtest, optimize, generate_signal, get_predictions, promote, rollback. Stop with
+    Ctrl-C / SIGTERM."""
+    from botlib.bridge.service import BridgeConfig, CommandService
+
+    logging.getLogger("botlib.bridge").setLevel(logging.INFO)
+    service = CommandService(config=BridgeConfig(workers=workers, experiment=experiment))
+    signal.signal(signal.SIGTERM, lambda *_: service.stop())
+    console.print("listening on elysia:command and botlib:commands (Ctrl-C to stop)")
+    try:
+        service.run()
+    except KeyboardInterrupt:
+        service.stop()
+    console.print(f"handled {service.handled} commands")

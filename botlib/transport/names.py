@@ -43,6 +43,16 @@ class RedisNames:
     prediction_channel: str = "python:ai_prediction"
     signal_channel: str = "python:trading_signal"
     model_channel: str = "botlib:model_events"
+    #: the command bridge: commands in, answers out
+    command_channel: str = "elysia:command"
+    commands: str = "botlib:commands"
+    command_group: str = "botlib-bridge"
+    events: str = "botlib:events"
+    trained_channel: str = "python:model_trained"
+    optimized_channel: str = "python:optimization_complete"
+    result_channel: str = "python:command_result"
+    error_channel: str = "python:command_error"
+    rate_limit_prefix: str = "botlib:ratelimit:"
 
     def bar_stream(self, exchange: str, symbol: str, timeframe: str) -> str:
         return self.bars.format(exchange=exchange, symbol=symbol, timeframe=timeframe)

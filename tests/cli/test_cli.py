@@ -127,6 +127,8 @@ def test_every_command_has_help() -> None:
         ["rollback", "--help"],
         ["models", "--help"],
         ["serve", "--help"],
+        ["bridge", "--help"],
+        ["rerun", "--help"],
         ["feed", "replay", "--help"],
         ["feed", "ccxt", "--help"],
         ["feed", "watch", "--help"],

@@ -1,0 +1,88 @@
+"""What the bridge's worker processes run (module-level functions: picklable)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def _quiet() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def train(payload: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """A training session; returns what ``python:model_trained`` carries."""
+    _quiet()
+    from botlib.tracking import configure
+    from botlib.tracking.session import train_session
+
+    configure(experiment)
+    result = train_session(
+        payload["algorithm"],
+        symbol=payload["symbol"],
+        timeframe=payload["timeframe"],
+        start=payload.get("start"),
+        end=payload.get("end"),
+        params=dict(payload.get("hyperparameters") or {}),
+    )
+    return {
+        "run_id": result.run_id,
+        "model_name": result.model_name,
+        "model_version": result.model_version,
+        "model_uri": result.model_uri,
+        "metrics": {f"test.{k}": v for k, v in result.result.metrics.items()},
+    }
+
+
+def optimize(payload: dict[str, Any], experiment: str) -> dict[str, Any]:
+    """An evolutionary search of a rule strategy; returns what
+    ``python:optimization_complete`` carries (best parameters, objective value)."""
+    _quiet()
+    from botlib.models import load_model
+    from botlib.tracking import configure
+    from botlib.tracking.session import train_session
+
+    configure(experiment)
+    space = {k: [v["min"], v["max"]] for k, v in (payload.get("parameters") or {}).items()}
+    result = train_session(
+        "ga_rules" if payload["algorithm"] == "ga" else "de_rules",
+        symbol=payload["symbol"],
+        timeframe=payload["timeframe"],
+        start=payload.get("start"),
+        end=payload.get("end"),
+        params={
+            "strategy": payload["strategy"],
+            "objective": payload["objective"],
+            "population": payload["population"],
+            "generations": payload["generations"],
+            **({"space": space} if space else {}),
+        },
+    )
+    best = load_model(result.model_uri).params.get("best_params", {})
+    return {
+        "run_id": result.run_id,
+        "model_name": result.model_name,
+        "model_version": result.model_version,
+        "best_parameters": best,
+        "objective": payload["objective"],
+        "objective_value": result.report.metrics.get("train_objective"),
+        "metrics": {f"test.{k}": v for k, v in result.result.metrics.items()},
+    }
+
+
+def backtest(payload: dict[str, Any], experiment: str) -> dict[str, Any]:
+    _quiet()
+    from botlib.tracking import configure
+    from botlib.tracking.session import backtest_session
+
+    configure(experiment)
+    run_id, result, _ = backtest_session(
+        model_uri=payload.get("model_uri"),
+        strategy=payload.get("strategy"),
+        strategy_params=dict(payload.get("parameters") or {}),
+        symbol=payload["symbol"],
+        timeframe=payload["timeframe"],
+        start=payload.get("start"),
+        end=payload.get("end"),
+    )
+    return {"run_id": run_id, "metrics": result.metrics, "baselines": result.baselines}

@@ -1,0 +1,331 @@
+"""``CommandService``: answers every request the backend makes over Redis.
+
+Commands arrive on ``elysia:command`` (pub/sub) and on the durable ``botlib:commands``
+stream (consumer group ``botlib-bridge``). Each is validated (``parse_command``); a
+refused one is dead-lettered with its reason and answered on ``python:command_error``
+with its request id. Per-user limits on ``train``, ``optimize`` and
+``generate_signal`` answer an excess request with a ``rate_limited`` error, never
+silence. Quick commands (``get_predictions``, ``promote``, ``rollback``,
+``generate_signal``) are answered at once on ``python:command_result``; long ones
+(``train``, ``optimize``, ``backtest``) run in a bounded pool of worker processes —
+excess work waits and is reported as ``queued`` — and end with
+``python:model_trained`` / ``python:optimization_complete`` / a result, or an error
+event carrying the request id and the reason. Every answer is also appended to the
+durable ``botlib:events`` stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from botlib.bridge import _work
+from botlib.bridge.commands import Command, Rejection, parse_command
+from botlib.transport import RedisNames, connect, dumps, ensure_group, redis_names
+
+__all__ = ["BridgeConfig", "CommandService"]
+
+log = logging.getLogger("botlib.bridge")
+
+LONG = {"train": _work.train, "optimize": _work.optimize, "backtest": _work.backtest}
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """``rate_limits``: command -> (requests, per seconds), per user."""
+
+    workers: int = 1
+    experiment: str = "botlib-bridge"
+    consumer: str = "bridge"
+    rate_limits: dict[str, tuple[int, int]] = field(
+        default_factory=lambda: {
+            "train": (5, 3600),
+            "optimize": (5, 3600),
+            "generate_signal": (120, 60),
+        }
+    )
+
+
+class CommandService:
+    def __init__(
+        self,
+        client: Any | None = None,
+        *,
+        config: BridgeConfig | None = None,
+        names: RedisNames | None = None,
+    ) -> None:
+        self.r: Any = client if client is not None else connect()
+        self.config = config or BridgeConfig()
+        self.names = names or redis_names()
+        self._pool: ProcessPoolExecutor | None = None
+        self._running: dict[Future[Any], Command] = {}
+        self._stop = threading.Event()
+        self.handled = 0
+
+    # -- answers ------------------------------------------------------------------
+    def _emit(self, channel: str, event: dict[str, Any]) -> None:
+        payload = dumps({**event, "at": time.time()})
+        pipe = self.r.pipeline(transaction=True)
+        pipe.xadd(self.names.events, {"data": payload}, maxlen=100_000, approximate=True)
+        pipe.publish(channel, payload)
+        pipe.execute()
+
+    def _error(self, cmd: Command | Rejection, reason: str, kind: str = "error") -> None:
+        name = cmd.name if isinstance(cmd, Command) else cmd.command
+        self._emit(
+            self.names.error_channel,
+            {"event": kind, "command": name, "request_id": cmd.request_id,
+             "user_id": cmd.user_id, "reason": reason},
+        )  # fmt: skip
+
+    def _result(self, cmd: Command, status: str, result: Any = None) -> None:
+        self._emit(
+            self.names.result_channel,
+            {"event": status, "command": cmd.name, "request_id": cmd.request_id,
+             "user_id": cmd.user_id, "result": result},
+        )  # fmt: skip
+
+    def _deadletter(self, raw: str | bytes, source: str, reason: str) -> None:
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        self.r.xadd(
+            self.names.deadletter,
+            {
+                "data": dumps(
+                    {"source": source, "reason": reason, "fields": text[:4000], "at": time.time()}
+                )
+            },
+            maxlen=100_000,
+            approximate=True,
+        )
+
+    # -- rate limits ----------------------------------------------------------------
+    def _allowed(self, cmd: Command) -> bool:
+        limit = self.config.rate_limits.get(cmd.name)
+        if limit is None:
+            return True
+        count, seconds = limit
+        window = int(time.time() // seconds)
+        key = f"{self.names.rate_limit_prefix}{cmd.user_id or 'anonymous'}:{cmd.name}:{window}"
+        pipe = self.r.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, seconds + 1)
+        used = int(pipe.execute()[0])
+        return used <= count
+
+    # -- commands -------------------------------------------------------------------
+    def handle(self, raw: str | bytes, source: str) -> None:
+        """Validate and answer (or start) one command. Never raises on bad input."""
+        self.handled += 1
+        parsed = parse_command(raw)
+        if isinstance(parsed, Rejection):
+            self._deadletter(raw, source, parsed.reason)
+            self._error(parsed, parsed.reason, "invalid")
+            return
+        if not self._allowed(parsed):
+            limit = self.config.rate_limits[parsed.name]
+            self._error(
+                parsed,
+                f"rate limit: at most {limit[0]} {parsed.name} per {limit[1]} s per user",
+                "rate_limited",
+            )
+            return
+        try:
+            if parsed.name in LONG:
+                self._start(parsed)
+            else:
+                self._result(parsed, "done", self._quick(parsed))
+        except Exception as exc:  # a failing command is answered, never fatal
+            log.exception("%s failed", parsed.name)
+            self._error(parsed, f"{type(exc).__name__}: {exc}")
+
+    def _quick(self, cmd: Command) -> Any:
+        p = cmd.payload.model_dump()
+        if cmd.name == "get_predictions":
+            out = []
+            for _, fields in self.r.xrevrange(self.names.predictions, count=5000):
+                item = json.loads(fields["data"])
+                if p["model"] and not str(item["model_id"]).startswith(p["model"]):
+                    continue
+                if p["symbol"] and item["symbol"] != p["symbol"]:
+                    continue
+                out.append(item)
+                if len(out) >= p["limit"]:
+                    break
+            return out
+        if cmd.name == "promote":
+            from botlib.promotion import promote
+
+            result = promote(p["model"], p["version"], force=p["force"])
+            return result.to_dict()
+        if cmd.name == "rollback":
+            from botlib.promotion import rollback
+
+            old, new = rollback(p["model"])
+            return {"model": p["model"], "from_version": old, "to_version": new}
+        if cmd.name == "generate_signal":
+            return _generate_signal(self.r, self.names, p)
+        raise AssertionError(cmd.name)
+
+    def _start(self, cmd: Command) -> None:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")  # TF and forks do not mix
+            self._pool = ProcessPoolExecutor(self.config.workers, mp_context=context)
+        waiting = max(0, len(self._running) - self.config.workers + 1)
+        future = self._pool.submit(LONG[cmd.name], cmd.payload.model_dump(), self.config.experiment)
+        self._running[future] = cmd
+        self._result(cmd, "queued" if waiting else "started", {"ahead": waiting})
+
+    def poll_finished(self) -> None:
+        for future in [f for f in self._running if f.done()]:
+            cmd = self._running.pop(future)
+            exc = future.exception()
+            if exc is not None:
+                self._error(cmd, f"{type(exc).__name__}: {exc}")
+                continue
+            result = future.result()
+            base = {"command": cmd.name, "request_id": cmd.request_id, "user_id": cmd.user_id}
+            if cmd.name == "train":
+                self._emit(self.names.trained_channel, {"event": "model_trained", **base, **result})
+            elif cmd.name == "optimize":
+                self._emit(
+                    self.names.optimized_channel,
+                    {"event": "optimization_complete", **base, **result},
+                )
+            else:
+                self._result(cmd, "done", result)
+
+    # -- the loop ---------------------------------------------------------------------
+    def _raw_client(self) -> Any:
+        """The same server, replies as bytes: commands are decoded by ``parse_command``,
+        so bytes that are not UTF-8 are refused with a reason instead of breaking the
+        connection's decoder."""
+        pool = self.r.connection_pool
+        kwargs = {**pool.connection_kwargs, "decode_responses": False}
+        return redis.Redis(
+            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
+
+    def run(self, *, idle_exit_s: float | None = None) -> None:
+        """Listen until ``stop()`` (or ``idle_exit_s`` with nothing to do)."""
+        raw = self._raw_client()
+        pubsub = raw.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self.names.command_channel)
+        ensure_group(self.r, self.names.commands, self.names.command_group, start="$")
+        idle_since = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                busy = False
+                message = pubsub.get_message(timeout=0.05)
+                while message is not None:
+                    if message.get("type") in ("message", b"message"):
+                        self.handle(message["data"], self.names.command_channel)
+                        busy = True
+                    message = pubsub.get_message(timeout=0)
+                got = raw.xreadgroup(
+                    self.names.command_group,
+                    self.config.consumer,
+                    {self.names.commands: ">"},
+                    count=100,
+                )
+                for _, items in got or []:
+                    for entry_id, fields in items:
+                        fields = fields or {}
+                        data = fields.get(b"data")
+                        if data is None:  # flat fields: hand them over as one JSON object
+                            data = json.dumps(
+                                {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                                 for k, v in fields.items()}
+                            )  # fmt: skip
+                        self.handle(data, self.names.commands)
+                        raw.xack(self.names.commands, self.names.command_group, entry_id)
+                        busy = True
+                self.poll_finished()
+                if busy or self._running:
+                    idle_since = time.monotonic()
+                elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                    break
+        finally:
+            pubsub.close()
+            raw.close()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=False)
+                self.poll_finished()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _utc(value: int | str) -> Any:
+    import pandas as pd
+
+    if isinstance(value, int):
+        return pd.Timestamp(value, unit="ms", tz="UTC")
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any]) -> dict[str, Any]:
+    """A signal now from the caller's candles (or stored ones) with the named or the
+    active model for the symbol; also published on ``python:trading_signal``."""
+    from datetime import timedelta
+
+    import pandas as pd
+
+    from botlib.data import load_ohlcv, timeframe_seconds
+    from botlib.errors import ConfigError
+    from botlib.models import load_model
+    from botlib.promotion import active_models
+    from botlib.signals import build_signal_frame, signal_records
+
+    active = active_models(r, names)
+    entry = (
+        active.get(p["model"])
+        if p["model"]
+        else next(
+            (
+                e
+                for e in active.values()
+                if e.get("symbol") == p["symbol"] and e.get("timeframe") == p["timeframe"]
+            ),
+            None,
+        )
+    )
+    if entry is None:
+        raise ConfigError(f"no active model for {p['model'] or p['symbol'] + ' ' + p['timeframe']}")
+    model = load_model(entry["model_uri"])
+    need = model.meta.required_history
+    if p["market_data"]:
+        rows = p["market_data"]
+        stamps = [_utc(x["timestamp"]) for x in rows]
+        candles = pd.DataFrame(
+            [[x["open"], x["high"], x["low"], x["close"], x["volume"]] for x in rows],
+            index=pd.DatetimeIndex(stamps, name="timestamp"),
+            columns=["open", "high", "low", "close", "volume"],
+            dtype="float64",
+        ).sort_index()
+    else:
+        candles = load_ohlcv(p["symbol"], p["timeframe"]).iloc[-need:]
+    if len(candles) < need:
+        raise ConfigError(
+            f"{entry['model_id']} needs {need} candles of history, got {len(candles)}"
+        )
+    outputs = model.predict_tail(candles, 1)
+    frame = build_signal_frame(
+        outputs.reindex(candles.index), candles, horizon=model.meta.horizon, start=candles.index[-1]
+    )
+    bar = timedelta(seconds=timeframe_seconds(p["timeframe"]))
+    record = signal_records(
+        frame, model_id=entry["model_id"], symbol=p["symbol"], bar=bar, horizon=model.meta.horizon,
+        metadata={"on_demand": True, "timeframe": p["timeframe"]},
+    )[0]  # fmt: skip
+    data = record.model_dump(mode="json")
+    r.publish(names.signal_channel, dumps(data))
+    return data

@@ -1,0 +1,203 @@
+"""The command bridge driven as the backend drives it: JSON on elysia:command, answers
+on the python:* channels, against a real redis-server and MLflow store."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from botlib.bridge.service import BridgeConfig, CommandService
+from botlib.promotion import GateConfig, promote
+from tests.live.conftest import Store
+
+pytestmark = pytest.mark.slow
+
+CHANNELS = [
+    "python:command_result",
+    "python:command_error",
+    "python:model_trained",
+    "python:optimization_complete",
+    "python:trading_signal",
+]
+
+
+class Backend:
+    """A plain client, as the TypeScript backend would be."""
+
+    def __init__(self, url: str) -> None:
+        self.r = redis.Redis.from_url(url, decode_responses=True)
+        self.sub = self.r.pubsub(ignore_subscribe_messages=True)
+        self.sub.subscribe(*CHANNELS)
+        self.heard: list[tuple[str, dict[str, Any]]] = []
+
+    def send(self, command: str, data: dict[str, Any], **extra: Any) -> None:
+        body = {"command": command, "data": data, "timestamp": int(time.time() * 1000), **extra}
+        self.r.publish("elysia:command", json.dumps(body))
+
+    def wait(self, predicate: Any, timeout: float = 120.0) -> list[tuple[str, dict[str, Any]]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.sub.get_message(timeout=0.1)
+            if message:
+                self.heard.append((message["channel"], json.loads(message["data"])))
+            found = [m for m in self.heard if predicate(m)]
+            if found:
+                return found
+        raise AssertionError(f"no answer matched; heard {self.heard[-5:]}")
+
+    def close(self) -> None:
+        self.sub.close()
+        self.r.close()
+
+
+def _serve(url: str, **config: Any) -> tuple[CommandService, threading.Thread]:
+    service = CommandService(
+        redis.Redis.from_url(url, decode_responses=True),
+        config=BridgeConfig(experiment="bridge-tests", **config),
+    )
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    time.sleep(0.3)  # subscribed
+    return service, thread
+
+
+def test_every_command_answered_as_the_backend_expects(store: Store, redis_server: Any) -> None:
+    backend = Backend(redis_server.url)
+    service, thread = _serve(redis_server.url)
+    try:
+        backend.send("train", {"algorithm": "ga_rules", "start": "2025-01-01", "end": "2025-03-01",
+                               "hyperparameters": {"population": 6, "generations": 1}},
+                     request_id="t-1", user_id="u")  # fmt: skip
+        trained = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
+        assert trained["request_id"] == "t-1" and trained["model_name"] == store.ga
+        assert int(trained["model_version"]) >= 2 and "test.sharpe" in trained["metrics"]
+
+        backend.send("optimize", {"strategy": "sma_cross", "algorithm": "de", "population": 6,
+                                  "generations": 1, "start": "2025-01-01", "end": "2025-03-01",
+                                  "parameters": {"fast": {"min": 5, "max": 30},
+                                                 "slow": {"min": 40, "max": 120}}},
+                     request_id="o-1")  # fmt: skip
+        optimized = backend.wait(lambda m: m[0] == "python:optimization_complete")[0][1]
+        assert optimized["request_id"] == "o-1"
+        assert 5 <= optimized["best_parameters"]["fast"] <= 30 and optimized["run_id"]
+
+        backend.send("promote", {"model": store.ga, "force": True}, request_id="p-1")
+        done = backend.wait(lambda m: m[1].get("request_id") == "p-1")[0]
+        assert done[0] == "python:command_result" and done[1]["result"]["name"] == store.ga
+
+        backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id="g-1")
+        sig = backend.wait(lambda m: m[0] == "python:trading_signal")[0][1]
+        assert sig["model_id"].startswith(store.ga) and sig["signal_type"] in {
+            "buy",
+            "sell",
+            "hold",
+            "close",
+        }
+        answer = backend.wait(lambda m: m[1].get("request_id") == "g-1")[0][1]
+        assert answer["result"]["id"] == sig["id"]
+
+        window = {"start": "2025-02-01", "end": "2025-03-01"}
+        params = {"fast": 10, "slow": 50}
+        backend.send("backtest", {"strategy": "sma_cross", "parameters": params, **window},
+                     request_id="b-1")  # fmt: skip
+        bt = backend.wait(lambda m: m[1].get("request_id") == "b-1" and m[1]["event"] == "done")
+        assert "sharpe" in bt[0][1]["result"]["metrics"]
+
+        backend.send("get_predictions", {"limit": 3}, request_id="q-1")
+        got = backend.wait(lambda m: m[1].get("request_id") == "q-1")[0][1]
+        assert got["result"] == []  # nothing served yet in this Redis
+
+        backend.send("rollback", {"model": store.lstm}, request_id="rb-1")
+        err = backend.wait(lambda m: m[1].get("request_id") == "rb-1")[0]
+        assert err[0] == "python:command_error" and "previous" in err[1]["reason"]
+
+        backend.send("trian", {}, request_id="x-1")
+        bad = backend.wait(lambda m: m[1].get("request_id") == "x-1")[0][1]
+        assert bad["event"] == "invalid" and "did you mean 'train'" in bad["reason"]
+        assert backend.r.xlen("botlib:deadletter") == 1
+    finally:
+        service.stop()
+        thread.join(60)
+        backend.close()
+
+
+def test_fuzz_1000_commands_all_answered_and_valid_ones_succeed(
+    store: Store, redis_server: Any
+) -> None:
+    rng = random.Random(3)
+    backend = Backend(redis_server.url)
+    service, thread = _serve(redis_server.url)
+    sent_valid = 0
+    try:
+        for i in range(1000):
+            roll = rng.random()
+            if roll < 0.2:
+                backend.send("get_predictions", {"limit": 2}, request_id=f"v-{i}")
+                sent_valid += 1
+            elif roll < 0.4:
+                backend.r.publish("elysia:command", bytes(rng.getrandbits(8) for _ in range(40)))
+            elif roll < 0.6:
+                backend.send(
+                    rng.choice(["train", "promote", "optimize"]), {"bogus": i}, request_id=f"b-{i}"
+                )
+            elif roll < 0.8:
+                backend.r.publish("elysia:command", json.dumps([i, "x"]))
+            else:
+                backend.send("promote", {"model": "x" * 500}, request_id=f"l-{i}")
+        deadline = time.monotonic() + 120
+        while backend.r.xlen("botlib:events") < 1000:  # each handled command's answer
+            assert time.monotonic() < deadline, service.handled
+            time.sleep(0.05)
+        time.sleep(0.3)  # nothing more arrives: no command is answered twice
+        assert thread.is_alive()  # still up
+        events = [json.loads(f["data"]) for _, f in backend.r.xrange("botlib:events")]
+        assert len(events) == 1000  # every command answered, exactly once
+        ok = [e for e in events if e["event"] == "done"]
+        assert len(ok) == sent_valid and all(e["request_id"].startswith("v-") for e in ok)
+        dead = backend.r.xlen("botlib:deadletter")
+        assert dead == 1000 - sent_valid
+        reasons = [
+            json.loads(f["data"])["reason"] for _, f in backend.r.xrange("botlib:deadletter")
+        ]
+        assert all(reasons)
+    finally:
+        service.stop()
+        thread.join(60)
+        backend.close()
+
+
+def test_rate_limit_holds_for_one_user_while_another_passes(
+    store: Store, redis_server: Any
+) -> None:
+    promote(store.ga, 1, gate=GateConfig(margin=-10, min_trades=0))
+    backend = Backend(redis_server.url)
+    service, thread = _serve(redis_server.url, rate_limits={"generate_signal": (3, 60)})
+    try:
+        for i in range(8):
+            backend.send(
+                "generate_signal", {"symbol": "BTC/USDT"}, request_id=f"a-{i}", user_id="alice"
+            )
+        for i in range(2):
+            backend.send(
+                "generate_signal", {"symbol": "BTC/USDT"}, request_id=f"b-{i}", user_id="bob"
+            )
+        deadline = time.monotonic() + 60
+        while backend.r.xlen("botlib:events") < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        events = [json.loads(f["data"]) for _, f in backend.r.xrange("botlib:events")]
+        alice = [e for e in events if e["user_id"] == "alice"]
+        bob = [e for e in events if e["user_id"] == "bob"]
+        assert sum(e["event"] == "done" for e in alice) == 3
+        limited = [e for e in alice if e["event"] == "rate_limited"]
+        assert len(limited) == 5 and "at most 3 generate_signal per 60 s" in limited[0]["reason"]
+        assert [e["event"] for e in bob] == ["done", "done"]
+    finally:
+        service.stop()
+        thread.join(60)
+        backend.close()
