@@ -117,14 +117,11 @@ class BacktestCommand(_Market):
     )
     strategy: str | None = None
     parameters: dict[str, float | int | bool] = Field(default_factory=dict, max_length=20)
-    data_file: str | None = Field(default=None, max_length=255)
 
     @model_validator(mode="after")
     def _one_subject(self) -> BacktestCommand:
         if (self.model_uri is None) == (self.strategy is None):
             raise ValueError("give exactly one of model_uri or strategy")
-        if self.data_file is not None:
-            confine_path(self.data_file)
         return self
 
 
