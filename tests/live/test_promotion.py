@@ -101,7 +101,8 @@ def test_cli_promote_refusal_and_models_json(store: Store, redis_server: RedisSe
     checks = json.loads(out.stdout)
     assert checks["passed"] is False
     assert any(c["name"] == "beats buy-and-hold" and not c["passed"] for c in checks["checks"])
-    out = runner.invoke(app, ["promote", store.ga, "--margin", "-10", "--min-trades", "0"])
+    args = ["promote", store.ga, "--version", "1", "--margin", "-10", "--min-trades", "0"]
+    out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
     assert "@champion" in out.stdout
     out = runner.invoke(app, ["models", "--json"])
