@@ -30,7 +30,6 @@ import contextlib
 import gc
 import logging
 import math
-import os
 import queue
 import socket
 import threading
@@ -111,7 +110,6 @@ class LoopStats:
     refused_models: int = 0
     errors: int = 0
     last_error: str = ""
-    last_bar_ms: int = 0
 
 
 @dataclass
@@ -697,7 +695,3 @@ class SignalLoop:
 
     def stop(self) -> None:
         self._stop.set()
-
-    @property
-    def pid(self) -> int:
-        return os.getpid()

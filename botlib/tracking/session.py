@@ -82,29 +82,13 @@ def train_session(
     params = dict(params or {})
     if algorithm != "ensemble":
         params.setdefault("seed", seed)
+    market = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end}
     with run(
-        f"train-{algorithm}",
-        run_id=run_id,
-        params={
-            "algorithm": algorithm,
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "start": start,
-            "end": end,
-            **params,
-        },
+        f"train-{algorithm}", run_id=run_id, params={"algorithm": algorithm, **market, **params}
     ) as active:
         log_manifest(
             "train_session",
-            {
-                "algorithm": algorithm,
-                "symbol": symbol,
-                "timeframe": timeframe,
-                "start": start,
-                "end": end,
-                "params": params,
-                "seed": seed,
-            },
+            {"algorithm": algorithm, **market, "params": params, "seed": seed},
         )
         validate_session(algorithm, start, end, params)
         candles = load_ohlcv(symbol, timeframe, start=start, end=end)

@@ -34,38 +34,20 @@ def walkforward_session(
     params = dict(params or {})
     if algorithm != "ensemble":
         params.setdefault("seed", seed)
-    with run(
-        f"walkforward-{algorithm}",
-        run_id=run_id,
-        params={
-            "algorithm": algorithm,
-            "symbol": symbol,
-            "timeframe": timeframe,
-            "start": start,
-            "end": end,
-            "train_bars": train_bars,
-            "test_bars": test_bars,
-            "step": step or test_bars,
-            "expanding": expanding,
-            **params,
-        },
-    ) as active:
-        log_manifest(
-            "walkforward_session",
-            {
-                "algorithm": algorithm,
-                "symbol": symbol,
-                "timeframe": timeframe,
-                "start": start,
-                "end": end,
-                "train_bars": train_bars,
-                "test_bars": test_bars,
-                "step": step,
-                "expanding": expanding,
-                "params": params,
-                "seed": seed,
-            },
-        )
+    arguments = {
+        "algorithm": algorithm,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "start": start,
+        "end": end,
+        "train_bars": train_bars,
+        "test_bars": test_bars,
+        "step": step,
+        "expanding": expanding,
+    }
+    logged = {**arguments, "step": step or test_bars, **params}
+    with run(f"walkforward-{algorithm}", run_id=run_id, params=logged) as active:
+        log_manifest("walkforward_session", {**arguments, "params": params, "seed": seed})
         candles = load_ohlcv(symbol, timeframe, start=start, end=end)
         mlflow.set_tags(
             {**reproducibility_tags(candles, seed=seed), "session_type": "walk_forward"}
