@@ -5,13 +5,18 @@ stream (consumer group ``botlib-bridge``). Each is validated (``parse_command``)
 refused one is dead-lettered with its reason and answered on ``python:command_error``
 with its request id. Per-user limits on ``train``, ``optimize`` and
 ``generate_signal`` answer an excess request with a ``rate_limited`` error, never
-silence. Quick commands (``get_predictions``, ``promote``, ``rollback``,
-``generate_signal``) are answered at once on ``python:command_result``; long ones
+silence; the limits follow the runtime configuration (``botlib config set
+rate_limits.train=10/3600``) without a restart. Quick commands (``get_predictions``,
+``promote``, ``rollback``, ``generate_signal``) run on a few threads (a slow one never
+holds up the listener) and are answered on ``python:command_result``; models are
+loaded once per version and cached. Long ones
 (``train``, ``optimize``, ``backtest``) run in a bounded pool of worker processes —
 excess work waits and is reported as ``queued`` — and end with
 ``python:model_trained`` / ``python:optimization_complete`` / a result, or an error
 event carrying the request id and the reason. Every answer is also appended to the
-durable ``botlib:events`` stream.
+durable ``botlib:events`` stream. Counters (handled, refused, rate limited, done,
+failed, running, queued, model loads, last error, heartbeat) are kept in the hash
+``botlib:bridge:stats`` that ``botlib status`` reads.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import logging
 import multiprocessing
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from collections import OrderedDict
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -43,6 +50,11 @@ class BridgeConfig:
     """``rate_limits``: command -> (requests, per seconds), per user."""
 
     workers: int = 1
+    #: threads answering quick commands (generate_signal, promote, …)
+    quick_workers: int = 4
+    #: loaded models kept (by version URI) for generate_signal
+    model_cache: int = 8
+    reload_check_s: float = 0.2
     experiment: str = "botlib-bridge"
     consumer: str = "bridge"
     rate_limits: dict[str, tuple[int, int]] = field(
@@ -61,14 +73,36 @@ class CommandService:
         *,
         config: BridgeConfig | None = None,
         names: RedisNames | None = None,
+        config_file: Path | None = None,
     ) -> None:
+        from botlib.runtime import RateLimit, RuntimeConfig, RuntimeConfigWatcher
+
         self.r: Any = client if client is not None else connect()
         self.config = config or BridgeConfig()
         self.names = names or redis_names()
         self._pool: ProcessPoolExecutor | None = None
+        self._quick_pool = ThreadPoolExecutor(
+            self.config.quick_workers, thread_name_prefix="bridge-quick"
+        )
+        self._quick: set[Future[Any]] = set()
         self._running: dict[Future[Any], Command] = {}
         self._stop = threading.Event()
+        self._models: OrderedDict[str, Any] = OrderedDict()
+        self._models_lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
         self.handled = 0
+        limits = {
+            k: RateLimit(requests=n, per_s=s) for k, (n, s) in self.config.rate_limits.items()
+        }
+        self.runtime = RuntimeConfigWatcher(
+            self.r,
+            self.names,
+            "bridge",
+            path=config_file,
+            base=RuntimeConfig(rate_limits=limits),  # type: ignore[arg-type]
+        )
+        self.rate_limits = dict(self.config.rate_limits)
+        self._next_check = 0.0
 
     # -- answers ------------------------------------------------------------------
     def _emit(self, channel: str, event: dict[str, Any]) -> None:
@@ -78,8 +112,20 @@ class CommandService:
         pipe.publish(channel, payload)
         pipe.execute()
 
+    def _count(self, *fields: str, **gauges: Any) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for name in fields:
+            pipe.hincrby(self.names.bridge_stats, name, 1)
+        if gauges:
+            pipe.hset(self.names.bridge_stats, mapping={k: str(v) for k, v in gauges.items()})
+        pipe.execute()
+
     def _error(self, cmd: Command | Rejection, reason: str, kind: str = "error") -> None:
         name = cmd.name if isinstance(cmd, Command) else cmd.command
+        if kind == "error":
+            self._count("failed", last_error=f"{name}: {reason}"[:500], last_error_at=time.time())
+        else:
+            self._count(kind)
         self._emit(
             self.names.error_channel,
             {"event": kind, "command": name, "request_id": cmd.request_id,
@@ -87,6 +133,7 @@ class CommandService:
         )  # fmt: skip
 
     def _result(self, cmd: Command, status: str, result: Any = None) -> None:
+        self._count(status)
         self._emit(
             self.names.result_channel,
             {"event": status, "command": cmd.name, "request_id": cmd.request_id,
@@ -108,7 +155,7 @@ class CommandService:
 
     # -- rate limits ----------------------------------------------------------------
     def _allowed(self, cmd: Command) -> bool:
-        limit = self.config.rate_limits.get(cmd.name)
+        limit = self.rate_limits.get(cmd.name)
         if limit is None:
             return True
         count, seconds = limit
@@ -124,29 +171,59 @@ class CommandService:
     def handle(self, raw: str | bytes, source: str) -> None:
         """Validate and answer (or start) one command. Never raises on bad input."""
         self.handled += 1
+        self._count("handled")
         parsed = parse_command(raw)
         if isinstance(parsed, Rejection):
             self._deadletter(raw, source, parsed.reason)
             self._error(parsed, parsed.reason, "invalid")
             return
         if not self._allowed(parsed):
-            limit = self.config.rate_limits[parsed.name]
+            limit = self.rate_limits[parsed.name]
             self._error(
                 parsed,
                 f"rate limit: at most {limit[0]} {parsed.name} per {limit[1]} s per user",
                 "rate_limited",
             )
             return
-        try:
-            if parsed.name in LONG:
-                self._start(parsed)
-            else:
-                self._result(parsed, "done", self._quick(parsed))
-        except Exception as exc:  # a failing command is answered, never fatal
-            log.exception("%s failed", parsed.name)
-            self._error(parsed, f"{type(exc).__name__}: {exc}")
+        if parsed.name in LONG:
+            self._answer(self._start, parsed)
+        else:
+            future = self._quick_pool.submit(self._answer, self._run_quick, parsed)
+            self._quick.add(future)
+            future.add_done_callback(self._quick.discard)
 
-    def _quick(self, cmd: Command) -> Any:
+    def _answer(self, work: Any, cmd: Command) -> None:
+        try:
+            work(cmd)
+        except Exception as exc:  # a failing command is answered, never fatal
+            log.exception("%s failed", cmd.name)
+            self._error(cmd, f"{type(exc).__name__}: {exc}")
+
+    def _run_quick(self, cmd: Command) -> None:
+        self._result(cmd, "done", self._quick_result(cmd))
+
+    def model(self, uri: str) -> Any:
+        """The loaded model of ``uri`` (a version's URI), loaded once and cached."""
+        from botlib.models import load_model
+
+        with self._models_lock:
+            loading = self._load_locks.setdefault(uri, threading.Lock())
+        with loading:  # concurrent requests for one version wait for one load
+            with self._models_lock:
+                if uri in self._models:
+                    self._models.move_to_end(uri)
+                    self._count("model_cache_hits")
+                    return self._models[uri]
+            model = load_model(uri)
+            self._count("model_loads")
+            with self._models_lock:
+                self._models[uri] = model
+                while len(self._models) > self.config.model_cache:
+                    evicted, _ = self._models.popitem(last=False)
+                    self._load_locks.pop(evicted, None)
+        return model
+
+    def _quick_result(self, cmd: Command) -> Any:
         p = cmd.payload.model_dump()
         if cmd.name == "get_predictions":
             out = []
@@ -171,7 +248,7 @@ class CommandService:
             old, new = rollback(p["model"])
             return {"model": p["model"], "from_version": old, "to_version": new}
         if cmd.name == "generate_signal":
-            return _generate_signal(self.r, self.names, p)
+            return _generate_signal(self.r, self.names, p, self.model)
         raise AssertionError(cmd.name)
 
     def _start(self, cmd: Command) -> None:
@@ -182,9 +259,19 @@ class CommandService:
         future = self._pool.submit(LONG[cmd.name], cmd.payload.model_dump(), self.config.experiment)
         self._running[future] = cmd
         self._result(cmd, "queued" if waiting else "started", {"ahead": waiting})
+        self._gauges()
+
+    def _gauges(self) -> None:
+        running = min(len(self._running), self.config.workers)
+        self._count(
+            running=running,
+            queue_depth=len(self._running) - running,
+            quick_in_flight=len(self._quick),
+        )
 
     def poll_finished(self) -> None:
-        for future in [f for f in self._running if f.done()]:
+        finished = [f for f in self._running if f.done()]
+        for future in finished:
             cmd = self._running.pop(future)
             exc = future.exception()
             if exc is not None:
@@ -201,6 +288,19 @@ class CommandService:
                 )
             else:
                 self._result(cmd, "done", result)
+        if finished:
+            self._gauges()
+
+    def _housekeeping(self) -> None:
+        """Every ``reload_check_s``: heartbeat, gauges and the runtime config."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + self.config.reload_check_s
+        self._count(heartbeat=time.time())
+        config = self.runtime.poll()
+        if config is not None:
+            self.rate_limits = config.limits()
 
     # -- the loop ---------------------------------------------------------------------
     def _raw_client(self) -> Any:
@@ -248,13 +348,15 @@ class CommandService:
                         raw.xack(self.names.commands, self.names.command_group, entry_id)
                         busy = True
                 self.poll_finished()
-                if busy or self._running:
+                self._housekeeping()
+                if busy or self._running or self._quick:
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
         finally:
             pubsub.close()
             raw.close()
+            self._quick_pool.shutdown(wait=True)
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=False)
                 self.poll_finished()
@@ -272,7 +374,7 @@ def _utc(value: int | str) -> Any:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any]) -> dict[str, Any]:
+def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any], load: Any) -> dict[str, Any]:
     """A signal now from the caller's candles (or stored ones) with the named or the
     active model for the symbol; also published on ``python:trading_signal``."""
     from datetime import timedelta
@@ -281,7 +383,6 @@ def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any]) -> dict[str, 
 
     from botlib.data import load_ohlcv, timeframe_seconds
     from botlib.errors import ConfigError
-    from botlib.models import load_model
     from botlib.promotion import active_models
     from botlib.signals import build_signal_frame, signal_records
 
@@ -300,7 +401,7 @@ def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any]) -> dict[str, 
     )
     if entry is None:
         raise ConfigError(f"no active model for {p['model'] or p['symbol'] + ' ' + p['timeframe']}")
-    model = load_model(entry["model_uri"])
+    model = load(str(entry["model_uri"]))
     need = model.meta.required_history
     if p["market_data"]:
         rows = p["market_data"]

@@ -9,6 +9,11 @@ botlib promote nn-lstm-btc_usdt-1h     gate, then @champion and botlib:active_mo
 botlib models                         registered models, aliases, metrics
 botlib feed replay --last 500         candles onto the Redis bar stream
 botlib serve                          the signal loop
+botlib bridge                         answer the backend's commands
+botlib status                         what runs, lag, queue, errors, accuracy
+botlib metrics --port 9464            the same as Prometheus text on loopback
+botlib config set signal.entry_threshold=0.2   runtime settings, no restart
+botlib backup create backups/         MLflow store + Redis history in one archive
 botlib check leakage [--features m:f] look-ahead in features and models
 botlib rerun RUN_ID                   reproduce a run, compare metric by metric
 botlib demo                           the main job on the reference data
@@ -27,6 +32,7 @@ from botlib.cli import (
     _data,
     _demo,
     _live,
+    _ops,
     _pipeline,
     _redis,
     _rerun,
@@ -58,6 +64,10 @@ app.command("bridge")(_live.bridge)
 app.add_typer(_live.feed_app, name="feed")
 app.add_typer(_check.app, name="check")
 app.command("rerun")(_rerun.rerun)
+app.command("status")(_ops.status)
+app.command("metrics")(_ops.metrics)
+app.add_typer(_ops.config_app, name="config")
+app.add_typer(_ops.backup_app, name="backup")
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -231,6 +232,13 @@ def serve(
     idle_exit: Annotated[
         float | None, typer.Option(help="Exit after this many seconds without a bar.")
     ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(help="Runtime config file (JSON/YAML), re-read when it changes."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Also serve /metrics on 127.0.0.1:PORT.")
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-V", help="Log every model swap.")] = False,
 ) -> None:
     """Run the signal loop: every active model on every closed candle, predictions and
@@ -253,8 +261,13 @@ def serve(
     }
     if consumer:
         kwargs["consumer"] = consumer
-    loop = SignalLoop(config=LoopConfig(**kwargs))  # type: ignore[arg-type]
+    loop = SignalLoop(config=LoopConfig(**kwargs), config_file=config_file)  # type: ignore[arg-type]
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
+    if metrics_port is not None:
+        from botlib.monitor import serve_metrics
+
+        serve_metrics(loop.r, loop.names, port=metrics_port)
+        console.print(f"metrics on http://127.0.0.1:{metrics_port}/metrics")
     loop.load_active()
     if not loop.served:
         err_console.print("no active models yet: waiting for `botlib promote …`")
@@ -273,6 +286,10 @@ def bridge(
     experiment: Annotated[str, typer.Option(help="MLflow experiment of the runs it starts.")] = (
         "botlib-bridge"
     ),
+    config_file: Annotated[
+        Path | None,
+        typer.Option(help="Runtime config file (rate limits), re-read when it changes."),
+    ] = None,
 ) -> None:
     """Answer the backend's commands (elysia:command and botlib:commands): train,
     backtest, optimize, generate_signal, get_predictions, promote, rollback. Stop with
@@ -280,7 +297,9 @@ def bridge(
     from botlib.bridge.service import BridgeConfig, CommandService
 
     logging.getLogger("botlib.bridge").setLevel(logging.INFO)
-    service = CommandService(config=BridgeConfig(workers=workers, experiment=experiment))
+    service = CommandService(
+        config=BridgeConfig(workers=workers, experiment=experiment), config_file=config_file
+    )
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     console.print("listening on elysia:command and botlib:commands (Ctrl-C to stop)")
     try:

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -149,7 +150,9 @@ class SignalLoop:
         config: LoopConfig | None = None,
         names: RedisNames | None = None,
         maxlen: int | None = None,
+        config_file: Path | None = None,
     ) -> None:
+        from botlib.runtime import RuntimeConfig, RuntimeConfigWatcher
         from botlib.settings import get_settings
 
         settings = get_settings()
@@ -159,6 +162,16 @@ class SignalLoop:
         self.names = names or redis_names()
         self.maxlen = maxlen or settings.redis_stream_maxlen
         self.stats = LoopStats()
+        #: thresholds, risk and model age: may change at runtime (``botlib config set``)
+        self.runtime = RuntimeConfigWatcher(
+            self.r,
+            self.names,
+            "serve",
+            path=config_file,
+            base=RuntimeConfig.from_parts(self.config.signal, self.config.max_model_age_days),
+        )
+        self.signal_config = self.config.signal
+        self.max_model_age_days = self.config.max_model_age_days
         self.served: dict[str, _Served] = {}
         self.markets: dict[str, Market] = {}
         self._stop = threading.Event()
@@ -261,9 +274,22 @@ class SignalLoop:
         now = time.monotonic()
         if now >= self._next_reload_check:
             self._next_reload_check = now + self.config.reload_check_s
-            if self.r.get(self.names.active_revision) != self._revision:
+            pipe = self.r.pipeline(transaction=False)
+            pipe.get(self.names.active_revision)
+            pipe.get(self.names.runtime_config)
+            pipe.hset(self.names.loop_stats, "heartbeat", repr(time.time()))
+            revision, config_text, _ = pipe.execute()
+            self._apply_runtime(self.runtime.poll(config_text))
+            if revision != self._revision:
                 self.load_active(wait=not self.served)
         self._swap_loaded()
+
+    def _apply_runtime(self, config: Any) -> None:
+        if config is None:
+            return
+        self.signal_config = config.signal_config()
+        self.max_model_age_days = config.max_model_age_days
+        self._stale_warned.clear()
 
     # -- markets ----------------------------------------------------------------
     def _market(self, served: _Served) -> Market:
@@ -484,7 +510,7 @@ class SignalLoop:
             outputs,
             candles,
             horizon=meta.horizon,
-            config=self.config.signal,
+            config=self.signal_config,
             previous_target=position,
             start=first,
         )
@@ -495,7 +521,7 @@ class SignalLoop:
         if not ready.any():
             return position
         age_days = (time.time() * 1000 - float(served.entry.get("registered_at") or 0)) / 86.4e6
-        max_age = self.config.max_model_age_days
+        max_age = self.max_model_age_days
         stale = max_age is not None and age_days > max_age
         if stale and served.model_id not in self._stale_warned:
             self._stale_warned.add(served.model_id)
@@ -542,6 +568,9 @@ class SignalLoop:
             )
             batch.zadd.append((pending_key, float(due), payload))
         batch.hincr.append((self.names.loop_stats, "predictions", int(ready.sum())))
+        batch.hincr.append(
+            (self.names.loop_stats, f"predictions|{served.model_id}", int(ready.sum()))
+        )
         if stale:
             return position
         records = signal_records(
@@ -570,6 +599,7 @@ class SignalLoop:
                 )
             )
         batch.hincr.append((self.names.loop_stats, "signals", len(records)))
+        batch.hincr.append((self.names.loop_stats, f"signals|{served.model_id}", len(records)))
         return position
 
     def _score(self, market: Market, times: np.ndarray, values: np.ndarray, batch: Batch) -> None:
@@ -637,7 +667,13 @@ class SignalLoop:
         self.stats.last_error = message
         log.error(message)
         with contextlib.suppress(redis.RedisError):
-            self.r.hset(self.names.loop_stats, "last_error", message[:500])
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hincrby(self.names.loop_stats, "errors", 1)
+            pipe.hset(
+                self.names.loop_stats,
+                mapping={"last_error": message[:500], "last_error_at": repr(time.time())},
+            )
+            pipe.execute()
 
     def step(self) -> int:
         """Read, process and write one batch; returns the number of valid bars."""

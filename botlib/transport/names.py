@@ -53,6 +53,12 @@ class RedisNames:
     result_channel: str = "python:command_result"
     error_channel: str = "python:command_error"
     rate_limit_prefix: str = "botlib:ratelimit:"
+    #: hash: the bridge's counters (commands handled, refused, running, queued, errors)
+    bridge_stats: str = "botlib:bridge:stats"
+    #: JSON object: runtime configuration overrides (``botlib config set``)
+    runtime_config: str = "botlib:config"
+    #: hash: component -> JSON of the runtime config it applied (or why it refused one)
+    runtime_config_status: str = "botlib:config:status"
 
     def bar_stream(self, exchange: str, symbol: str, timeframe: str) -> str:
         return self.bars.format(exchange=exchange, symbol=symbol, timeframe=timeframe)

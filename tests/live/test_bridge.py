@@ -67,6 +67,17 @@ def _serve(url: str, **config: Any) -> tuple[CommandService, threading.Thread]:
     return service, thread
 
 
+def _wait_applied(r: redis.Redis, component: str, ok: Any, timeout: float = 5.0) -> Any:
+    """The runtime-config status a component reported, once ``ok(status)`` holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = r.hget("botlib:config:status", component)
+        if raw and ok(json.loads(raw)):
+            return json.loads(raw)
+        time.sleep(0.02)
+    raise AssertionError(f"{component} reported {r.hget('botlib:config:status', component)}")
+
+
 def test_every_command_answered_as_the_backend_expects(store: Store, redis_server: Any) -> None:
     backend = Backend(redis_server.url)
     service, thread = _serve(redis_server.url)
@@ -178,6 +189,7 @@ def test_rate_limit_holds_for_one_user_while_another_passes(
     promote(store.ga, 1, gate=GateConfig(margin=-10, min_trades=0))
     backend = Backend(redis_server.url)
     service, thread = _serve(redis_server.url, rate_limits={"generate_signal": (3, 60)})
+    before = _wait_applied(backend.r, "bridge", lambda s: s["ok"])["digest"]
     try:
         for i in range(8):
             backend.send(
@@ -197,6 +209,18 @@ def test_rate_limit_holds_for_one_user_while_another_passes(
         limited = [e for e in alice if e["event"] == "rate_limited"]
         assert len(limited) == 5 and "at most 3 generate_signal per 60 s" in limited[0]["reason"]
         assert [e["event"] for e in bob] == ["done", "done"]
+        # five signals, one model version: loaded once, then served from the cache
+        stats = backend.r.hgetall("botlib:bridge:stats")
+        assert (stats["model_loads"], stats["model_cache_hits"]) == ("1", "4")
+        assert stats["rate_limited"] == "5" and stats["done"] == "5"
+
+        # the limit changes at runtime: bob (2 used) now gets no third one
+        backend.r.set("botlib:config", json.dumps({"rate_limits": {"generate_signal":
+                                                                   {"requests": 2}}}))  # fmt: skip
+        _wait_applied(backend.r, "bridge", lambda s: s["ok"] and s["digest"] != before)
+        backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id="b-2", user_id="bob")
+        late = backend.wait(lambda m: m[1].get("request_id") == "b-2")[0][1]
+        assert late["event"] == "rate_limited" and "at most 2 generate_signal" in late["reason"]
     finally:
         service.stop()
         thread.join(60)

@@ -1,0 +1,323 @@
+"""What is running and how it is doing, read from Redis alone.
+
+The signal loop keeps its counters in ``botlib:loop:stats`` (bars, predictions and
+signals in total and per model, predictions scored and their summed accuracy per
+model, dead letters, errors, the last error, a heartbeat), its per-market state in
+``botlib:loop:state``; the bridge keeps ``botlib:bridge:stats``; every service reports
+its runtime configuration in ``botlib:config:status``. ``collect_status`` turns them
+(plus the consumer groups' lag and the output streams' lengths) into one dict:
+``botlib status`` prints it, ``prometheus_text`` renders it in the Prometheus text
+format and ``serve_metrics`` exposes that on a loopback port.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import redis
+
+from botlib.transport import RedisNames
+
+__all__ = ["collect_status", "prometheus_text", "serve_metrics"]
+
+#: a heartbeat older than this means the service is not running
+STALE_S = 5.0
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _group_info(r: Any, stream: str, group: str) -> tuple[int | None, int | None]:
+    """(unread entries, pending entries) of ``group`` on ``stream``."""
+    try:
+        groups = r.xinfo_groups(stream)
+    except redis.ResponseError:  # no such stream yet
+        return None, None
+    for info in groups:
+        if info.get("name") != group:
+            continue
+        pending = int(info.get("pending") or 0)
+        lag = info.get("lag")
+        if lag is None:  # Redis < 7 (or lag unknown): count what is after last delivered
+            last = info.get("last-delivered-id", "0-0")
+            lag = len(r.xrange(stream, min=f"({last}", count=100_000))
+        return int(lag), pending
+    return None, None
+
+
+def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) -> dict[str, Any]:
+    """Every figure ``botlib status`` shows, as plain data (see the module doc)."""
+    from botlib.data import timeframe_seconds
+    from botlib.promotion import active_models
+
+    now = time.time()
+    if exchange is None:
+        from botlib.settings import get_settings
+
+        exchange = get_settings().exchange_id
+    pipe = r.pipeline(transaction=False)
+    pipe.hgetall(names.loop_stats)
+    pipe.hgetall(names.loop_state)
+    pipe.hgetall(names.bridge_stats)
+    pipe.hgetall(names.runtime_config_status)
+    for stream in (names.signals, names.predictions, names.deadletter, names.events):
+        pipe.xlen(stream)
+    loop_raw, state, bridge_raw, config_raw, *lengths = pipe.execute()
+    active = active_models(r, names)
+
+    models = []
+    per_model: dict[str, dict[str, float]] = {}
+    for key, value in loop_raw.items():
+        kind, sep, model_id = key.partition("|")
+        if sep:
+            per_model.setdefault(model_id, {})[kind] = _num(value)
+    for name, entry in sorted(active.items()):
+        model_id = str(entry.get("model_id") or f"{name}:{entry.get('version')}")
+        figures = per_model.get(model_id, {})
+        validated = int(figures.get("validated", 0))
+        models.append(
+            {
+                "name": name,
+                "version": str(entry.get("version")),
+                "model_id": model_id,
+                "symbol": entry.get("symbol"),
+                "timeframe": entry.get("timeframe"),
+                "algorithm": entry.get("algorithm"),
+                "predictions": int(figures.get("predictions", 0)),
+                "signals": int(figures.get("signals", 0)),
+                "validated": validated,
+                "accuracy": (
+                    figures.get("accuracy_milli", 0) / 1000 / validated if validated else None
+                ),
+            }
+        )
+    accuracy = {
+        model_id: {
+            "validated": int(f.get("validated", 0)),
+            "accuracy": f.get("accuracy_milli", 0) / 1000 / f["validated"]
+            if f.get("validated")
+            else None,
+        }
+        for model_id, f in sorted(per_model.items())
+        if "validated" in f
+    }
+
+    streams = []
+    seen: set[str] = set()
+    for entry in active.values():
+        ex = str(entry.get("exchange") or exchange)
+        symbol, timeframe = str(entry["symbol"]), str(entry["timeframe"])
+        stream = names.bar_stream(ex, symbol, timeframe)
+        if stream in seen:
+            continue
+        seen.add(stream)
+        unread, pending = _group_info(r, stream, names.consumer_group)
+        last = state.get(f"last_ts|{stream}")
+        bar_s = timeframe_seconds(timeframe)
+        # the last bar processed closed at its open time + one bar
+        age = now - (int(last) / 1000 + bar_s) if last else None
+        streams.append(
+            {
+                "stream": stream,
+                "last_bar": (
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(last) / 1000))
+                    if last
+                    else None
+                ),
+                "last_bar_age_s": age,
+                "unread": unread,
+                "pending": pending,
+            }
+        )
+
+    def heartbeat(raw: dict[str, str]) -> tuple[bool, float | None]:
+        beat = raw.get("heartbeat")
+        age = now - _num(beat) if beat else None
+        return (age is not None and age < STALE_S), age
+
+    loop_up, loop_age = heartbeat(loop_raw)
+    loop: dict[str, int] = {
+        k: int(_num(loop_raw.get(k)))
+        for k in ("bars", "predictions", "signals", "deadletters", "errors")
+    }
+    loop["validated"] = sum(int(_num(v["validated"])) for v in accuracy.values())
+    bridge_up, bridge_age = heartbeat(bridge_raw)
+    bridge_counts = {
+        k: int(_num(bridge_raw.get(k)))
+        for k in (
+            "handled", "invalid", "rate_limited", "started", "queued", "done", "failed",
+            "running", "queue_depth", "quick_in_flight", "model_loads", "model_cache_hits",
+        )
+    }  # fmt: skip
+    config = {}
+    for component, text in config_raw.items():
+        try:
+            config[component] = json.loads(text)
+        except json.JSONDecodeError:
+            config[component] = {"ok": False, "error": f"unreadable status {text[:80]!r}"}
+    return {
+        "at": now,
+        "active_models": models,
+        "loop": {
+            "up": loop_up,
+            "heartbeat_age_s": loop_age,
+            **loop,
+            "last_error": loop_raw.get("last_error", ""),
+        },
+        "streams": streams,
+        "accuracy": accuracy,
+        "bridge": {
+            "up": bridge_up,
+            "heartbeat_age_s": bridge_age,
+            **bridge_counts,
+            "last_error": bridge_raw.get("last_error", ""),
+        },
+        "config": config,
+        "outputs": dict(
+            zip(("signals", "predictions", "deadletter", "events"), map(int, lengths), strict=True)
+        ),
+    }
+
+
+def _label(value: Any) -> str:
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'
+
+
+def prometheus_text(status: dict[str, Any]) -> str:
+    """``status`` (from ``collect_status``) in the Prometheus text exposition format."""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict[str, Any], Any]]) -> None:
+        lines.append(f"# HELP botlib_{name} {help_}")
+        lines.append(f"# TYPE botlib_{name} {kind}")
+        for labels, value in samples:
+            if value is None:
+                continue
+            tag = ",".join(f"{k}={_label(v)}" for k, v in labels.items())
+            lines.append(f"botlib_{name}{{{tag}}} {float(value):.17g}" if tag else
+                         f"botlib_{name} {float(value):.17g}")  # fmt: skip
+
+    loop, bridge = status["loop"], status["bridge"]
+    metric("loop_up", "gauge", "1 if the signal loop's heartbeat is fresh.", [({}, loop["up"])])
+    metric(
+        "loop_heartbeat_age_seconds", "gauge", "Seconds since the loop's last heartbeat.",
+        [({}, loop["heartbeat_age_s"])],
+    )  # fmt: skip
+    for key, help_ in (
+        ("bars", "Bars processed."),
+        ("predictions", "Predictions published."),
+        ("signals", "Signals published."),
+        ("validated", "Predictions scored against what happened."),
+        ("deadletters", "Records set aside with a reason."),
+        ("errors", "Errors (refused models, failing models, stale models)."),
+    ):
+        metric(f"loop_{key}_total", "counter", help_, [({}, loop[key])])
+    models = status["active_models"]
+    metric(
+        "model_active", "gauge", "Active model versions served by the loop.",
+        [({"name": m["name"], "version": m["version"], "symbol": m["symbol"],
+           "timeframe": m["timeframe"]}, 1) for m in models],
+    )  # fmt: skip
+    for key, help_ in (
+        ("predictions", "Predictions published per model version."),
+        ("signals", "Signals published per model version."),
+    ):
+        metric(
+            f"model_{key}_total", "counter", help_,
+            [({"model_id": m["model_id"]}, m[key]) for m in models],
+        )  # fmt: skip
+    accuracy = status["accuracy"]
+    metric(
+        "model_validated_total", "counter", "Predictions scored per model version.",
+        [({"model_id": k}, v["validated"]) for k, v in accuracy.items()],
+    )  # fmt: skip
+    metric(
+        "model_accuracy", "gauge", "Mean accuracy of the scored predictions (0..1).",
+        [({"model_id": k}, v["accuracy"]) for k, v in accuracy.items()],
+    )  # fmt: skip
+    streams = status["streams"]
+    metric(
+        "stream_unread_bars", "gauge", "Bars on a market's stream not yet read by the loop.",
+        [({"stream": s["stream"]}, s["unread"]) for s in streams],
+    )  # fmt: skip
+    metric(
+        "stream_pending_bars", "gauge", "Bars read but not yet acknowledged.",
+        [({"stream": s["stream"]}, s["pending"]) for s in streams],
+    )  # fmt: skip
+    metric(
+        "stream_last_bar_age_seconds", "gauge",
+        "Seconds since the last processed bar closed (the loop's lag behind the market).",
+        [({"stream": s["stream"]}, s["last_bar_age_s"]) for s in streams],
+    )  # fmt: skip
+    metric("bridge_up", "gauge", "1 if the bridge's heartbeat is fresh.", [({}, bridge["up"])])
+    metric(
+        "bridge_commands_total", "counter", "Commands by outcome.",
+        [({"outcome": k}, bridge[k]) for k in
+         ("handled", "invalid", "rate_limited", "started", "queued", "done", "failed")],
+    )  # fmt: skip
+    metric("bridge_running", "gauge", "Long commands running.", [({}, bridge["running"])])
+    metric(
+        "bridge_queue_depth", "gauge", "Long commands waiting for a worker.",
+        [({}, bridge["queue_depth"])],
+    )  # fmt: skip
+    metric(
+        "bridge_model_loads_total", "counter", "Models loaded (cache misses).",
+        [({}, bridge["model_loads"])],
+    )  # fmt: skip
+    metric(
+        "output_stream_length", "gauge", "Entries held by the durable output streams.",
+        [({"stream": k}, v) for k, v in status["outputs"].items()],
+    )  # fmt: skip
+    metric(
+        "config_ok", "gauge", "1 if the component runs on the latest runtime config.",
+        [({"component": k}, v.get("ok")) for k, v in status["config"].items()],
+    )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def serve_metrics(
+    r: Any, names: RedisNames, *, host: str = "127.0.0.1", port: int = 9464
+) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` (Prometheus text) and ``/status`` (JSON) in a background
+    thread; ``server.shutdown()`` stops it. Figures are read from Redis per request."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path not in ("/metrics", "/status"):
+                self._send(404, "text/plain", "not found: try /metrics or /status\n")
+                return
+            try:
+                status = collect_status(r, names)
+            except redis.RedisError as exc:
+                self._send(503, "text/plain", f"redis unavailable: {exc}\n")
+                return
+            if path == "/metrics":
+                self._send(200, "text/plain; version=0.0.4", prometheus_text(status))
+            else:
+                self._send(200, "application/json", json.dumps(status, default=str))
+
+        def _send(self, code: int, kind: str, body: str) -> None:
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", f"{kind}; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # scrapes every few seconds would flood the console
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True, name="botlib-metrics").start()
+    return server

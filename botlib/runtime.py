@@ -1,0 +1,274 @@
+"""Runtime configuration: thresholds, risk parameters and rate limits that change
+without a restart.
+
+The effective configuration is the defaults, overlaid by an optional file (JSON or
+YAML, ``--config-file``), overlaid by the JSON document in the Redis key
+``botlib:config`` (``botlib config set …`` writes it). Running services
+(``botlib serve``, ``botlib bridge``) poll both every ``reload_check_s`` (0.2 s by
+default) through a ``RuntimeConfigWatcher``: a valid change takes effect at the next
+bar or command; an invalid one is refused with its reason and the old value stays.
+Each service reports what it applied (or refused) in the hash ``botlib:config:status``
+— one JSON entry per component, with the digest of the document it runs on.
+
+>>> cfg = RuntimeConfig.from_document({"signal": {"entry_threshold": 0.2}})
+>>> cfg.signal_config().entry_threshold
+0.2
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from botlib.errors import ConfigError
+from botlib.signals import SignalConfig
+from botlib.transport import RedisNames
+
+__all__ = [
+    "RateLimit",
+    "RuntimeConfig",
+    "RuntimeConfigWatcher",
+    "SignalSettings",
+    "config_digest",
+    "merge",
+    "parse_assignment",
+    "read_config_file",
+]
+
+log = logging.getLogger("botlib.runtime")
+
+LimitedCommand = Literal["train", "optimize", "backtest", "generate_signal"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class SignalSettings(_Strict):
+    """The signal builder's risk and threshold settings (fractions, not percent)."""
+
+    entry_threshold: float = Field(default=0.1, ge=0.0, lt=1.0)
+    allow_short: bool = False
+    risk_per_trade: float = Field(default=0.02, gt=0.0, le=1.0)
+    max_position: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop_mult: float = Field(default=2.0, ge=0.0, le=100.0)
+    take_mult: float = Field(default=4.0, ge=0.0, le=100.0)
+    atr_window: int = Field(default=14, ge=2, le=1000)
+    vol_window: int = Field(default=24, ge=3, le=1000)
+
+
+class RateLimit(_Strict):
+    """At most ``requests`` per ``per_s`` seconds per user (0 requests = refused)."""
+
+    requests: int = Field(ge=0, le=1_000_000)
+    per_s: int = Field(ge=1, le=7 * 86_400)
+
+
+def _default_limits() -> dict[LimitedCommand, RateLimit]:
+    return {
+        "train": RateLimit(requests=5, per_s=3600),
+        "optimize": RateLimit(requests=5, per_s=3600),
+        "generate_signal": RateLimit(requests=120, per_s=60),
+    }
+
+
+class RuntimeConfig(_Strict):
+    """Everything that may change while the services run."""
+
+    signal: SignalSettings = Field(default_factory=lambda: SignalSettings())
+    rate_limits: dict[LimitedCommand, RateLimit] = Field(default_factory=_default_limits)
+    max_model_age_days: float | None = Field(default=30.0, gt=0.0)
+
+    @classmethod
+    def from_parts(cls, signal: SignalConfig, max_model_age_days: float | None) -> RuntimeConfig:
+        """The configuration a service was started with (its flags)."""
+        return cls(signal=SignalSettings(**signal.to_dict()), max_model_age_days=max_model_age_days)
+
+    @classmethod
+    def from_document(
+        cls, document: dict[str, Any] | None, base: RuntimeConfig | None = None
+    ) -> RuntimeConfig:
+        """``base`` (default: the defaults) overlaid by ``document``; a bad value raises
+        ``ConfigError`` naming the field, the value and what was expected."""
+        if document is not None and not isinstance(document, dict):
+            raise ConfigError(
+                f"runtime config must be a JSON object, got {type(document).__name__}"
+            )
+        merged = merge((base or cls()).model_dump(), document or {})
+        try:
+            return cls.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+    def signal_config(self) -> SignalConfig:
+        return SignalConfig(**self.signal.model_dump())
+
+    def limits(self) -> dict[str, tuple[int, int]]:
+        return {k: (v.requests, v.per_s) for k, v in self.rate_limits.items()}
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        got = err.get("input")
+        shown = json.dumps(got, default=str)[:80] if not isinstance(got, dict) else "{…}"
+        parts.append(f"{where}: {err['msg']} (got {shown})")
+    return "invalid runtime config: " + "; ".join(parts)
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` deep-merged onto ``base`` (dicts merge, everything else replaces)."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_assignment(text: str) -> dict[str, Any]:
+    """``"signal.entry_threshold=0.2"`` → ``{"signal": {"entry_threshold": 0.2}}``.
+    ``rate_limits.train=10/3600`` is a rate limit; values are JSON where they parse
+    (numbers, true/false, null), else strings."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"expected KEY=VALUE (e.g. signal.entry_threshold=0.2), got {text!r}")
+    path = [p for p in key.strip().split(".") if p]
+    raw = raw.strip()
+    value: Any
+    if len(path) == 2 and path[0] == "rate_limits" and "/" in raw:
+        count, _, per = raw.partition("/")
+        try:
+            value = {"requests": int(count), "per_s": int(per)}
+        except ValueError:
+            raise ConfigError(
+                f"{key}: expected REQUESTS/SECONDS (e.g. 10/3600), got {raw!r}"
+            ) from None
+    else:
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+    for part in reversed(path):
+        value = {part: value}
+    return dict(value)
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A JSON or YAML runtime-config file as a dict (``ConfigError`` if unreadable)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read runtime config {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: runtime config must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def config_digest(config: RuntimeConfig) -> str:
+    """Short digest of the effective configuration (what ``botlib:config:status`` names)."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+class RuntimeConfigWatcher:
+    """Polls the config file and the Redis key; ``poll()`` returns the new config when
+    a valid change arrived, else ``None``. Refusals are logged and reported."""
+
+    def __init__(
+        self,
+        r: Any,
+        names: RedisNames,
+        component: str,
+        *,
+        path: Path | None = None,
+        base: RuntimeConfig | None = None,
+    ) -> None:
+        self.r = r
+        self.names = names
+        self.component = component
+        self.path = Path(path) if path is not None else None
+        #: what the service was started with; file and Redis key overlay it
+        self.base = base or RuntimeConfig()
+        self.current = self.base
+        self.error = ""
+        self._seen: tuple[Any, ...] | None = None
+
+    def _file_stamp(self) -> tuple[float, int] | None:
+        if self.path is None:
+            return None
+        try:
+            st = self.path.stat()
+        except OSError:
+            return (-1.0, -1)
+        return (st.st_mtime, st.st_size)
+
+    def poll(self, redis_text: str | Literal[False] | None = False) -> RuntimeConfig | None:
+        """Check for a change. ``redis_text``: the key's value when the caller already
+        read it in its own round trip (``False``: read it here)."""
+        if redis_text is False:
+            redis_text = self.r.get(self.names.runtime_config)
+        stamp = (self._file_stamp(), redis_text)
+        if stamp == self._seen:
+            return None
+        self._seen = stamp
+        try:
+            document: dict[str, Any] = {}
+            if self.path is not None:
+                document = read_config_file(self.path)
+            if redis_text:
+                try:
+                    stored = json.loads(redis_text)
+                except json.JSONDecodeError as exc:
+                    raise ConfigError(f"{self.names.runtime_config} is not JSON: {exc}") from None
+                if not isinstance(stored, dict):
+                    raise ConfigError(
+                        f"{self.names.runtime_config} must hold a JSON object, "
+                        f"got {type(stored).__name__}"
+                    )
+                document = merge(document, stored)
+            config = RuntimeConfig.from_document(document, self.base)
+        except ConfigError as exc:
+            self.error = str(exc)
+            log.error("%s: runtime config refused, keeping the old one: %s", self.component, exc)
+            self._report(ok=False)
+            return None
+        changed = config != self.current
+        self.current, self.error = config, ""
+        self._report(ok=True)
+        if changed:
+            log.info("%s: runtime config %s applied", self.component, config_digest(config))
+            return config
+        return None
+
+    def _report(self, *, ok: bool) -> None:
+        import contextlib
+
+        import redis
+
+        status = {
+            "ok": ok,
+            "digest": config_digest(self.current),
+            "error": self.error,
+            "at": time.time(),
+        }
+        with contextlib.suppress(redis.RedisError):
+            self.r.hset(self.names.runtime_config_status, self.component, json.dumps(status))
