@@ -173,9 +173,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            f"{path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}"
-        ) from None
+        kind = "JSON" if path.suffix == ".json" else "YAML"
+        raise ConfigError(f"{path} is not valid {kind}: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -212,14 +211,14 @@ class RuntimeConfigWatcher:
         self.error = ""
         self._seen: tuple[Any, ...] | None = None
 
-    def _file_stamp(self) -> tuple[float, int] | None:
+    def _file_stamp(self) -> bytes | None:
+        """The file's bytes (small; re-read each poll so no edit is missed)."""
         if self.path is None:
             return None
         try:
-            st = self.path.stat()
+            return self.path.read_bytes()
         except OSError:
-            return (-1.0, -1)
-        return (st.st_mtime, st.st_size)
+            return b"\0missing"
 
     def poll(self, redis_text: str | Literal[False] | None = False) -> RuntimeConfig | None:
         """Check for a change. ``redis_text``: the key's value when the caller already

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from botlib.promotion import promote
 from botlib.runtime import RuntimeConfig, config_digest
 from botlib.transport import RedisNames, RedisServer
 from tests.live.conftest import Store
-from tests.live.helpers import by_model, feed, loop_config, records, window
+from tests.live.helpers import by_model, feed, loop_config, records, serve, window
 from tests.live.test_loop import LENIENT
 
 pytestmark = pytest.mark.slow
@@ -163,3 +164,123 @@ def test_status_and_prometheus_metrics_agree_with_the_streams(
     assert json.loads(shown.output)["loop"]["signals"] == 240
     human = runner.invoke(app, ["status"])
     assert human.exit_code == 0 and "120 bars" in human.output
+
+
+def _registry() -> dict[str, Any]:
+    """Registered models, their versions and aliases, and every run's metrics."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    models = {
+        m.name: {
+            "aliases": dict(m.aliases or {}),
+            "versions": sorted(
+                (v.version, v.run_id, v.status, v.source, dict(v.tags))
+                for v in client.search_model_versions(f"name='{m.name}'")
+            ),
+        }
+        for m in client.search_registered_models()
+    }
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = {
+        run.info.run_id: (run.data.metrics, run.data.params, run.info.status)
+        for run in client.search_runs(experiments, max_results=10_000)
+    }
+    return {"models": models, "runs": runs}
+
+
+def test_backup_then_restore_into_a_fresh_project(
+    store: Store,
+    redis_server: RedisServer,
+    r: redis.Redis,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mlflow
+
+    from botlib.models import load_model
+    from botlib.settings import get_settings
+    from botlib.tracking import tracking_uri
+    from botlib.transport import free_port
+
+    promote(store.lstm, 1, gate=LENIENT)
+    promote(store.lstm, 2, gate=LENIENT)  # v2 @champion, v1 @previous
+    promote(store.ga, 1, gate=LENIENT)
+    feed(r, window(80))
+    serve(r)
+    assert r.xlen("botlib:signals") == 160
+    before = _registry()
+    history = {s: r.xrange(s) for s in ("botlib:signals", "botlib:predictions")}
+    active = r.hgetall("botlib:active_models")
+    candles = window(300)
+    expected = load_model(f"models:/{store.lstm}@champion").predict_tail(candles, 5)
+
+    runner = CliRunner()
+    made = runner.invoke(app, ["backup", "create", str(tmp_path / "backups")])
+    assert made.exit_code == 0, made.output
+    (archive,) = (tmp_path / "backups").glob("botlib-backup-*.tar.gz")
+
+    # a fresh project: its own MLflow store and its own redis-server
+    fresh = tmp_path / "fresh"
+    other = RedisServer(port=free_port(), data_dir=tmp_path / "redis-fresh").start()
+    try:
+        monkeypatch.setenv("BOTLIB_MLFLOW_TRACKING_URI", f"sqlite:///{fresh}/mlflow.db")
+        monkeypatch.setenv("BOTLIB_MLFLOW_ARTIFACTS_DIR", str(fresh / "artifacts"))
+        monkeypatch.setenv("BOTLIB_REDIS_URL", other.url)
+        get_settings.cache_clear()
+        restored = runner.invoke(app, ["backup", "restore", str(archive)])
+        assert restored.exit_code == 0, restored.output
+        mlflow.set_tracking_uri(tracking_uri())
+        assert _registry() == before
+        r2 = redis.Redis.from_url(other.url, decode_responses=True)
+        assert {s: r2.xrange(s) for s in history} == history
+        assert r2.hgetall("botlib:active_models") == active
+        # nothing in the restored database points at the old store
+        import sqlite3
+
+        dump = "\n".join(sqlite3.connect(fresh / "mlflow.db").iterdump())
+        assert str(store.artifacts) not in dump and str(fresh / "artifacts") in dump
+        # the champion loads from the restored artifacts and predicts the same
+        again = load_model(f"models:/{store.lstm}@champion").predict_tail(candles, 5)
+        assert again.equals(expected)
+        # a restore never overwrites
+        twice = runner.invoke(app, ["backup", "restore", str(archive)])
+        assert twice.exit_code != 0 and "already exists" in str(twice.exception)
+        r2.close()
+    finally:
+        other.stop()
+        mlflow.set_tracking_uri(store.uri)
+
+
+def test_config_file_and_redis_key_layer_and_bad_files_are_refused(
+    r: redis.Redis, tmp_path: Path
+) -> None:
+    from botlib.runtime import RuntimeConfigWatcher
+
+    path = tmp_path / "runtime.yaml"
+    path.write_text("signal:\n  entry_threshold: 0.25\nrate_limits:\n  train: {requests: 2}\n")
+    watcher = RuntimeConfigWatcher(r, RedisNames(), "test", path=path)
+    config = watcher.poll()
+    assert config is not None and config.signal.entry_threshold == 0.25
+    assert config.limits()["train"] == (2, 3600)  # per_s kept from the default
+    assert watcher.poll() is None  # nothing changed
+    r.set("botlib:config", json.dumps({"signal": {"max_position": 0.5}}))
+    config = watcher.poll()  # the Redis key goes on top of the file
+    assert config is not None and (config.signal.entry_threshold, config.signal.max_position) == (
+        0.25,
+        0.5,
+    )
+    time.sleep(0.01)
+    path.write_text("signal:\n  entry_threshold: 1.5\n")
+    assert watcher.poll() is None and "signal.entry_threshold" in watcher.error
+    assert watcher.current.signal.entry_threshold == 0.25
+    assert not json.loads(r.hget("botlib:config:status", "test"))["ok"]
+    path.write_text("signal: [unclosed\n")
+    assert watcher.poll() is None and "not valid YAML" in watcher.error
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["config", "validate", str(path)])
+    assert bad.exit_code != 0 and "not valid YAML" in str(bad.exception)
+    path.write_text('{"max_model_age_days": 7}')
+    good = runner.invoke(app, ["config", "validate", str(path)])
+    assert good.exit_code == 0 and "valid" in good.output
