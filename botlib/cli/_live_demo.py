@@ -79,6 +79,11 @@ def live_demo(uris: list[str], candles: pd.DataFrame) -> None:
         f"Signal loop: {stats.bars} bars → {stats.predictions} predictions, {stats.signals} "
         f"signals, {stats.validated} predictions scored, {stats.deadletters} dead-lettered."
     )
+    from botlib.cli._ops import _print_status
+    from botlib.monitor import collect_status
+
+    console.print("\n[bold]botlib status[/] (counters since this Redis started):")
+    _print_status(collect_status(r, names, exchange=exchange))
     if started:
         server.stop()
         console.print("redis-server stopped. Run it yourself: `botlib redis start`, "

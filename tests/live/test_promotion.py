@@ -133,7 +133,7 @@ def test_demo_ending_promotes_serves_and_prints_signals(
         out = capsys.readouterr().out
         assert f"{REPLAY_BARS} bars → {REPLAY_BARS} predictions" in out
         assert f"{REPLAY_BARS} signals" in out and "redis-server stopped" in out
-        assert "promotion gate" in out
+        assert "promotion gate" in out and "botlib status" in out and "active models" in out
     assert not RedisServer(port=port, data_dir=tmp_path / "redis").ping()
 
 
