@@ -153,7 +153,7 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     bridge_counts = {
         k: int(_num(bridge_raw.get(k)))
         for k in (
-            "handled", "invalid", "rate_limited", "started", "queued", "done", "failed",
+            "handled", "invalid", "rate_limited", "busy", "started", "queued", "done", "failed",
             "running", "queue_depth", "quick_in_flight", "model_loads", "model_cache_hits",
         )
     }  # fmt: skip
@@ -262,7 +262,7 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric(
         "bridge_commands_total", "counter", "Commands by outcome.",
         [({"outcome": k}, bridge[k]) for k in
-         ("handled", "invalid", "rate_limited", "started", "queued", "done", "failed")],
+         ("handled", "invalid", "rate_limited", "busy", "started", "queued", "done", "failed")],
     )  # fmt: skip
     metric("bridge_running", "gauge", "Long commands running.", [({}, bridge["running"])])
     metric(

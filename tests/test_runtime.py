@@ -52,7 +52,7 @@ def test_prometheus_text_escapes_labels_and_skips_unknown_values() -> None:
                            "signals": 3}],
         "accuracy": {"m:1": {"validated": 1, "accuracy": None}},
         "streams": [], "outputs": {"signals": 3}, "config": {"serve": {"ok": False}},
-        "bridge": {k: 0 for k in ("up", "handled", "invalid", "rate_limited", "started",
+        "bridge": {k: 0 for k in ("up", "handled", "invalid", "rate_limited", "busy", "started",
                                   "queued", "done", "failed", "running", "queue_depth",
                                   "model_loads")},
     }  # fmt: skip

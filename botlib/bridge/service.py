@@ -11,7 +11,8 @@ rate_limits.train=10/3600``) without a restart. Quick commands (``get_prediction
 holds up the listener) and are answered on ``python:command_result``; models are
 loaded once per version and cached. Long ones
 (``train``, ``optimize``, ``backtest``) run in a bounded pool of worker processes —
-excess work waits and is reported as ``queued`` — and end with
+excess work waits and is reported as ``queued``, beyond ``max_queue`` it is answered
+``busy`` — and end with
 ``python:model_trained`` / ``python:optimization_complete`` / a result, or an error
 event carrying the request id and the reason. Every answer is also appended to the
 durable ``botlib:events`` stream. Counters (handled, refused, rate limited, done,
@@ -50,6 +51,8 @@ class BridgeConfig:
     """``rate_limits``: command -> (requests, per seconds), per user."""
 
     workers: int = 1
+    #: long commands allowed to wait for a worker; beyond it a request is answered ``busy``
+    max_queue: int = 20
     #: threads answering quick commands (generate_signal, promote, …)
     quick_workers: int = 4
     #: loaded models kept (by version URI) for generate_signal
@@ -256,6 +259,14 @@ class CommandService:
             context = multiprocessing.get_context("spawn")  # TF and forks do not mix
             self._pool = ProcessPoolExecutor(self.config.workers, mp_context=context)
         waiting = max(0, len(self._running) - self.config.workers + 1)
+        if waiting > self.config.max_queue:
+            self._error(
+                cmd,
+                f"busy: {len(self._running)} long commands running or queued (at most "
+                f"{self.config.workers} running + {self.config.max_queue} waiting); retry later",
+                "busy",
+            )
+            return
         future = self._pool.submit(LONG[cmd.name], cmd.payload.model_dump(), self.config.experiment)
         self._running[future] = cmd
         self._result(cmd, "queued" if waiting else "started", {"ahead": waiting})

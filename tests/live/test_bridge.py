@@ -80,11 +80,23 @@ def _wait_applied(r: redis.Redis, component: str, ok: Any, timeout: float = 5.0)
 
 def test_every_command_answered_as_the_backend_expects(store: Store, redis_server: Any) -> None:
     backend = Backend(redis_server.url)
-    service, thread = _serve(redis_server.url)
+    service, thread = _serve(redis_server.url, max_queue=1)
     try:
         backend.send("train", {"algorithm": "ga_rules", "start": "2025-01-01", "end": "2025-03-01",
                                "hyperparameters": {"population": 6, "generations": 1}},
                      request_id="t-1", user_id="u")  # fmt: skip
+        # one worker, one place in the queue: the next waits, the one after is refused
+        short = {"strategy": "sma_cross", "parameters": {"fast": 10, "slow": 50},
+                 "start": "2025-02-01", "end": "2025-03-01"}  # fmt: skip
+        backend.send("backtest", short, request_id="w-1")
+        backend.send("backtest", short, request_id="w-2")
+        first = backend.wait(lambda m: m[1].get("request_id") == "t-1")[0][1]
+        waits = backend.wait(lambda m: m[1].get("request_id") == "w-1")[0][1]
+        refused = backend.wait(lambda m: m[1].get("request_id") == "w-2")[0]
+        assert first["event"] == "started" and waits["event"] == "queued"
+        assert waits["result"] == {"ahead": 1}
+        assert refused[0] == "python:command_error" and refused[1]["event"] == "busy"
+        assert "1 waiting" in refused[1]["reason"]
         trained = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
         assert trained["request_id"] == "t-1" and trained["model_name"] == store.ga
         assert int(trained["model_version"]) >= 2 and "test.sharpe" in trained["metrics"]
