@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from botlib.transport import RedisNames
+from botlib.transport import RedisNames, active_models
 
 __all__ = ["collect_status", "prometheus_text", "serve_metrics"]
 
@@ -56,7 +56,6 @@ def _group_info(r: Any, stream: str, group: str) -> tuple[int | None, int | None
 def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) -> dict[str, Any]:
     """Every figure ``botlib status`` shows, as plain data (see the module doc)."""
     from botlib.data import timeframe_seconds
-    from botlib.promotion import active_models
 
     now = time.time()
     if exchange is None:

@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from botlib.errors import BotlibError, ConfigError
 from botlib.models import BaseModel, load_model
 from botlib.tracking import configure
-from botlib.transport import RedisNames, connect, dumps, redis_names
+from botlib.transport import RedisNames, active_models, connect, dumps, redis_names
 
 __all__ = [
     "Check",
@@ -371,22 +371,6 @@ def rollback(name: str, *, publish: bool = True, redis_url: str | None = None) -
         _announce(r, redis_names(), event, entry)
         r.close()
     return str(current.version), str(previous.version)
-
-
-def active_models(r: redis.Redis, names: RedisNames | None = None) -> dict[str, dict[str, Any]]:
-    """The ``botlib:active_models`` hash, decoded (bad entries are skipped with a
-    warning: they are never evaluated)."""
-    import json
-    import warnings
-
-    names = names or redis_names()
-    out = {}
-    for key, value in r.hgetall(names.active_models).items():
-        try:
-            out[str(key)] = json.loads(value)
-        except (TypeError, json.JSONDecodeError):
-            warnings.warn(f"active model {key!r}: entry is not JSON; ignored", stacklevel=2)
-    return out
 
 
 def list_models() -> list[dict[str, Any]]:

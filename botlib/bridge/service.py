@@ -394,8 +394,8 @@ def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any], load: Any) ->
 
     from botlib.data import load_ohlcv, timeframe_seconds
     from botlib.errors import ConfigError
-    from botlib.promotion import active_models
     from botlib.signals import build_signal_frame, signal_records
+    from botlib.transport import active_models
 
     active = active_models(r, names)
     entry = (

@@ -73,14 +73,30 @@ app.add_typer(_ops.backup_app, name="backup")
 def main() -> None:
     """Entry point: known errors print one clear line and exit 2 (no traceback)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import redis
+
     try:
         app()
     except BotlibError as exc:
-        from rich.markup import escape
+        _fail(str(exc))
+    except redis.ConnectionError as exc:
+        _fail(f"cannot reach Redis at {_redis_where()} ({exc}); start the local one with "
+              "`botlib redis start` or point BOTLIB_REDIS_URL at yours")  # fmt: skip
 
-        from botlib.cli._common import err_console
 
-        err_console.print(
-            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-        )
-        sys.exit(2)
+def _redis_where() -> str:
+    from urllib.parse import urlparse
+
+    from botlib.settings import get_settings
+
+    url = urlparse(get_settings().redis_url.get_secret_value())
+    return f"{url.hostname}:{url.port or 6379}"  # never the password
+
+
+def _fail(message: str) -> None:
+    from rich.markup import escape
+
+    from botlib.cli._common import err_console
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)

@@ -209,7 +209,7 @@ class SignalLoop:
             self._loaded.put((name, entry, None, f"{type(exc).__name__}: {exc}"))
 
     def _wanted(self) -> dict[str, dict[str, Any]]:
-        from botlib.promotion import active_models
+        from botlib.transport import active_models
 
         return active_models(self.r, self.names)
 

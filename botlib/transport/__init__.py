@@ -2,7 +2,7 @@
 project runs, connections, stream and channel names, and the JSON encoding of bars and
 records."""
 
-from botlib.transport.client import Batch, Output, commit, connect, ensure_group
+from botlib.transport.client import Batch, Output, active_models, commit, connect, ensure_group
 from botlib.transport.codec import Bar, BarError, decode_bar, dumps, encode_bar
 from botlib.transport.names import RedisNames, redis_names
 from botlib.transport.server import RedisServer, find_redis_server, free_port
@@ -14,6 +14,7 @@ __all__ = [
     "Output",
     "RedisNames",
     "RedisServer",
+    "active_models",
     "commit",
     "connect",
     "decode_bar",

@@ -17,8 +17,9 @@ from typing import Any
 import redis
 
 from botlib.errors import BotlibError
+from botlib.transport.names import RedisNames, redis_names
 
-__all__ = ["Batch", "Output", "commit", "connect", "ensure_group"]
+__all__ = ["Batch", "Output", "active_models", "commit", "connect", "ensure_group"]
 
 
 def connect(url: str | None = None, *, timeout: float = 5.0) -> redis.Redis:
@@ -129,3 +130,19 @@ def commit(
     # cjson decodes an empty JSON array as an empty table, which ipairs handles
     script = client.register_script(_COMMIT)
     return int(script(args=[json.dumps(plan), maxlen, remember_s]))
+
+
+def active_models(r: Any, names: RedisNames | None = None) -> dict[str, dict[str, Any]]:
+    """The ``botlib:active_models`` hash, decoded (bad entries are skipped with a
+    warning: they are never evaluated)."""
+    import json
+    import warnings
+
+    names = names or redis_names()
+    out = {}
+    for key, value in r.hgetall(names.active_models).items():
+        try:
+            out[str(key)] = json.loads(value)
+        except (TypeError, json.JSONDecodeError):
+            warnings.warn(f"active model {key!r}: entry is not JSON; ignored", stacklevel=2)
+    return out
