@@ -76,7 +76,7 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     per_model: dict[str, dict[str, float]] = {}
     for key, value in loop_raw.items():
         kind, sep, model_id = key.partition("|")
-        if sep:
+        if sep and kind != "lag_ms":
             per_model.setdefault(model_id, {})[kind] = _num(value)
     for name, entry in sorted(active.items()):
         model_id = str(entry.get("model_id") or f"{name}:{entry.get('version')}")
@@ -132,6 +132,11 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
                     else None
                 ),
                 "last_bar_age_s": age,
+                "lag_at_processing_s": (
+                    _num(loop_raw[f"lag_ms|{stream}"]) / 1000
+                    if f"lag_ms|{stream}" in loop_raw
+                    else None
+                ),
                 "unread": unread,
                 "pending": pending,
             }
@@ -256,6 +261,11 @@ def prometheus_text(status: dict[str, Any]) -> str:
         "stream_last_bar_age_seconds", "gauge",
         "Seconds since the last processed bar closed (the loop's lag behind the market).",
         [({"stream": s["stream"]}, s["last_bar_age_s"]) for s in streams],
+    )  # fmt: skip
+    metric(
+        "stream_processing_lag_seconds", "gauge",
+        "How long after its close the newest bar was processed.",
+        [({"stream": s["stream"]}, s["lag_at_processing_s"]) for s in streams],
     )  # fmt: skip
     metric("bridge_up", "gauge", "1 if the bridge's heartbeat is fresh.", [({}, bridge["up"])])
     metric(

@@ -63,7 +63,9 @@ def _print_status(status: dict[str, Any]) -> None:
     for s in status["streams"]:
         console.print(
             f"  {s['stream']}: last bar {s['last_bar'] or '–'} (closed "
-            f"{_age(s['last_bar_age_s'])} ago), {s['unread'] if s['unread'] is not None else '–'}"
+            f"{_age(s['last_bar_age_s'])} ago, processed "
+            f"{_age(s['lag_at_processing_s'])} after its close), "
+            f"{s['unread'] if s['unread'] is not None else '–'}"
             f" unread, {s['pending'] if s['pending'] is not None else '–'} pending",
             highlight=False,
         )

@@ -475,6 +475,9 @@ class SignalLoop:
             state_updates.append((self.names.loop_state, key, repr(pos)))
         self._score(market, times, values, batch)
         state_updates.append((self.names.loop_state, f"last_ts|{market.stream}", str(bars[-1].ts)))
+        # how late the newest bar was processed after it closed (the loop's lag)
+        lag_ms = int(time.time() * 1000) - (bars[-1].ts + market.bar_ms)
+        state_updates.append((self.names.loop_stats, f"lag_ms|{market.stream}", str(lag_ms)))
         batch.hset.extend(state_updates)
         batch.hincr.append((self.names.loop_stats, "bars", k))
 
