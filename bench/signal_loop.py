@@ -8,7 +8,8 @@ loop runs as `botlib serve` in its own process, as in production. With 20 symbol
 reference BTC/USDT candles are replayed under 20 market names (same model, 20 active
 entries), warmed up first.
 
-* latency: one bar per market is published, then we wait for every market's signal on
+* latency (after ``--fill`` bars, by default enough to fill the loop's bounded window
+  as it is in steady state): one bar per market is published, then we wait for every market's signal on
   `python:trading_signal` (a plain pub/sub client); p50 / p99 over ``--bars`` bars.
 * throughput: ``--backlog`` bars per market are queued at once; bars/s while the loop
   works through them (it reads them in batches and runs the network once per batch).
@@ -52,6 +53,13 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=300, help="timed bars per latency run")
     parser.add_argument("--backlog", type=int, default=2000, help="bars per market, throughput")
     parser.add_argument("--symbols", type=int, nargs="+", default=[1, 20])
+    parser.add_argument(
+        "--fill",
+        type=int,
+        default=1000,
+        help="bars beyond the required history published before timing (1000 = the "
+        "loop's default --history: its window is full, the steady state)",
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="botlib-bench-loop-"))
@@ -86,7 +94,7 @@ def main() -> None:
         entry = json.loads(r.hget("botlib:active_models", session.model_name) or "{}")
         need = int(entry["required_history"])
         candles = load_ohlcv("BTC/USDT", "1h", start="2025-01-01")
-        n_total = need + args.bars + args.backlog
+        n_total = need + args.fill + args.bars + args.backlog
         if len(candles) < n_total:
             raise SystemExit(f"need {n_total} reference bars after 2025-01-01")
 
@@ -131,8 +139,8 @@ def main() -> None:
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
             try:
-                # warm-up: history plus a few bars (starts TF, compiles the graph)
-                warm = need + 5
+                # warm-up: history plus --fill bars (starts TF, fills the loop's window)
+                warm = need + max(args.fill, 5)
                 for sym in markets:
                     publish_bars(r, per_market[sym][:warm])
                 _wait_stats(r, warm * n_sym)
