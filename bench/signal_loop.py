@@ -9,8 +9,9 @@ reference BTC/USDT candles are replayed under 20 market names (same model, 20 ac
 entries), warmed up first.
 
 * latency (after ``--fill`` bars, by default enough to fill the loop's bounded window
-  as it is in steady state): one bar per market is published, then we wait for every market's signal on
-  `python:trading_signal` (a plain pub/sub client); p50 / p99 over ``--bars`` bars.
+  as it is in steady state): one bar per market is published, then we wait for every
+  market's signal on `python:trading_signal` (a plain pub/sub client); p50 / p99 over
+  ``--bars`` bars.
 * throughput: ``--backlog`` bars per market are queued at once; bars/s while the loop
   works through them (it reads them in batches and runs the network once per batch).
 * baseline, timed in this process: the naive per-bar path — the MLflow pyfunc model on

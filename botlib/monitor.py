@@ -2,8 +2,9 @@
 
 The signal loop keeps its counters in ``botlib:loop:stats`` (bars, predictions and
 signals in total and per model, predictions scored and their summed accuracy per
-model, dead letters, errors, the last error, a heartbeat), its per-market state in
-``botlib:loop:state``; the bridge keeps ``botlib:bridge:stats``; every service reports
+model, dead letters, errors, the last error, its lag, a heartbeat), its per-market
+state in ``botlib:loop:state``; the bridge keeps ``botlib:bridge:stats``; the live
+feeds (``botlib feed ccxt`` / ``watch``) keep ``botlib:feed:stats``; every service reports
 its runtime configuration in ``botlib:config:status``. ``collect_status`` turns them
 (plus the consumer groups' lag and the output streams' lengths) into one dict:
 ``botlib status`` prints it, ``prometheus_text`` renders it in the Prometheus text
@@ -67,9 +68,10 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     pipe.hgetall(names.loop_state)
     pipe.hgetall(names.bridge_stats)
     pipe.hgetall(names.runtime_config_status)
+    pipe.hgetall(names.feed_stats)
     for stream in (names.signals, names.predictions, names.deadletter, names.events):
         pipe.xlen(stream)
-    loop_raw, state, bridge_raw, config_raw, *lengths = pipe.execute()
+    loop_raw, state, bridge_raw, config_raw, feed_raw, *lengths = pipe.execute()
     active = active_models(r, names)
 
     models = []
@@ -161,6 +163,31 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
             "running", "queue_depth", "quick_in_flight", "model_loads", "model_cache_hits",
         )
     }  # fmt: skip
+    feeds: dict[str, dict[str, Any]] = {}
+    for key, value in feed_raw.items():
+        feed, _, name = key.rpartition("|")
+        feeds.setdefault(feed, {})[name] = value
+    feed_rows = []
+    for feed, raw in sorted(feeds.items()):
+        beat = _num(raw.get("heartbeat")) if raw.get("heartbeat") else None
+        age = now - beat if beat is not None else None
+        last = raw.get("last_bar")
+        feed_rows.append(
+            {
+                "feed": feed,
+                # a polling feed beats once per poll: allow three missed polls
+                "up": age is not None and age < 3 * _num(raw.get("interval_s")) + STALE_S,
+                "heartbeat_age_s": age,
+                "bars": int(_num(raw.get("bars"))),
+                "last_bar": (
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(last) / 1000))
+                    if last
+                    else None
+                ),
+                "errors": int(_num(raw.get("errors"))),
+                "last_error": raw.get("last_error", ""),
+            }
+        )
     config = {}
     for component, text in config_raw.items():
         try:
@@ -184,6 +211,7 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
             **bridge_counts,
             "last_error": bridge_raw.get("last_error", ""),
         },
+        "feeds": feed_rows,
         "config": config,
         "outputs": dict(
             zip(("signals", "predictions", "deadletter", "events"), map(int, lengths), strict=True)
@@ -266,6 +294,19 @@ def prometheus_text(status: dict[str, Any]) -> str:
         "stream_processing_lag_seconds", "gauge",
         "How long after its close the newest bar was processed.",
         [({"stream": s["stream"]}, s["lag_at_processing_s"]) for s in streams],
+    )  # fmt: skip
+    feeds = status.get("feeds", [])
+    metric(
+        "feed_up", "gauge", "1 if a live feed's heartbeat is fresh.",
+        [({"feed": f["feed"]}, f["up"]) for f in feeds],
+    )  # fmt: skip
+    metric(
+        "feed_bars_total", "counter", "Closed candles a live feed published.",
+        [({"feed": f["feed"]}, f["bars"]) for f in feeds],
+    )  # fmt: skip
+    metric(
+        "feed_errors_total", "counter", "Failed fetches / dropped connections of a live feed.",
+        [({"feed": f["feed"]}, f["errors"]) for f in feeds],
     )  # fmt: skip
     metric("bridge_up", "gauge", "1 if the bridge's heartbeat is fresh.", [({}, bridge["up"])])
     metric(

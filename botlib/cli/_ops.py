@@ -69,6 +69,15 @@ def _print_status(status: dict[str, Any]) -> None:
             f" unread, {s['pending'] if s['pending'] is not None else '–'} pending",
             highlight=False,
         )
+    for f in status.get("feeds", []):
+        up = "[green]up[/]" if f["up"] else "[red]down[/]"
+        console.print(
+            f"[bold]feed[/] {escape(f['feed'])} {up} (heartbeat {_age(f['heartbeat_age_s'])} "
+            f"ago): {f['bars']} bars, last {f['last_bar'] or '–'}, {f['errors']} errors",
+            highlight=False,
+        )
+        if f["last_error"]:
+            console.print(f"  last error: {escape(f['last_error'])}", highlight=False)
     up = "[green]up[/]" if bridge["up"] else "[red]down[/]"
     console.print(
         f"[bold]bridge[/] {up} (heartbeat {_age(bridge['heartbeat_age_s'])} ago): "

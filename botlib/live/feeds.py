@@ -12,6 +12,7 @@ already on the stream, so a restarted feed neither repeats nor skips a candle.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -102,6 +103,42 @@ def publish_bars(
             backoff = min(backoff * 2, 2.0)
 
 
+class FeedHealth:
+    """A live feed's counters in the hash ``botlib:feed:stats`` (fields
+    ``{feed}|bars``, ``|last_bar``, ``|heartbeat``, ``|interval_s``, ``|errors``,
+    ``|last_error``), read by ``botlib status``. Never raises: health reporting must not
+    stop a feed."""
+
+    def __init__(self, client: Any, names: RedisNames | None, feed: str, interval_s: float):
+        self.client, self.names, self.feed = client, names or redis_names(), feed
+        self.interval_s = interval_s
+        self._next_beat = 0.0
+
+    def _write(self, incr: dict[str, int], values: dict[str, Any]) -> None:
+        key = self.names.feed_stats
+        with contextlib.suppress(redis.RedisError):
+            pipe = self.client.pipeline(transaction=False)
+            for name, n in incr.items():
+                pipe.hincrby(key, f"{self.feed}|{name}", n)
+            values = {"heartbeat": repr(time.time()), "interval_s": self.interval_s, **values}
+            pipe.hset(key, mapping={f"{self.feed}|{k}": str(v) for k, v in values.items()})
+            pipe.execute()
+
+    def beat(self) -> None:
+        """At most once a second: the feed is alive."""
+        now = time.monotonic()
+        if now >= self._next_beat:
+            self._next_beat = now + 1.0
+            self._write({}, {})
+
+    def published(self, bars: Sequence[Bar]) -> None:
+        if bars:
+            self._write({"bars": len(bars)}, {"last_bar": bars[-1].ts})
+
+    def error(self, message: str) -> None:
+        self._write({"errors": 1}, {"last_error": message[:500], "last_error_at": time.time()})
+
+
 def replay(
     client: Any,
     candles: pd.DataFrame,
@@ -164,14 +201,17 @@ def poll_ccxt(
     ex_id = str(ex.id)
     bar_ms = timeframe_seconds(timeframe) * 1000
     last = last_published(client, ex_id, symbol, timeframe, names)
+    health = FeedHealth(client, names, f"ccxt {ex_id} {symbol} {timeframe}", max(poll_s, 1.0))
     published = polls = 0
     while not (stop is not None and stop()):
+        health.beat()
         now_ms = int(clock() * 1000)
         since = last + bar_ms if last is not None else (now_ms // bar_ms - lookback) * bar_ms
         try:
             rows = ex.fetch_ohlcv(symbol, timeframe, since=since, limit=1000)
         except Exception as exc:  # ccxt NetworkError / ExchangeError: try again next poll
             log.warning("%s %s %s: fetch failed (%s)", ex_id, symbol, timeframe, exc)
+            health.error(f"fetch failed: {type(exc).__name__}: {exc}")
             rows = []
         fresh = [r for r in _closed(rows, bar_ms, now_ms) if last is None or int(r[0]) > last]
         if fresh:
@@ -183,6 +223,7 @@ def poll_ccxt(
             )
             bars = bars_from_candles(frame, exchange=ex_id, symbol=symbol, timeframe=timeframe)
             published += publish_bars(client, bars, names=names)
+            health.published(bars)
             last = bars[-1].ts
             if len(rows) >= 1000:
                 continue  # more closed candles are waiting: page on at once

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from botlib.data import timeframe_seconds
-from botlib.live.feeds import bars_from_candles, last_published, publish_bars
+from botlib.live.feeds import FeedHealth, bars_from_candles, last_published, publish_bars
 from botlib.transport import RedisNames
 
 __all__ = ["watch_ccxt", "watch_ccxt_async"]
@@ -58,6 +58,7 @@ class _Publisher:
         self.bar_ms = timeframe_seconds(timeframe) * 1000
         self.last = last_published(client, ex_id, symbol, timeframe, names)
         self.published = 0
+        self.health = FeedHealth(client, names, f"watch {ex_id} {symbol} {timeframe}", 1.0)
 
     def publish(self, rows: Sequence[Sequence[float]]) -> None:
         fresh = sorted(
@@ -76,6 +77,7 @@ class _Publisher:
             frame, exchange=self.ex_id, symbol=self.symbol, timeframe=self.timeframe
         )
         self.published += publish_bars(self.client, bars, names=self.names)
+        self.health.published(bars)
         self.last = bars[-1].ts
 
 
@@ -125,6 +127,7 @@ async def watch_ccxt_async(
         while not (stop is not None and stop()):
             if max_bars is not None and pub.published >= max_bars:
                 break
+            pub.health.beat()
             try:
                 now_ms = int(clock() * 1000)
                 if backfill:
@@ -137,6 +140,7 @@ async def watch_ccxt_async(
                 log.warning(
                     "%s %s websocket: %s; reconnecting in %.1f s", ex.id, symbol, exc, backoff
                 )
+                pub.health.error(f"websocket: {type(exc).__name__}: {exc}")
                 backfill = True
                 open_rows.clear()  # REST has the final values of whatever closed meanwhile
                 await asyncio.sleep(backoff)

@@ -53,6 +53,8 @@ class RedisNames:
     result_channel: str = "python:command_result"
     error_channel: str = "python:command_error"
     rate_limit_prefix: str = "botlib:ratelimit:"
+    #: hash: the live feeds' counters, fields ``{feed}|bars``, ``{feed}|heartbeat``, …
+    feed_stats: str = "botlib:feed:stats"
     #: hash: the bridge's counters (commands handled, refused, running, queued, errors)
     bridge_stats: str = "botlib:bridge:stats"
     #: JSON object: runtime configuration overrides (``botlib config set``)

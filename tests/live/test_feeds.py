@@ -4,6 +4,7 @@ against a local Binance-like server."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import ccxt
@@ -61,6 +62,16 @@ def test_poll_publishes_closed_candles_once_and_resumes(r: redis.Redis) -> None:
         times = _ts(r)
         assert times[-3:] == [START_MS + i * HOUR_MS for i in (98, 99, 100)]
         assert len(times) == len(set(times)) == 52
+        # the feed's health, as `botlib status` shows it: bars, last bar, the failed fetch
+        from botlib.monitor import collect_status
+        from botlib.transport import RedisNames
+
+        (feed,) = collect_status(r, RedisNames())["feeds"]
+        assert feed["feed"] == "ccxt binance BTC/USDT 1h" and feed["up"]
+        assert feed["bars"] == 52 and feed["errors"] == 1 and "429" in feed["last_error"]
+        assert feed["last_bar"] == time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime((START_MS + 100 * HOUR_MS) / 1000)
+        )
         market.close()
     finally:
         server.stop()
@@ -128,6 +139,12 @@ def test_websocket_feed_resumes_a_dropped_connection_without_a_missing_candle(
         ws.stop()
         rest.stop()
     assert _ts(r) == [START_MS + i * HOUR_MS for i in range(8)]
+    from botlib.monitor import collect_status
+    from botlib.transport import RedisNames
+
+    (health,) = collect_status(r, RedisNames())["feeds"]
+    assert health["feed"] == "watch binance BTC/USDT 1h" and health["bars"] == 8
+    assert health["errors"] == 1 and "Connection closed" in health["last_error"]
     published = [json.loads(f["data"]) for _, f in r.xrange(STREAM)]
     for i, bar in enumerate(published):  # the final values of every candle, not a partial
         assert bar["close"] == pytest.approx(round(candles[i][4], 2))
