@@ -68,19 +68,23 @@ class SignalConfig:
 _TYPES = np.array(["hold", "buy", "sell", "close"])
 
 
-def _realized_volatility(close: np.ndarray, window: int) -> np.ndarray:
+def _realized_volatility(close: np.ndarray, window: int, start: int = 0) -> np.ndarray:
     """Sample std (ddof 1) of 1-bar log returns over the last ``window`` bars, from the
-    second return on (fewer returns at the start)."""
+    second return on (fewer returns at the start). Only rows from ``start`` on are
+    computed (the rest stay NaN): each row depends on its own window alone, so the
+    values are the same bits as a computation of every row."""
     n = len(close)
     out = np.full(n, np.nan)
     if n < 3:
         return out
     r = np.log(close[1:] / close[:-1])  # r[i] is the return into bar i + 1
-    for t in range(2, min(window, n)):  # partial windows: returns 1..t
+    for t in range(max(2, start), min(window, n)):  # partial windows: returns 1..t
         out[t] = r[:t].std(ddof=1)
-    if n > window:
-        out[window:] = np.lib.stride_tricks.sliding_window_view(r, window).std(axis=1, ddof=1)
-    if n >= window:
+    lo = max(window, start)
+    if n > lo:  # full windows: out[t] = std(r[t - window : t])
+        view = np.lib.stride_tricks.sliding_window_view(r[lo - window : n - 1], window)
+        out[lo:] = view.std(axis=1, ddof=1)
+    if n >= window and window - 1 >= start:
         out[window - 1] = r[: window - 1].std(ddof=1)
     return out
 
@@ -117,7 +121,9 @@ def build_signal_frame(
     def col(name: str) -> np.ndarray:
         return outputs[name].to_numpy(dtype="float64") if name in cols else np.full(n, np.nan)
 
-    realized = _realized_volatility(close, cfg.vol_window)
+    # rows before ``start`` are history only: their signal fields are never read
+    first = 0 if start is None else int(candles.index.searchsorted(pd.Timestamp(start)))
+    realized = _realized_volatility(close, cfg.vol_window, first)
     model_vol = col("volatility")
     sigma = np.where(np.isfinite(model_vol), model_vol, realized)
     move = sigma * math.sqrt(h)
@@ -168,7 +174,6 @@ def build_signal_frame(
     take = np.full(n, np.nan)
     held = np.full(n, np.nan)
     current = float(previous_target)
-    first = 0 if start is None else int(candles.index.searchsorted(pd.Timestamp(start)))
     held[:first] = current
     for t in range(first, n):
         s = score[t]

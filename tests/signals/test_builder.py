@@ -134,3 +134,19 @@ def test_records_carry_every_design_field(c: pd.DataFrame) -> None:
 def test_bad_config() -> None:
     with pytest.raises(ValueError, match="max_position"):
         SignalConfig(max_position=2.0)
+
+
+def test_realized_volatility_from_a_start_row_is_bit_identical() -> None:
+    """The live loop asks only for its new rows; they must be the very same numbers."""
+    from botlib.signals._builder import _realized_volatility
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(3, 400))
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+        window = int(rng.integers(3, 40))
+        start = int(rng.integers(0, n))
+        full = _realized_volatility(close, window)
+        tail = _realized_volatility(close, window, start)
+        assert np.isnan(tail[:start]).all()
+        np.testing.assert_array_equal(tail[start:], full[start:])

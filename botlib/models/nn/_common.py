@@ -136,9 +136,13 @@ class KerasWindowModel(BaseModel):
         return {}
 
     # -- shared machinery -------------------------------------------------------------
-    def _scaled_features(self, candles: pd.DataFrame) -> np.ndarray:
-        feats = feature_matrix(candles, self.spec)[0].astype("float32")
-        return (feats - self._mu) / self._sd
+    def _scaled_features(self, candles: pd.DataFrame, tail: int | None = None) -> np.ndarray:
+        """Scaled features of every bar (or of the last ``tail`` bars: the features are
+        computed over all of ``candles`` either way, only the scaling is spared)."""
+        feats = feature_matrix(candles, self.spec)[0]
+        if tail is not None:
+            feats = feats[-tail:]
+        return (feats.astype("float32") - self._mu) / self._sd
 
     def _windows(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All windows (n, seq, F) and the bar index each one ends at; windows holding
@@ -252,7 +256,7 @@ class KerasWindowModel(BaseModel):
         # features over all the history given (as predict does), so the result equals
         # predict(candles).iloc[-n:] exactly; only the network runs on the last n windows
         seq = self.params["seq_len"]
-        feats = self._scaled_features(candles)[-(seq + n - 1) :]
+        feats = self._scaled_features(candles, seq + n - 1)
         x, ends = self._windows(feats)
         values = {col: np.full(n, np.nan) for col in self.outputs}
         if len(x):
