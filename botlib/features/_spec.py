@@ -116,6 +116,20 @@ FEATURES: dict[str, FeatureFn] = {
 }
 
 
+#: Rows before a row that a finite-memory feature reads to compute it: its value there
+#: depends on those rows alone (window by window, never a running sum), so computing
+#: the last rows from a slice gives the very same bits. Recursive features (EMA, RSI,
+#: MACD, ATR, OBV) are absent: they read every row before.
+LOOKBACK: dict[str, Callable[..., int]] = {
+    "returns": lambda periods=1: periods,
+    "log_returns": lambda periods=1: periods,
+    "sma_ratio": lambda window=20: window - 1,
+    "bollinger": lambda window=20, k=2.0: window - 1,
+    "realized_volatility": lambda window=24: window,
+    "volume_zscore": lambda window=24: window - 1,
+}
+
+
 @dataclass(frozen=True)
 class FeatureDef:
     """One feature function and its keyword parameters."""
@@ -200,21 +214,33 @@ def get_feature_spec(name: str) -> FeatureSpec:
 
 
 def feature_matrix(
-    candles: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC
+    candles: pd.DataFrame, spec: FeatureSpec = DEFAULT_SPEC, *, tail: int | None = None
 ) -> tuple[np.ndarray, list[str]]:
     """The features of ``spec`` as a float64 array (rows = candles) and column names;
-    the fast path behind ``build_features`` (no DataFrame is built)."""
+    the fast path behind ``build_features`` (no DataFrame is built).
+
+    ``tail``: only the last ``tail`` rows, equal bit for bit to the last rows of the
+    whole matrix — finite-memory features (``LOOKBACK``) read just the rows they need,
+    recursive ones still run over every row (the live loop asks for its new bars)."""
     bars = {
         str(c): candles[c].to_numpy(dtype="float64")
         for c in ("open", "high", "low", "close", "volume")
     }
+    n = len(candles)
+    rows = n if tail is None else max(0, min(int(tail), n))
     columns: Columns = {}
     for f in spec.features:
-        for name, values in FEATURES[f.name](bars, **dict(f.params)).items():
+        params = dict(f.params)
+        given: Bars = bars
+        look = LOOKBACK.get(f.name) if rows < n else None
+        if look is not None and rows + look(**params) < n:
+            need = rows + look(**params)
+            given = {k: v[n - need :] for k, v in bars.items()}
+        for name, values in FEATURES[f.name](given, **params).items():
             if name in columns:
                 raise ConfigError(f"feature set {spec.name!r} produces duplicate column {name!r}")
-            columns[name] = values
-    matrix = np.column_stack(list(columns.values())) if columns else np.zeros((len(candles), 0))
+            columns[name] = values[len(values) - rows :]
+    matrix = np.column_stack(list(columns.values())) if columns else np.zeros((rows, 0))
     matrix[~np.isfinite(matrix)] = np.nan
     return matrix, list(columns)
 

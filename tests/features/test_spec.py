@@ -80,3 +80,32 @@ def test_labels_look_forward_and_carry_horizon(c: pd.DataFrame) -> None:
     logret = np.log(c["close"] / c["close"].shift(1))
     np.testing.assert_allclose(v.iloc[100], logret.iloc[101:125].std(ddof=1))
     assert v.iloc[-24:].isna().all()
+
+
+def test_tail_rows_are_the_same_bits_as_the_whole_matrix() -> None:
+    """The live loop computes only its newest rows: they must equal a full computation."""
+    from botlib.features._spec import LOOKBACK, feature_matrix
+    from tests.conftest import synthetic_candles
+
+    wide = FeatureSpec(
+        "wide",
+        (
+            FeatureDef("returns", {"periods": 3}),
+            FeatureDef("log_returns", {"periods": 7}),
+            FeatureDef("sma_ratio", {"window": 50}),
+            FeatureDef("bollinger", {"window": 30, "k": 1.5}),
+            FeatureDef("realized_volatility", {"window": 48}),
+            FeatureDef("volume_zscore", {"window": 12}),
+            FeatureDef("ema_ratio", {"window": 10}),
+        ),
+    )
+    assert {f.name for f in wide.features} >= set(LOOKBACK)
+    rng = np.random.default_rng(3)
+    for spec in (DEFAULT_SPEC, wide):
+        for seed in range(5):
+            candles = synthetic_candles(int(rng.integers(60, 900)), seed=seed)
+            full, names = feature_matrix(candles, spec)
+            for tail in (0, 1, 2, 33, len(candles) - 1, len(candles), len(candles) + 5):
+                part, same = feature_matrix(candles, spec, tail=tail)
+                assert same == names and part.shape == (min(tail, len(candles)), len(names))
+                np.testing.assert_array_equal(part, full[len(full) - len(part) :])

@@ -137,12 +137,10 @@ class KerasWindowModel(BaseModel):
 
     # -- shared machinery -------------------------------------------------------------
     def _scaled_features(self, candles: pd.DataFrame, tail: int | None = None) -> np.ndarray:
-        """Scaled features of every bar (or of the last ``tail`` bars: the features are
-        computed over all of ``candles`` either way, only the scaling is spared)."""
-        feats = feature_matrix(candles, self.spec)[0]
-        if tail is not None:
-            feats = feats[-tail:]
-        return (feats.astype("float32") - self._mu) / self._sd
+        """Scaled features of every bar, or of the last ``tail`` bars (the same values:
+        see ``feature_matrix``)."""
+        feats = feature_matrix(candles, self.spec, tail=tail)[0].astype("float32")
+        return (feats - self._mu) / self._sd
 
     def _windows(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All windows (n, seq, F) and the bar index each one ends at; windows holding
