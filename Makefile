@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/signal_loop.py
 	$(BIN)/python bench/optimize.py
+	$(BIN)/python bench/bridge.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1
