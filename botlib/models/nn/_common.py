@@ -251,8 +251,9 @@ class KerasWindowModel(BaseModel):
         return self._predict_tail(candles, 1)
 
     def _predict_tail(self, candles: pd.DataFrame, n: int) -> pd.DataFrame:
-        # features over all the history given (as predict does), so the result equals
-        # predict(candles).iloc[-n:] exactly; only the network runs on the last n windows
+        # the features predict computes, for the last windows only (recursive ones still
+        # over all the history given), so the result equals predict(candles).iloc[-n:]
+        # exactly; the network runs on the last n windows
         seq = self.params["seq_len"]
         feats = self._scaled_features(candles, seq + n - 1)
         x, ends = self._windows(feats)
@@ -262,7 +263,8 @@ class KerasWindowModel(BaseModel):
             rows = ends - (len(feats) - n)
             for col in self.outputs:
                 values[col][rows] = decoded[col]
-        return pd.DataFrame(values, index=candles.index[-n:], columns=list(self.outputs))
+        # the dict is in output order: no columns= (it would rebuild the column index)
+        return pd.DataFrame(values, index=candles.index[-n:])
 
     def _save(self, path: Path) -> None:
         assert self.net is not None
