@@ -34,11 +34,19 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _state(part: dict[str, Any]) -> str:
+    """``up (heartbeat 0.1 s ago)``, ``down (…)`` or ``not started``."""
+    age = part["heartbeat_age_s"]
+    if age is None:
+        return "not started"
+    return f"{'[green]up[/]' if part['up'] else '[red]down[/]'} (heartbeat {_age(age)} ago)"
+
+
 def _print_status(status: dict[str, Any]) -> None:
     loop, bridge = status["loop"], status["bridge"]
-    up = "[green]up[/]" if loop["up"] else "[red]down[/]"
+    up = _state(loop)
     console.print(
-        f"[bold]signal loop[/] {up} (heartbeat {_age(loop['heartbeat_age_s'])} ago): "
+        f"[bold]signal loop[/] {up}: "
         f"{loop['bars']} bars, {loop['predictions']} predictions, {loop['signals']} signals, "
         f"{loop['validated']} scored, {loop['deadletters']} dead-lettered, "
         f"{loop['errors']} errors"
@@ -46,8 +54,12 @@ def _print_status(status: dict[str, Any]) -> None:
     if loop["last_error"]:
         console.print(f"  last error: {escape(loop['last_error'])}", highlight=False)
     table = Table(title="active models", title_justify="left")
-    for col in ("model", "market", "algorithm", "predictions", "signals", "scored", "accuracy"):
-        table.add_column(col, justify="right" if col in ("predictions", "signals") else "left")
+    for col in ("model", "market", "algorithm", "preds", "signals", "scored", "accuracy"):
+        table.add_column(
+            col,
+            justify="left" if col in ("model", "market", "algorithm") else "right",
+            overflow="fold",
+        )
     for m in status["active_models"]:
         acc = m["accuracy"]
         table.add_row(
@@ -63,24 +75,28 @@ def _print_status(status: dict[str, Any]) -> None:
     for s in status["streams"]:
         console.print(
             f"  {s['stream']}: last bar {s['last_bar'] or '–'} (closed "
-            f"{_age(s['last_bar_age_s'])} ago, processed "
-            f"{_age(s['lag_at_processing_s'])} after its close), "
-            f"{s['unread'] if s['unread'] is not None else '–'}"
+            f"{_age(s['last_bar_age_s'])} ago"
+            + (
+                f", processed {_age(s['lag_at_processing_s'])} after its close), "
+                if s["lag_at_processing_s"] is not None
+                else "), "
+            )
+            + f"{s['unread'] if s['unread'] is not None else '–'}"
             f" unread, {s['pending'] if s['pending'] is not None else '–'} pending",
             highlight=False,
         )
     for f in status.get("feeds", []):
-        up = "[green]up[/]" if f["up"] else "[red]down[/]"
+        up = _state(f)
         console.print(
-            f"[bold]feed[/] {escape(f['feed'])} {up} (heartbeat {_age(f['heartbeat_age_s'])} "
-            f"ago): {f['bars']} bars, last {f['last_bar'] or '–'}, {f['errors']} errors",
+            f"[bold]feed[/] {escape(f['feed'])} {up}: {f['bars']} bars, "
+            f"last {f['last_bar'] or '–'}, {f['errors']} errors",
             highlight=False,
         )
         if f["last_error"]:
             console.print(f"  last error: {escape(f['last_error'])}", highlight=False)
-    up = "[green]up[/]" if bridge["up"] else "[red]down[/]"
+    up = _state(bridge)
     console.print(
-        f"[bold]bridge[/] {up} (heartbeat {_age(bridge['heartbeat_age_s'])} ago): "
+        f"[bold]bridge[/] {up}: "
         f"{bridge['handled']} commands, {bridge['done']} done, {bridge['failed']} failed, "
         f"{bridge['invalid']} invalid, {bridge['rate_limited']} rate-limited; "
         f"{bridge['running']} running, {bridge['queue_depth']} queued; "
