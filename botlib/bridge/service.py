@@ -385,9 +385,43 @@ def _utc(value: int | str) -> Any:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def _recent_candles(
+    r: Any, names: RedisNames, entry: dict[str, Any], p: dict[str, Any], need: int
+) -> Any:
+    """The newest ``need`` valid bars of the market's live bar stream (what the signal
+    loop sees), or ``None`` when it holds fewer."""
+    import pandas as pd
+
+    from botlib.settings import get_settings
+    from botlib.transport import BarError, decode_bar
+
+    exchange = str(entry.get("exchange") or get_settings().exchange_id)
+    stream = names.bar_stream(exchange, p["symbol"], p["timeframe"])
+    bars: dict[int, list[float]] = {}
+    for _, fields in r.xrevrange(stream, count=need + 50):  # room for set-aside records
+        try:
+            bar = decode_bar(fields)
+        except BarError:
+            continue
+        bars.setdefault(bar.ts, [bar.open, bar.high, bar.low, bar.close, bar.volume])
+        if len(bars) >= need:
+            break
+    if len(bars) < need:
+        return None
+    stamps = sorted(bars)
+    return pd.DataFrame(
+        [bars[t] for t in stamps],
+        index=pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="timestamp"),
+        columns=["open", "high", "low", "close", "volume"],
+        dtype="float64",
+    )
+
+
 def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any], load: Any) -> dict[str, Any]:
-    """A signal now from the caller's candles (or stored ones) with the named or the
-    active model for the symbol; also published on ``python:trading_signal``."""
+    """A signal now with the named or the active model for the symbol, from the
+    caller's candles, else the market's live bar stream, else the data store (the
+    signal's metadata says which, and the last candle's time); also published on
+    ``python:trading_signal``."""
     from datetime import timedelta
 
     import pandas as pd
@@ -423,8 +457,11 @@ def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any], load: Any) ->
             columns=["open", "high", "low", "close", "volume"],
             dtype="float64",
         ).sort_index()
+        source = "request"
     else:
-        candles = load_ohlcv(p["symbol"], p["timeframe"]).iloc[-need:]
+        candles, source = _recent_candles(r, names, entry, p, need), "stream"
+        if candles is None:  # the live stream does not hold enough yet: the data store
+            candles, source = load_ohlcv(p["symbol"], p["timeframe"]).iloc[-need:], "store"
     if len(candles) < need:
         raise ConfigError(
             f"{entry['model_id']} needs {need} candles of history, got {len(candles)}"
@@ -436,7 +473,8 @@ def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any], load: Any) ->
     bar = timedelta(seconds=timeframe_seconds(p["timeframe"]))
     record = signal_records(
         frame, model_id=entry["model_id"], symbol=p["symbol"], bar=bar, horizon=model.meta.horizon,
-        metadata={"on_demand": True, "timeframe": p["timeframe"]},
+        metadata={"on_demand": True, "timeframe": p["timeframe"], "candles_from": source,
+                  "last_candle": candles.index[-1].isoformat()},
     )[0]  # fmt: skip
     data = record.model_dump(mode="json")
     r.publish(names.signal_channel, dumps(data))

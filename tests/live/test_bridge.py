@@ -124,6 +124,7 @@ def test_every_command_answered_as_the_backend_expects(store: Store, redis_serve
         }
         answer = backend.wait(lambda m: m[1].get("request_id") == "g-1")[0][1]
         assert answer["result"]["id"] == sig["id"]
+        assert answer["result"]["metadata"]["candles_from"] == "store"  # no live bars here
 
         window = {"start": "2025-02-01", "end": "2025-03-01"}
         params = {"fast": 10, "slow": 50}
@@ -233,6 +234,29 @@ def test_rate_limit_holds_for_one_user_while_another_passes(
         backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id="b-2", user_id="bob")
         late = backend.wait(lambda m: m[1].get("request_id") == "b-2")[0][1]
         assert late["event"] == "rate_limited" and "at most 2 generate_signal" in late["reason"]
+    finally:
+        service.stop()
+        thread.join(60)
+        backend.close()
+
+
+def test_generate_signal_uses_the_live_bar_stream(store: Store, redis_server: Any) -> None:
+    """With live bars on the market's stream, an on-demand signal is computed from them
+    (not from the possibly stale data store) and says so."""
+    from tests.live.helpers import feed, window
+
+    backend = Backend(redis_server.url)
+    promote(store.ga, 1, gate=GateConfig(margin=-10.0, min_trades=0))
+    need = int(json.loads(backend.r.hget("botlib:active_models", store.ga))["required_history"])
+    candles = window(need + 20)
+    feed(backend.r, candles)
+    service, thread = _serve(redis_server.url)
+    try:
+        backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id="live-1")
+        answer = backend.wait(lambda m: m[1].get("request_id") == "live-1")[0][1]
+        meta = answer["result"]["metadata"]
+        assert answer["event"] == "done" and meta["candles_from"] == "stream"
+        assert meta["last_candle"] == candles.index[-1].isoformat()
     finally:
         service.stop()
         thread.join(60)
