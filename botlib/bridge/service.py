@@ -22,6 +22,7 @@ failed, running, queued, model loads, last error, heartbeat) are kept in the has
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -106,6 +107,7 @@ class CommandService:
         )
         self.rate_limits = dict(self.config.rate_limits)
         self._next_check = 0.0
+        self._recover = True  # read this consumer's unacknowledged commands first
 
     # -- answers ------------------------------------------------------------------
     def _emit(self, channel: str, event: dict[str, Any]) -> None:
@@ -283,10 +285,12 @@ class CommandService:
     def poll_finished(self) -> None:
         finished = [f for f in self._running if f.done()]
         for future in finished:
-            cmd = self._running.pop(future)
+            # answered first, forgotten after: an answer that Redis refused is retried
+            cmd = self._running[future]
             exc = future.exception()
             if exc is not None:
                 self._error(cmd, f"{type(exc).__name__}: {exc}")
+                del self._running[future]
                 continue
             result = future.result()
             base = {"command": cmd.name, "request_id": cmd.request_id, "user_id": cmd.user_id}
@@ -299,6 +303,7 @@ class CommandService:
                 )
             else:
                 self._result(cmd, "done", result)
+            del self._running[future]
         if finished:
             self._gauges()
 
@@ -324,53 +329,87 @@ class CommandService:
             connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
         )
 
-    def run(self, *, idle_exit_s: float | None = None) -> None:
-        """Listen until ``stop()`` (or ``idle_exit_s`` with nothing to do)."""
+    def _read_commands(self, raw: Any, pubsub: Any) -> bool:
+        """Handle what arrived on the channel and the stream; True if anything did."""
+        busy = False
+        message = pubsub.get_message(timeout=0.05)
+        while message is not None:
+            if message.get("type") in ("message", b"message"):
+                self.handle(message["data"], self.names.command_channel)
+                busy = True
+            message = pubsub.get_message(timeout=0)
+        # after a start or an outage, first the entries this consumer read but never
+        # acknowledged (answered at least once), then new ones
+        got = raw.xreadgroup(
+            self.names.command_group,
+            self.config.consumer,
+            {self.names.commands: "0" if self._recover else ">"},
+            count=100,
+        )
+        pending = any(items for _, items in got or [])
+        if self._recover and not pending:
+            self._recover = False
+        for _, items in got or []:
+            for entry_id, fields in items:
+                fields = fields or {}
+                data = fields.get(b"data")
+                if data is None:  # flat fields: hand them over as one JSON object
+                    data = json.dumps(
+                        {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                         for k, v in fields.items()}
+                    )  # fmt: skip
+                self.handle(data, self.names.commands)
+                raw.xack(self.names.commands, self.names.command_group, entry_id)
+                busy = True
+        return busy
+
+    def run(self, *, idle_exit_s: float | None = None, backoff_max_s: float = 5.0) -> None:
+        """Listen until ``stop()`` (or ``idle_exit_s`` with nothing to do). A Redis
+        outage is retried with backoff (up to ``backoff_max_s``); on reconnection the
+        channel is subscribed again and unacknowledged stream commands are read again.
+        Commands published on the channel while Redis was down are lost (pub/sub);
+        the ``botlib:commands`` stream keeps them."""
         raw = self._raw_client()
         pubsub = raw.pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(self.names.command_channel)
-        ensure_group(self.r, self.names.commands, self.names.command_group, start="$")
         idle_since = time.monotonic()
+        connected, backoff = False, 0.1
         try:
             while not self._stop.is_set():
-                busy = False
-                message = pubsub.get_message(timeout=0.05)
-                while message is not None:
-                    if message.get("type") in ("message", b"message"):
-                        self.handle(message["data"], self.names.command_channel)
-                        busy = True
-                    message = pubsub.get_message(timeout=0)
-                got = raw.xreadgroup(
-                    self.names.command_group,
-                    self.config.consumer,
-                    {self.names.commands: ">"},
-                    count=100,
-                )
-                for _, items in got or []:
-                    for entry_id, fields in items:
-                        fields = fields or {}
-                        data = fields.get(b"data")
-                        if data is None:  # flat fields: hand them over as one JSON object
-                            data = json.dumps(
-                                {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
-                                 for k, v in fields.items()}
-                            )  # fmt: skip
-                        self.handle(data, self.names.commands)
-                        raw.xack(self.names.commands, self.names.command_group, entry_id)
-                        busy = True
-                self.poll_finished()
-                self._housekeeping()
+                try:
+                    if not connected:
+                        pubsub.subscribe(self.names.command_channel)
+                        ensure_group(
+                            self.r, self.names.commands, self.names.command_group, start="$"
+                        )
+                        connected, self._recover = True, True
+                    busy = self._read_commands(raw, pubsub)
+                    self.poll_finished()
+                    self._housekeeping()
+                    backoff = 0.1
+                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                    log.warning("redis unavailable (%s); retrying in %.1f s", exc, backoff)
+                    connected = False
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, backoff_max_s)
+                    continue
+                except redis.ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    connected = False  # Redis lost its data: make the group again
+                    continue
                 if busy or self._running or self._quick:
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
         finally:
-            pubsub.close()
+            with contextlib.suppress(redis.RedisError):
+                pubsub.close()
             raw.close()
             self._quick_pool.shutdown(wait=True)
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=False)
-                self.poll_finished()
+                with contextlib.suppress(redis.RedisError):
+                    self.poll_finished()
 
     def stop(self) -> None:
         self._stop.set()

@@ -261,3 +261,54 @@ def test_generate_signal_uses_the_live_bar_stream(store: Store, redis_server: An
         service.stop()
         thread.join(60)
         backend.close()
+
+
+def test_bridge_rides_out_a_redis_restart(store: Store, redis_server: Any) -> None:
+    """redis-server stops and comes back: the bridge reconnects, subscribes again and
+    answers commands on the channel and the stream."""
+    service = CommandService(
+        redis.Redis.from_url(redis_server.url, decode_responses=True),
+        config=BridgeConfig(experiment="bridge-tests"),
+    )
+    thread = threading.Thread(target=service.run, kwargs={"backoff_max_s": 0.5}, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    try:
+        backend = Backend(redis_server.url)
+        backend.send("get_predictions", {"limit": 1}, request_id="before")
+        assert backend.wait(lambda m: m[1].get("request_id") == "before")[0][1]["event"] == "done"
+        backend.close()
+
+        redis_server.stop()
+        time.sleep(1.0)
+        redis_server.start()
+        assert thread.is_alive()
+
+        backend = Backend(redis_server.url)
+        body = {"command": "get_predictions", "data": {"limit": 1}, "request_id": "stream"}
+        backend.r.xadd("botlib:commands", {"data": json.dumps(body)})
+        events = _wait_events(backend.r, lambda e: e.get("request_id") == "stream")
+        assert events[0]["event"] == "done"
+        # the channel too, once the bridge has subscribed again
+        deadline = time.monotonic() + 30
+        while backend.r.pubsub_numsub("elysia:command")[0][1] < 1:
+            assert time.monotonic() < deadline, "the bridge never subscribed again"
+            time.sleep(0.05)
+        backend.send("get_predictions", {"limit": 1}, request_id="after")
+        assert backend.wait(lambda m: m[1].get("request_id") == "after")[0][1]["event"] == "done"
+        backend.close()
+    finally:
+        service.stop()
+        thread.join(60)
+    assert not thread.is_alive()
+
+
+def _wait_events(r: redis.Redis, match: Any, timeout: float = 30.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [json.loads(f["data"]) for _, f in r.xrange("botlib:events")]
+        found = [e for e in found if match(e)]
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError("no such event on botlib:events")
