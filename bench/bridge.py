@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import statistics
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,31 +76,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=30, help="timed requests per case")
     args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    tmp = Path(tempfile.mkdtemp(prefix="botlib-bench-bridge-"))
-    os.environ["BOTLIB_MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-    os.environ["BOTLIB_MLFLOW_ARTIFACTS_DIR"] = str(tmp / "artifacts")
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    from _lab import lstm_champion, throwaway_lab
 
-    from botlib.promotion import GateConfig, promote
-    from botlib.settings import get_settings
-    from botlib.tracking import configure
-    from botlib.tracking.session import train_session
-    from botlib.transport import RedisServer, free_port
-
-    server = RedisServer(free_port(), tmp / "redis").start()
-    os.environ["BOTLIB_REDIS_URL"] = server.url
-    get_settings.cache_clear()
+    _, server = throwaway_lab("botlib-bench-bridge-")
     try:
-        configure("bench-bridge")
-        print("training the LSTM champion (1 epoch) ...", flush=True)
-        session = train_session(
-            "lstm",
-            start="2024-01-01",
-            end="2025-01-01",
-            params={"epochs": 1, "units": 32, "seq_len": 32},
-        )
-        promote(session.model_name, gate=GateConfig(margin=-10, min_trades=0), force=True)
+        lstm_champion("bench-bridge")
         rows = []
         for label, cache in (("baseline: load per request", 0), ("cached by version", 8)):
             times, stats = _round_trips(server.url, cache, args.requests)

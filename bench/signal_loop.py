@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,36 +59,21 @@ def main() -> None:
         "loop's default --history: its window is full, the steady state)",
     )
     args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    tmp = Path(tempfile.mkdtemp(prefix="botlib-bench-loop-"))
-    os.environ["BOTLIB_MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-    os.environ["BOTLIB_MLFLOW_ARTIFACTS_DIR"] = str(tmp / "artifacts")
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    from _lab import lstm_champion, throwaway_lab
+
+    _, server = throwaway_lab("botlib-bench-loop-")
 
     import mlflow
     import redis
 
     from botlib.data import load_ohlcv
     from botlib.live import bars_from_candles, publish_bars
-    from botlib.promotion import GateConfig, promote
     from botlib.signals import build_signal_frame
-    from botlib.tracking import configure
-    from botlib.tracking.session import train_session
-    from botlib.transport import RedisServer, dumps, free_port
+    from botlib.transport import dumps
 
-    server = RedisServer(free_port(), tmp / "redis").start()
-    os.environ["BOTLIB_REDIS_URL"] = server.url
     r = redis.Redis.from_url(server.url, decode_responses=True)
     try:
-        configure("bench-loop")
-        print("training the LSTM champion (1 epoch) ...", flush=True)
-        session = train_session(
-            "lstm",
-            start="2024-01-01",
-            end="2025-01-01",
-            params={"epochs": 1, "units": 32, "seq_len": 32},
-        )
-        promote(session.model_name, gate=GateConfig(margin=-10, min_trades=0), force=True)
+        session = lstm_champion("bench-loop")
         entry = json.loads(r.hget("botlib:active_models", session.model_name) or "{}")
         need = int(entry["required_history"])
         candles = load_ohlcv("BTC/USDT", "1h", start="2025-01-01")

@@ -236,7 +236,8 @@ def restore_backup(
     r = None
     if client is not False:
         r = client if client is not None else connect()
-        busy = {s: r.xlen(s) for s in _streams(names) if r.xlen(s)}
+        held = {s: r.xlen(s) for s in _streams(names)}
+        busy = {s: n for s, n in held.items() if n}
         if busy or r.hlen(names.active_models):
             what = ", ".join(f"{k} ({v} entries)" for k, v in busy.items()) or names.active_models
             raise ConfigError(

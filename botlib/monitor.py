@@ -36,6 +36,11 @@ def _num(value: Any) -> float:
         return 0.0
 
 
+def _iso(ms: Any) -> str | None:
+    """An epoch-ms value (as Redis returns it) as ISO UTC, or None."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(ms) / 1000)) if ms else None
+
+
 def _group_info(r: Any, stream: str, group: str) -> tuple[int | None, int | None]:
     """(unread entries, pending entries) of ``group`` on ``stream``."""
     try:
@@ -74,16 +79,26 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     loop_raw, state, bridge_raw, config_raw, feed_raw, *lengths = pipe.execute()
     active = active_models(r, names)
 
-    models = []
     per_model: dict[str, dict[str, float]] = {}
     for key, value in loop_raw.items():
         kind, sep, model_id = key.partition("|")
         if sep and kind != "lag_ms":
             per_model.setdefault(model_id, {})[kind] = _num(value)
+    accuracy = {
+        model_id: {
+            "validated": int(f["validated"]),
+            "accuracy": f.get("accuracy_milli", 0) / 1000 / f["validated"]
+            if f["validated"]
+            else None,
+        }
+        for model_id, f in sorted(per_model.items())
+        if "validated" in f
+    }
+    models = []
     for name, entry in sorted(active.items()):
         model_id = str(entry.get("model_id") or f"{name}:{entry.get('version')}")
         figures = per_model.get(model_id, {})
-        validated = int(figures.get("validated", 0))
+        scored = accuracy.get(model_id, {"validated": 0, "accuracy": None})
         models.append(
             {
                 "name": name,
@@ -94,22 +109,9 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
                 "algorithm": entry.get("algorithm"),
                 "predictions": int(figures.get("predictions", 0)),
                 "signals": int(figures.get("signals", 0)),
-                "validated": validated,
-                "accuracy": (
-                    figures.get("accuracy_milli", 0) / 1000 / validated if validated else None
-                ),
+                **scored,
             }
         )
-    accuracy = {
-        model_id: {
-            "validated": int(f.get("validated", 0)),
-            "accuracy": f.get("accuracy_milli", 0) / 1000 / f["validated"]
-            if f.get("validated")
-            else None,
-        }
-        for model_id, f in sorted(per_model.items())
-        if "validated" in f
-    }
 
     streams = []
     seen: set[str] = set()
@@ -128,11 +130,7 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
         streams.append(
             {
                 "stream": stream,
-                "last_bar": (
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(last) / 1000))
-                    if last
-                    else None
-                ),
+                "last_bar": _iso(last),
                 "last_bar_age_s": age,
                 "lag_at_processing_s": (
                     _num(loop_raw[f"lag_ms|{stream}"]) / 1000
@@ -144,10 +142,10 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
             }
         )
 
-    def heartbeat(raw: dict[str, str]) -> tuple[bool, float | None]:
+    def heartbeat(raw: dict[str, str], stale_s: float = STALE_S) -> tuple[bool, float | None]:
         beat = raw.get("heartbeat")
         age = now - _num(beat) if beat else None
-        return (age is not None and age < STALE_S), age
+        return (age is not None and age < stale_s), age
 
     loop_up, loop_age = heartbeat(loop_raw)
     loop: dict[str, int] = {
@@ -169,21 +167,15 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
         feeds.setdefault(feed, {})[name] = value
     feed_rows = []
     for feed, raw in sorted(feeds.items()):
-        beat = _num(raw.get("heartbeat")) if raw.get("heartbeat") else None
-        age = now - beat if beat is not None else None
-        last = raw.get("last_bar")
+        # a polling feed beats once per poll: allow three missed polls
+        up, age = heartbeat(raw, 3 * _num(raw.get("interval_s")) + STALE_S)
         feed_rows.append(
             {
                 "feed": feed,
-                # a polling feed beats once per poll: allow three missed polls
-                "up": age is not None and age < 3 * _num(raw.get("interval_s")) + STALE_S,
+                "up": up,
                 "heartbeat_age_s": age,
                 "bars": int(_num(raw.get("bars"))),
-                "last_bar": (
-                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(last) / 1000))
-                    if last
-                    else None
-                ),
+                "last_bar": _iso(raw.get("last_bar")),
                 "errors": int(_num(raw.get("errors"))),
                 "last_error": raw.get("last_error", ""),
             }

@@ -17,6 +17,7 @@ Each service reports what it applied (or refused) in the hash ``botlib:config:st
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
+import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from botlib.errors import ConfigError
@@ -39,6 +41,7 @@ __all__ = [
     "merge",
     "parse_assignment",
     "read_config_file",
+    "stored_overrides",
 ]
 
 log = logging.getLogger("botlib.runtime")
@@ -50,17 +53,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+_S = SignalConfig  # the builder's own defaults: one source
+
+
 class SignalSettings(_Strict):
     """The signal builder's risk and threshold settings (fractions, not percent)."""
 
-    entry_threshold: float = Field(default=0.1, ge=0.0, lt=1.0)
-    allow_short: bool = False
-    risk_per_trade: float = Field(default=0.02, gt=0.0, le=1.0)
-    max_position: float = Field(default=1.0, gt=0.0, le=1.0)
-    stop_mult: float = Field(default=2.0, ge=0.0, le=100.0)
-    take_mult: float = Field(default=4.0, ge=0.0, le=100.0)
-    atr_window: int = Field(default=14, ge=2, le=1000)
-    vol_window: int = Field(default=24, ge=3, le=1000)
+    entry_threshold: float = Field(default=_S.entry_threshold, ge=0.0, lt=1.0)
+    allow_short: bool = _S.allow_short
+    risk_per_trade: float = Field(default=_S.risk_per_trade, gt=0.0, le=1.0)
+    max_position: float = Field(default=_S.max_position, gt=0.0, le=1.0)
+    stop_mult: float = Field(default=_S.stop_mult, ge=0.0, le=100.0)
+    take_mult: float = Field(default=_S.take_mult, ge=0.0, le=100.0)
+    atr_window: int = Field(default=_S.atr_window, ge=2, le=1000)
+    vol_window: int = Field(default=_S.vol_window, ge=3, le=1000)
 
 
 class RateLimit(_Strict):
@@ -162,6 +168,20 @@ def parse_assignment(text: str) -> dict[str, Any]:
     return dict(value)
 
 
+def stored_overrides(text: str | None, key: str) -> dict[str, Any]:
+    """The JSON object held by the Redis key ``key`` (``{}`` when unset);
+    ``ConfigError`` when it is not JSON or not an object."""
+    if not text:
+        return {}
+    try:
+        stored = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{key} is not JSON: {exc} (`botlib config reset` clears it)") from None
+    if not isinstance(stored, dict):
+        raise ConfigError(f"{key} must hold a JSON object, got {type(stored).__name__}")
+    return stored
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """A JSON or YAML runtime-config file as a dict (``ConfigError`` if unreadable)."""
     import yaml
@@ -223,9 +243,10 @@ class RuntimeConfigWatcher:
     def poll(self, redis_text: str | Literal[False] | None = False) -> RuntimeConfig | None:
         """Check for a change. ``redis_text``: the key's value when the caller already
         read it in its own round trip (``False``: read it here)."""
-        if redis_text is False:
-            redis_text = self.r.get(self.names.runtime_config)
-        stamp = (self._file_stamp(), redis_text)
+        text: str | None = (
+            self.r.get(self.names.runtime_config) if redis_text is False else redis_text
+        )
+        stamp = (self._file_stamp(), text)
         if stamp == self._seen:
             return None
         self._seen = stamp
@@ -233,17 +254,7 @@ class RuntimeConfigWatcher:
             document: dict[str, Any] = {}
             if self.path is not None:
                 document = read_config_file(self.path)
-            if redis_text:
-                try:
-                    stored = json.loads(redis_text)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(f"{self.names.runtime_config} is not JSON: {exc}") from None
-                if not isinstance(stored, dict):
-                    raise ConfigError(
-                        f"{self.names.runtime_config} must hold a JSON object, "
-                        f"got {type(stored).__name__}"
-                    )
-                document = merge(document, stored)
+            document = merge(document, stored_overrides(text, self.names.runtime_config))
             config = RuntimeConfig.from_document(document, self.base)
         except ConfigError as exc:
             self.error = str(exc)
@@ -259,10 +270,6 @@ class RuntimeConfigWatcher:
         return None
 
     def _report(self, *, ok: bool) -> None:
-        import contextlib
-
-        import redis
-
         status = {
             "ok": ok,
             "digest": config_digest(self.current),

@@ -38,6 +38,7 @@ import redis
 
 from botlib.bridge import _work
 from botlib.bridge.commands import Command, Rejection, parse_command
+from botlib.runtime import RateLimit, RuntimeConfig, RuntimeConfigWatcher
 from botlib.transport import RedisNames, connect, dumps, ensure_group, redis_names
 
 __all__ = ["BridgeConfig", "CommandService"]
@@ -61,12 +62,9 @@ class BridgeConfig:
     reload_check_s: float = 0.2
     experiment: str = "botlib-bridge"
     consumer: str = "bridge"
+    #: default: the runtime configuration's defaults
     rate_limits: dict[str, tuple[int, int]] = field(
-        default_factory=lambda: {
-            "train": (5, 3600),
-            "optimize": (5, 3600),
-            "generate_signal": (120, 60),
-        }
+        default_factory=lambda: RuntimeConfig().limits()
     )
 
 
@@ -79,8 +77,6 @@ class CommandService:
         names: RedisNames | None = None,
         config_file: Path | None = None,
     ) -> None:
-        from botlib.runtime import RateLimit, RuntimeConfig, RuntimeConfigWatcher
-
         self.r: Any = client if client is not None else connect()
         self.config = config or BridgeConfig()
         self.names = names or redis_names()
@@ -110,39 +106,47 @@ class CommandService:
         self._recover = True  # read this consumer's unacknowledged commands first
 
     # -- answers ------------------------------------------------------------------
-    def _emit(self, channel: str, event: dict[str, Any]) -> None:
+    def _emit(
+        self, channel: str, event: dict[str, Any], counter: str | None = None, **gauges: Any
+    ) -> None:
+        """Publish ``event`` on ``channel`` and ``botlib:events``, and count it in
+        ``botlib:bridge:stats`` — one round trip."""
         payload = dumps({**event, "at": time.time()})
         pipe = self.r.pipeline(transaction=True)
         pipe.xadd(self.names.events, {"data": payload}, maxlen=100_000, approximate=True)
         pipe.publish(channel, payload)
+        self._stats(pipe, (counter,) if counter else (), gauges)
         pipe.execute()
 
-    def _count(self, *fields: str, **gauges: Any) -> None:
-        pipe = self.r.pipeline(transaction=False)
+    def _stats(self, pipe: Any, fields: tuple[str, ...], gauges: dict[str, Any]) -> None:
         for name in fields:
             pipe.hincrby(self.names.bridge_stats, name, 1)
         if gauges:
             pipe.hset(self.names.bridge_stats, mapping={k: str(v) for k, v in gauges.items()})
+
+    def _count(self, *fields: str, **gauges: Any) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        self._stats(pipe, fields, gauges)
         pipe.execute()
 
     def _error(self, cmd: Command | Rejection, reason: str, kind: str = "error") -> None:
         name = cmd.name if isinstance(cmd, Command) else cmd.command
+        event = {"event": kind, "command": name, "request_id": cmd.request_id,
+                 "user_id": cmd.user_id, "reason": reason}  # fmt: skip
         if kind == "error":
-            self._count("failed", last_error=f"{name}: {reason}"[:500], last_error_at=time.time())
+            self._emit(
+                self.names.error_channel, event, "failed",
+                last_error=f"{name}: {reason}"[:500], last_error_at=time.time(),
+            )  # fmt: skip
         else:
-            self._count(kind)
-        self._emit(
-            self.names.error_channel,
-            {"event": kind, "command": name, "request_id": cmd.request_id,
-             "user_id": cmd.user_id, "reason": reason},
-        )  # fmt: skip
+            self._emit(self.names.error_channel, event, kind)
 
     def _result(self, cmd: Command, status: str, result: Any = None) -> None:
-        self._count(status)
         self._emit(
             self.names.result_channel,
             {"event": status, "command": cmd.name, "request_id": cmd.request_id,
              "user_id": cmd.user_id, "result": result},
+            status,
         )  # fmt: skip
 
     def _deadletter(self, raw: str | bytes, source: str, reason: str) -> None:
@@ -429,31 +433,19 @@ def _recent_candles(
 ) -> Any:
     """The newest ``need`` valid bars of the market's live bar stream (what the signal
     loop sees), or ``None`` when it holds fewer."""
-    import pandas as pd
+    import numpy as np
 
+    from botlib.live._market import frame
+    from botlib.live.feeds import stream_history
     from botlib.settings import get_settings
-    from botlib.transport import BarError, decode_bar
 
     exchange = str(entry.get("exchange") or get_settings().exchange_id)
     stream = names.bar_stream(exchange, p["symbol"], p["timeframe"])
-    bars: dict[int, list[float]] = {}
-    for _, fields in r.xrevrange(stream, count=need + 50):  # room for set-aside records
-        try:
-            bar = decode_bar(fields)
-        except BarError:
-            continue
-        bars.setdefault(bar.ts, [bar.open, bar.high, bar.low, bar.close, bar.volume])
-        if len(bars) >= need:
-            break
-    if len(bars) < need:
+    # read a few more entries than needed: room for records set aside as invalid
+    times, values = stream_history(r, stream, need, read=need + 50)
+    if len(times) < need:
         return None
-    stamps = sorted(bars)
-    return pd.DataFrame(
-        [bars[t] for t in stamps],
-        index=pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms", utc=True), name="timestamp"),
-        columns=["open", "high", "low", "close", "volume"],
-        dtype="float64",
-    )
+    return frame(np.array(times, "int64"), np.array(values, "float64"))
 
 
 def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any], load: Any) -> dict[str, Any]:

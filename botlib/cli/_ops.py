@@ -167,16 +167,9 @@ def metrics(
 
 
 def _stored(r: Any, key: str) -> dict[str, Any]:
-    from botlib.errors import ConfigError
+    from botlib.runtime import stored_overrides
 
-    text = r.get(key)
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        raise ConfigError(f"{key} holds invalid JSON; `botlib config reset` clears it") from None
-    return value if isinstance(value, dict) else {}
+    return stored_overrides(r.get(key), key)
 
 
 @config_app.command("show")

@@ -22,7 +22,7 @@ import pandas as pd
 import redis
 
 from botlib.data import timeframe_seconds
-from botlib.transport import Bar, RedisNames, decode_bar, encode_bar, redis_names
+from botlib.transport import Bar, BarError, RedisNames, decode_bar, encode_bar, redis_names
 
 __all__ = ["bars_from_candles", "last_published", "poll_ccxt", "publish_bars", "replay"]
 
@@ -53,18 +53,45 @@ def bars_from_candles(
     ]
 
 
+def stream_history(
+    client: Any,
+    stream: str,
+    count: int,
+    *,
+    before_id: str = "+",
+    before_ts: int | None = None,
+    read: int | None = None,
+) -> tuple[list[int], list[list[float]]]:
+    """Up to ``count`` newest valid bars of ``stream``, oldest first, as open times (ms)
+    and ``[open, high, low, close, volume]`` rows. Reads at most ``read`` entries
+    (default ``count``) back from ``before_id`` (``"(ID"``: before that entry) and keeps
+    bars strictly before ``before_ts``; records that are not valid bars, or repeat or go
+    back in time, are skipped."""
+    times: list[int] = []
+    values: list[list[float]] = []
+    for _, fields in client.xrevrange(stream, max=before_id, count=read or count):
+        try:
+            bar = decode_bar(fields)
+        except BarError:
+            continue
+        bound = times[-1] if times else before_ts
+        if bound is None or bar.ts < bound:
+            times.append(bar.ts)
+            values.append([bar.open, bar.high, bar.low, bar.close, bar.volume])
+            if len(times) >= count:
+                break
+    times.reverse()
+    values.reverse()
+    return times, values
+
+
 def last_published(
     client: Any, exchange: str, symbol: str, timeframe: str, names: RedisNames | None = None
 ) -> int | None:
     """Open time (ms) of the newest valid bar on the market's stream, if any."""
     names = names or redis_names()
-    stream = names.bar_stream(exchange, symbol, timeframe)
-    for _, fields in client.xrevrange(stream, count=50):
-        try:
-            return decode_bar(fields).ts
-        except ValueError:
-            continue
-    return None
+    times, _ = stream_history(client, names.bar_stream(exchange, symbol, timeframe), 1, read=50)
+    return times[-1] if times else None
 
 
 def publish_bars(

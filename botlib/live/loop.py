@@ -46,6 +46,7 @@ import redis
 
 from botlib.data import timeframe_seconds
 from botlib.live._market import Market, frame
+from botlib.live.feeds import stream_history
 from botlib.models import BaseModel, load_model
 from botlib.signals import Prediction, SignalConfig, build_signal_frame, record_id, signal_records
 from botlib.transport import (
@@ -338,18 +339,9 @@ class SignalLoop:
         """History before the first bar — exactly what the models need, as a backtest
         of the same window gets — from the stream, then from the data store."""
         need = max(int(s.model.meta.required_history) for s in self._serving(market.stream))
-        times: list[int] = []
-        values: list[list[float]] = []
-        for _, fields in self.r.xrevrange(market.stream, max=f"({first_id}", count=need):
-            try:
-                bar = decode_bar(fields)
-            except BarError:
-                continue
-            if bar.ts < (times[-1] if times else first_ts):
-                times.append(bar.ts)
-                values.append([bar.open, bar.high, bar.low, bar.close, bar.volume])
-        times.reverse()
-        values.reverse()
+        times, values = stream_history(
+            self.r, market.stream, need, before_id=f"({first_id}", before_ts=first_ts
+        )
         missing = need - len(times)
         if missing > 0:
             from botlib.data import load_ohlcv
