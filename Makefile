@@ -35,6 +35,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The Node.js stand-in for the TypeScript backend (tests/backend), from its lockfile.
+NODE_STAMP := tests/backend/node_modules/.installed
+$(NODE_STAMP): tests/backend/package-lock.json
+	cd tests/backend && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -45,7 +51,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 format: $(STAMP)

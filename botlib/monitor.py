@@ -74,9 +74,10 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     pipe.hgetall(names.bridge_stats)
     pipe.hgetall(names.runtime_config_status)
     pipe.hgetall(names.feed_stats)
+    pipe.hgetall(names.supervisor_stats)
     for stream in (names.signals, names.predictions, names.deadletter, names.events):
         pipe.xlen(stream)
-    loop_raw, state, bridge_raw, config_raw, feed_raw, *lengths = pipe.execute()
+    loop_raw, state, bridge_raw, config_raw, feed_raw, sup_raw, *lengths = pipe.execute()
     active = active_models(r, names)
 
     per_model: dict[str, dict[str, float]] = {}
@@ -180,6 +181,16 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
                 "last_error": raw.get("last_error", ""),
             }
         )
+    supervisor: dict[str, Any] = {"restarts": {}, "pids": {}, "status": {}}
+    for key, value in sup_raw.items():
+        kind, sep, child = key.partition("|")
+        if sep and kind == "restarts":
+            supervisor["restarts"][child] = int(_num(value))
+        elif sep and kind in ("pid", "status"):
+            supervisor[f"{kind}s" if kind == "pid" else kind][child] = value
+    supervisor["heartbeat_age_s"] = (
+        now - _num(sup_raw["heartbeat"]) if "heartbeat" in sup_raw else None
+    )
     config = {}
     for component, text in config_raw.items():
         try:
@@ -204,6 +215,7 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
             "last_error": bridge_raw.get("last_error", ""),
         },
         "feeds": feed_rows,
+        "supervisor": supervisor,
         "config": config,
         "outputs": dict(
             zip(("signals", "predictions", "deadletter", "events"), map(int, lengths), strict=True)
@@ -299,6 +311,11 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric(
         "feed_errors_total", "counter", "Failed fetches / dropped connections of a live feed.",
         [({"feed": f["feed"]}, f["errors"]) for f in feeds],
+    )  # fmt: skip
+    restarts = status.get("supervisor", {}).get("restarts", {})
+    metric(
+        "service_restarts_total", "counter", "Restarts of a `botlib up` service after it died.",
+        [({"service": k}, v) for k, v in sorted(restarts.items())],
     )  # fmt: skip
     metric("bridge_up", "gauge", "1 if the bridge's heartbeat is fresh.", [({}, bridge["up"])])
     metric(

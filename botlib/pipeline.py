@@ -168,9 +168,8 @@ def run_pipeline(
 ) -> PipelineResult:
     """Execute every step in order; raise ``PipelineError`` at the first failure."""
     import papermill as pm
-    from mlflow.tracking import MlflowClient
 
-    from botlib.tracking import configure
+    from botlib.tracking import configure, mlflow_client
     from botlib.tracking.runs import reproducibility_tags
 
     pipeline = load_pipeline(path)
@@ -178,7 +177,7 @@ def run_pipeline(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # kernels inherit it: quiet TF
     say = progress or (lambda _msg: None)
     experiment_id = configure(pipeline.experiment)
-    client = MlflowClient()
+    client = mlflow_client()
     out_dir = get_settings().reports_dir / "pipelines" / pipeline.name
     results: list[StepResult] = []
     outputs: dict[str, dict[str, str]] = {}

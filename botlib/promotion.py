@@ -30,7 +30,7 @@ from mlflow import MlflowClient
 
 from botlib.errors import BotlibError, ConfigError
 from botlib.models import BaseModel, load_model
-from botlib.tracking import configure
+from botlib.tracking import mlflow_client
 from botlib.transport import RedisNames, active_models, connect, dumps, redis_names
 
 __all__ = [
@@ -113,8 +113,7 @@ class GateResult:
 
 
 def _client() -> MlflowClient:
-    configure()
-    return MlflowClient()
+    return mlflow_client()
 
 
 def _version(client: MlflowClient, name: str, version: str | int | None) -> Any:
@@ -317,7 +316,7 @@ def promote(
     if not result.passed and (not force or not result.entry):
         raise PromotionRefusedError(result)
     r = _redis(redis_url) if publish else None
-    client = MlflowClient()
+    client = mlflow_client()
     try:
         old = client.get_model_version_by_alias(name, CHAMPION)
     except Exception:

@@ -1,27 +1,52 @@
-"""One typed settings object, read from ``BOTLIB_*`` environment variables and ``.env``.
+"""One typed settings object, read from ``BOTLIB_*`` environment variables and a
+``.env`` file in the botlib home.
+
+The **home** is where a deployed botlib keeps its state: the MLflow store
+(``mlruns/``), the data cache, logs, pid files and ``.env``. It is ``BOTLIB_HOME``
+when set; otherwise the source checkout the package runs from (the folder holding
+``pyproject.toml``, for ``pip install -e .``); otherwise, for an installed wheel,
+``$XDG_DATA_HOME/botlib`` (``~/.local/share/botlib``). Never the current directory and
+never ``site-packages``: every process — a notebook, ``botlib serve`` started from any
+folder, a worker — finds the same store.
 
 >>> from botlib.settings import get_settings
->>> get_settings().mlflow_tracking_uri
-'sqlite:///mlruns/mlflow.db'
+>>> get_settings().mlflow_tracking_uri.endswith("/mlruns/mlflow.db")
+True
 
-Secrets (exchange key and secret) are ``SecretStr``: they print as ``**********`` and
-are never logged. Relative paths are resolved against the project root (the folder
-holding ``pyproject.toml``), so the CLI behaves the same from any working directory.
+Secrets (exchange key and secret, the Redis URL) are ``SecretStr``: they print as
+``**********`` and are never logged. Relative paths are resolved against the home.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["PROJECT_ROOT", "Settings", "get_settings"]
+__all__ = ["PROJECT_ROOT", "Settings", "botlib_home", "get_settings"]
 
-#: The checkout this package lives in (``botlib/..``).
+#: The folder above the package (``botlib/..``): the checkout for a source install,
+#: ``site-packages`` for a wheel — use :func:`botlib_home` for where state lives.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _is_checkout(root: Path) -> bool:
+    return (root / "pyproject.toml").is_file() and (root / "botlib" / "__init__.py").is_file()
+
+
+def botlib_home() -> Path:
+    """Where this installation keeps its state (see the module docstring)."""
+    env = os.environ.get("BOTLIB_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    if _is_checkout(PROJECT_ROOT):
+        return PROJECT_ROOT
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data).expanduser().resolve() / "botlib"
 
 
 def _default_datasets_dir() -> Path | None:
@@ -38,25 +63,42 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="BOTLIB_",
-        env_file=".env",
         env_file_encoding="utf-8",
         extra="ignore",
         frozen=True,
     )
 
+    home: Path = Field(
+        default_factory=botlib_home,
+        description="Where state lives: store, caches, logs, pid files, .env (BOTLIB_HOME).",
+    )
     datasets_dir: Path | None = Field(
         default_factory=_default_datasets_dir,
         description="Read-only reference datasets (CSV/parquet), read in place, never copied.",
     )
     data_dir: Path = Field(
-        default=PROJECT_ROOT / ".cache" / "data",
+        default=Path(".cache/data"),
+        validate_default=True,
         description="Cache of downloaded and imported candles (parquet).",
     )
-    reports_dir: Path = Field(default=PROJECT_ROOT / "reports")
-    mlflow_tracking_uri: str = "sqlite:///mlruns/mlflow.db"
-    mlflow_artifacts_dir: Path = Field(default=PROJECT_ROOT / "mlruns" / "artifacts")
+    reports_dir: Path = Field(default=Path("reports"), validate_default=True)
+    mlflow_tracking_uri: str = Field(
+        default="sqlite:///mlruns/mlflow.db",
+        validate_default=True,
+        description="MLflow store; a relative sqlite path is anchored at the home. botlib "
+        "uses this, never MLFLOW_TRACKING_URI.",
+    )
+    mlflow_artifacts_dir: Path = Field(default=Path("mlruns/artifacts"), validate_default=True)
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
-    redis_data_dir: Path = Field(default=PROJECT_ROOT / ".cache" / "redis")
+    redis_data_dir: Path = Field(default=Path(".cache/redis"), validate_default=True)
+    logs_dir: Path = Field(
+        default=Path("logs"), validate_default=True, description="Logs of `botlib up`'s services."
+    )
+    run_dir: Path = Field(
+        default=Path(".cache/run"),
+        validate_default=True,
+        description="Pid and state files of `botlib up`.",
+    )
     redis_names: dict[str, str] = Field(
         default_factory=dict,
         description="Overrides of stream / channel / key names (JSON), e.g. "
@@ -81,15 +123,41 @@ class Settings(BaseSettings):
     initial_cash: float = Field(default=10_000.0, gt=0.0, description="Quote currency.")
     gap_policy: Literal["keep", "ffill"] = "keep"
 
+    def __init__(self, **values: Any) -> None:
+        # .env is read from the home, never from the current directory
+        if "_env_file" not in values:
+            home = Path(values.get("home") or botlib_home())
+            values["_env_file"] = home / ".env"
+        super().__init__(**values)
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, value: Path) -> Path:
+        return Path(value).expanduser().resolve()
+
     @field_validator(
-        "datasets_dir", "data_dir", "reports_dir", "mlflow_artifacts_dir", "redis_data_dir"
+        "datasets_dir",
+        "data_dir",
+        "reports_dir",
+        "mlflow_artifacts_dir",
+        "redis_data_dir",
+        "logs_dir",
+        "run_dir",
     )
     @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
+    def _absolute(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is None:
             return None
         path = Path(value).expanduser()
-        return path if path.is_absolute() else PROJECT_ROOT / path
+        return path if path.is_absolute() else Path(info.data["home"]) / path
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _anchored_store(cls, value: str, info: ValidationInfo) -> str:
+        prefix = "sqlite:///"
+        if value.startswith(prefix) and not value.startswith(prefix + "/"):
+            return prefix + str(Path(info.data["home"]) / value[len(prefix) :])
+        return value
 
     @field_validator("exchange_id")
     @classmethod

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,54 @@ def trained_rules(windows: Windows, tmp_path_factory: pytest.TempPathFactory) ->
         model.fit(windows.train, windows.valid)
         paths.append(model.save(tmp_path_factory.mktemp(name)))
     return paths
+
+
+#: the window the models train on (70 / 15 / 15) and the bars replayed after it
+TRAIN = ("2025-01-01", "2025-04-01")
+REPLAY_START = "2025-04-01"
+TINY_LSTM = {"epochs": 1, "units": 8, "seq_len": 8}
+TINY_GA = {"population": 8, "generations": 2, "min_trades": 1}
+
+
+@dataclass(frozen=True)
+class Store:
+    """A botlib home whose MLflow store holds trained, registered models."""
+
+    uri: str
+    artifacts: Path
+    lstm: str  # registered names
+    ga: str
+
+    @property
+    def home(self) -> Path:
+        """The botlib home the store lives in (its default ``mlruns/`` layout)."""
+        return self.artifacts.parent.parent
+
+
+def _use(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOTLIB_MLFLOW_TRACKING_URI", store.uri)
+    monkeypatch.setenv("BOTLIB_MLFLOW_ARTIFACTS_DIR", str(store.artifacts))
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def live_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """lstm v1 and v2 (two seeds) and ga_rules v1, trained and registered for real, in
+    the default store of a botlib home (``HOME/mlruns``) that the services started by
+    the end-to-end tests find by ``BOTLIB_HOME`` alone. Trained once per session."""
+    from botlib.tracking import configure
+    from botlib.tracking.session import train_session
+
+    root = tmp_path_factory.mktemp("home") / "mlruns"
+    store = Store(f"sqlite:///{root}/mlflow.db", root / "artifacts", "", "")
+    with pytest.MonkeyPatch.context() as mp:
+        _use(store, mp)
+        configure("live-tests")
+        lstm = ""
+        for seed in (0, 1):
+            lstm = train_session(
+                "lstm", start=TRAIN[0], end=TRAIN[1], params=dict(TINY_LSTM), seed=seed
+            ).model_name
+        ga = train_session("ga_rules", start=TRAIN[0], end=TRAIN[1], params=dict(TINY_GA))
+    get_settings.cache_clear()
+    return Store(store.uri, store.artifacts, lstm, ga.model_name)

@@ -8,6 +8,8 @@ botlib backtest --strategy sma_cross --param fast=20 --param slow=100
 botlib promote nn-lstm-btc_usdt-1h     gate, then @champion and botlib:active_models
 botlib models                         registered models, aliases, metrics
 botlib feed replay --last 500         candles onto the Redis bar stream
+botlib up --feed ccxt                 the trading server: Redis, loop, bridge, feeds
+botlib ps | down                      its services (pid, uptime, restarts) | stop them
 botlib serve                          the signal loop
 botlib bridge                         answer the backend's commands
 botlib status                         what runs, lag, queue, errors, accuracy
@@ -37,6 +39,7 @@ from botlib.cli import (
     _redis,
     _rerun,
     _train,
+    _up,
 )
 from botlib.errors import BotlibError
 
@@ -61,6 +64,9 @@ app.command("rollback")(_live.rollback)
 app.command("models")(_live.models)
 app.command("serve")(_live.serve)
 app.command("bridge")(_live.bridge)
+app.command("up")(_up.up)
+app.command("down")(_up.down)
+app.command("ps")(_up.ps)
 app.add_typer(_live.feed_app, name="feed")
 app.add_typer(_check.app, name="check")
 app.command("rerun")(_rerun.rerun)

@@ -104,6 +104,13 @@ def _print_status(status: dict[str, Any]) -> None:
     )
     if bridge["last_error"]:
         console.print(f"  last error: {escape(bridge['last_error'])}", highlight=False)
+    sup = status.get("supervisor", {})
+    if sup.get("status"):
+        services = ", ".join(
+            f"{name} {sup['status'][name]} ({sup['restarts'].get(name, 0)} restarts)"
+            for name in sorted(sup["status"])
+        )
+        console.print(f"[bold]botlib up[/]: {escape(services)}", highlight=False)
     for component, info in sorted(status["config"].items()):
         mark = "[green]ok[/]" if info.get("ok") else "[red]REFUSED[/]"
         note = f": {escape(info.get('error', ''))}" if info.get("error") else ""

@@ -1,37 +1,78 @@
-"""The one module that talks to MLflow (store settings, pyfunc models, registry)."""
+"""The one module that talks to MLflow (store settings, pyfunc models, registry).
+
+Every entry point that touches MLflow — training, promotion, the signal loop and the
+bridge loading ``models:/…``, the CLI, notebooks — goes through :func:`use_store` (or
+:func:`configure`, which calls it) first: MLflow is pointed at botlib's own settings
+(``BOTLIB_MLFLOW_TRACKING_URI``, the home's ``mlruns/`` by default), never at whatever
+``MLFLOW_TRACKING_URI``, the working directory or an earlier caller left behind.
+"""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import mlflow
 
 from botlib.models import register_uri_resolver
-from botlib.settings import PROJECT_ROOT, Settings, get_settings
+from botlib.settings import Settings, get_settings
 from botlib.tracking.pyfunc import BotlibPyfunc, log_model, resolve_model_uri
 
-__all__ = ["BotlibPyfunc", "configure", "log_model", "resolve_model_uri", "tracking_uri"]
+__all__ = [
+    "BotlibPyfunc",
+    "configure",
+    "log_model",
+    "mlflow_client",
+    "resolve_model_uri",
+    "tracking_uri",
+    "use_store",
+]
 
-register_uri_resolver("models", resolve_model_uri)
-register_uri_resolver("runs", resolve_model_uri)
+_LOCK = threading.Lock()
+
+
+def _resolve(uri: str) -> Path:
+    use_store()
+    return resolve_model_uri(uri)
+
+
+register_uri_resolver("models", _resolve)
+register_uri_resolver("runs", _resolve)
 
 
 def tracking_uri(settings: Settings | None = None) -> str:
-    """The tracking URI with a relative sqlite path anchored at the project root."""
+    """The configured tracking URI (a relative sqlite path is anchored at the home by
+    the settings); the sqlite file's folder is created."""
     uri = (settings or get_settings()).mlflow_tracking_uri
     prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        path = PROJECT_ROOT / uri[len(prefix) :]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return prefix + str(path)
+    if uri.startswith(prefix):
+        Path(uri[len(prefix) - 1 :]).parent.mkdir(parents=True, exist_ok=True)
     return uri
+
+
+def use_store(settings: Settings | None = None) -> str:
+    """Point MLflow's tracking and registry at botlib's store; cheap when already so.
+    Returns the tracking URI."""
+    uri = tracking_uri(settings)
+    with _LOCK:
+        if mlflow.get_tracking_uri() != uri:
+            mlflow.set_tracking_uri(uri)
+        if mlflow.get_registry_uri() != uri:
+            mlflow.set_registry_uri(uri)
+    return uri
+
+
+def mlflow_client(settings: Settings | None = None) -> mlflow.MlflowClient:
+    """An ``MlflowClient`` on botlib's store (tracking and registry named explicitly)."""
+    uri = use_store(settings)
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def configure(experiment: str = "botlib", settings: Settings | None = None) -> str:
     """Point MLflow at the configured store; create ``experiment`` with its artifacts
     under ``mlflow_artifacts_dir``. Returns the experiment id."""
     settings = settings or get_settings()
-    mlflow.set_tracking_uri(tracking_uri(settings))
+    use_store(settings)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         mlflow.set_experiment(experiment)

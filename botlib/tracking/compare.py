@@ -16,6 +16,9 @@ def leaderboard(
 ) -> pd.DataFrame:
     """Finished runs with out-of-sample metrics, best ``metric`` first, with buy-and-hold's
     figures over the same window beside them."""
+    from botlib.tracking import use_store
+
+    use_store()
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
         raise ValueError(f"no MLflow experiment named {experiment!r}")
@@ -65,6 +68,9 @@ def leaderboard_figure(board: pd.DataFrame, metric: str = "test.sharpe") -> go.F
 
 def training_session_row(run_id: str) -> dict[str, object]:
     """A run as the backend's ``ai_training_sessions`` row (DESIGN.md)."""
+    from botlib.tracking import use_store
+
+    use_store()
     run = mlflow.get_run(run_id)
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
 

@@ -76,10 +76,9 @@ def _compare(scope: str, a: dict[str, float], b: dict[str, float]) -> list[Metri
 
 def rerun(run_id: str) -> RerunReport:
     """Re-run ``run_id`` from its manifest and compare (see the module doc)."""
-    from botlib.tracking import configure
+    from botlib.tracking import configure, mlflow_client
 
-    configure()
-    client = MlflowClient()
+    client = mlflow_client()
     try:
         original = client.get_run(run_id)
     except Exception:

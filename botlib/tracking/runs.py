@@ -163,6 +163,9 @@ def run(
 ) -> Iterator[Any]:
     """Start (or resume, with ``run_id``) an MLflow run; an escaping exception marks it
     FAILED (and is re-raised)."""
+    from botlib.tracking import use_store
+
+    use_store()
     with mlflow.start_run(
         run_id=run_id, run_name=None if run_id else name, nested=nested
     ) as active:

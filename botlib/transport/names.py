@@ -61,6 +61,10 @@ class RedisNames:
     runtime_config: str = "botlib:config"
     #: hash: component -> JSON of the runtime config it applied (or why it refused one)
     runtime_config_status: str = "botlib:config:status"
+    #: hash: ``botlib up``'s children: ``restarts|{child}``, ``pid|{child}``, ``status|{child}``
+    supervisor_stats: str = "botlib:supervisor:stats"
+    #: market ownership among several loop processes: ``{lease_prefix}{bar stream}``
+    lease_prefix: str = "botlib:lease:"
 
     def bar_stream(self, exchange: str, symbol: str, timeframe: str) -> str:
         return self.bars.format(exchange=exchange, symbol=symbol, timeframe=timeframe)

@@ -10,7 +10,7 @@ import redis
 
 from botlib.data import load_ohlcv
 from botlib.live import LoopConfig, SignalLoop, replay
-from tests.live.conftest import REPLAY_START
+from tests.conftest import REPLAY_START
 
 SIGNAL_FIELDS = {
     "id", "model_id", "bot_id", "symbol", "signal_type", "signal_strength", "confidence",

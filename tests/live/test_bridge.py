@@ -14,7 +14,7 @@ import redis
 
 from botlib.bridge.service import BridgeConfig, CommandService
 from botlib.promotion import GateConfig, promote
-from tests.live.conftest import Store
+from tests.conftest import Store
 
 pytestmark = pytest.mark.slow
 

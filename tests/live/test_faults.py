@@ -16,7 +16,7 @@ import redis
 
 from botlib.live import SignalLoop
 from botlib.promotion import GateConfig, promote
-from tests.live.conftest import Store
+from tests.conftest import Store
 from tests.live.helpers import by_model, feed, loop_config, records, window
 
 LENIENT = GateConfig(margin=-10.0, min_trades=0)

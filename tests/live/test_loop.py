@@ -17,7 +17,7 @@ from botlib.data import load_ohlcv
 from botlib.models import load_model
 from botlib.models.evaluate import backtest_model, model_signal_frame
 from botlib.promotion import GateConfig, promote
-from tests.live.conftest import Store
+from tests.conftest import Store
 from tests.live.helpers import (
     PREDICTION_FIELDS,
     SIGNAL_FIELDS,

@@ -20,7 +20,7 @@ from botlib.monitor import collect_status, prometheus_text, serve_metrics
 from botlib.promotion import promote
 from botlib.runtime import RuntimeConfig, config_digest
 from botlib.transport import RedisNames, RedisServer
-from tests.live.conftest import Store
+from tests.conftest import Store
 from tests.live.helpers import by_model, feed, loop_config, records, serve, window
 from tests.live.test_loop import LENIENT
 

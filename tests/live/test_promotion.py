@@ -22,7 +22,7 @@ from botlib.promotion import (
     rollback,
 )
 from botlib.transport import RedisServer
-from tests.live.conftest import Store
+from tests.conftest import Store
 
 LENIENT = GateConfig(margin=-10.0, min_trades=0)
 

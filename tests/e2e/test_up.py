@@ -1,0 +1,103 @@
+"""``botlib up`` as a user runs it: promote, start the trading server, read the records
+as the backend does, stop it; and the supervisor's restart of a killed loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from typing import Any
+
+import pytest
+import redis
+
+from botlib.supervisor import alive
+from tests.conftest import Store
+from tests.e2e.conftest import User, wait_for
+
+pytestmark = pytest.mark.slow
+
+BARS = 500
+
+
+def _promote(user: User, *names: str) -> None:
+    for name in names:
+        user.botlib("promote", name, "--version", "1", "--force")
+
+
+def _check_backend(summary: dict[str, Any], models: list[str]) -> None:
+    assert summary["problems"] == [], summary["problems"][:5]
+    assert sorted(summary["signals"]) == sorted(models)
+    for model_id in models:
+        assert summary["signals"][model_id] == BARS, summary["signals"]
+        preds = summary["predictions"][model_id]
+        assert len(preds["unscored"]) == BARS
+        assert len(set(preds["unscored"])) == BARS, "a prediction was published twice"
+        # a scored prediction comes again with the id it was first published under
+        assert preds["scored"], "no prediction was scored"
+        assert set(preds["scored"]) <= set(preds["unscored"])
+        assert len(set(preds["scored"])) == len(preds["scored"])
+    assert len(set(summary["signal_ids"])) == len(summary["signal_ids"])
+
+
+def _model_ids(r: redis.Redis) -> list[str]:
+    return sorted(json.loads(v)["model_id"] for v in r.hgetall("botlib:active_models").values())
+
+
+def test_up_serves_every_bar_to_the_backend_and_down_leaves_nothing(
+    user: User, r: redis.Redis, live_store: Store, backend: Any
+) -> None:
+    _promote(user, live_store.lstm, live_store.ga)
+    models = _model_ids(r)
+    assert len(models) == 2
+    node = backend(until_signals=2 * BARS)
+    up = user.botlib("up", "--feed", "replay", "--replay-last", str(BARS))
+    assert "serve" in up.stdout and "bridge" in up.stdout
+    summary = node.wait(timeout=240)
+    _check_backend(summary, models)
+
+    # the durable streams agree with what the backend received
+    assert r.xlen("botlib:signals") == 2 * BARS
+    assert r.xlen("botlib:deadletter") == 0
+    ps = user.botlib("ps")
+    assert "running" in ps.stdout
+    state = user.state()
+    pids = [c["pid"] for c in state["children"] if c["pid"]]
+    assert len(state["children"]) == 3  # serve, bridge, one replay feed
+    status = user.botlib("status", "--json")
+    loop = json.loads(status.stdout)["loop"]
+    assert loop["bars"] == BARS and loop["deadletters"] == 0
+
+    down = user.botlib("down")
+    assert "stopped 3 services" in down.stdout
+    assert not alive(state["pid"])
+    assert not any(alive(pid) for pid in pids), "a service outlived `botlib down`"
+    # up found Redis running (`botlib redis start`): down leaves it alone
+    assert r.ping()
+    assert user.botlib("ps", check=False).returncode == 1
+
+
+def test_a_killed_loop_is_restarted_and_every_bar_is_signalled_once(
+    user: User, r: redis.Redis, live_store: Store, backend: Any
+) -> None:
+    _promote(user, live_store.lstm, live_store.ga)
+    models = _model_ids(r)
+    node = backend(until_signals=2 * BARS)
+    # bars arrive over ~10 s, so the loop is killed with most of them still to come
+    user.botlib(
+        "up", "--no-bridge", "--feed", "replay", "--replay-last", str(BARS),
+        "--replay-speed", str(3600 * 50),
+    )  # fmt: skip
+    first = user.child_pid("serve")
+    wait_for(lambda: int(r.hget("botlib:loop:stats", "bars") or 0) >= 50, 120, "50 bars served")
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: user.child_pid("serve") != first, 30, "the supervisor to restart serve")
+    summary = node.wait(timeout=240)
+    _check_backend(summary, models)
+    serve = next(c for c in user.state()["children"] if c["name"] == "serve")
+    assert serve["restarts"] == 1
+    assert r.hget("botlib:supervisor:stats", "restarts|serve") == "1"
+    status = json.loads(user.botlib("status", "--json").stdout)
+    assert status["supervisor"]["restarts"]["serve"] == 1
+    user.botlib("down")
+    assert not alive(serve["pid"])
