@@ -177,9 +177,32 @@ def stored_overrides(text: str | None, key: str) -> dict[str, Any]:
         stored = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{key} is not JSON: {exc} (`botlib config reset` clears it)") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{key} is nested too deeply to parse (at most {MAX_DEPTH} levels)"
+        ) from None
     if not isinstance(stored, dict):
         raise ConfigError(f"{key} must hold a JSON object, got {type(stored).__name__}")
+    _check_depth(stored, key)
     return stored
+
+
+#: deepest nesting a runtime-config document may have (the real ones have 3)
+MAX_DEPTH = 16
+
+
+def _check_depth(value: Any, where: str) -> None:
+    """``ConfigError`` when ``value`` nests deeper than ``MAX_DEPTH`` (checked without
+    recursion, so no document can exhaust the stack)."""
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{where} is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(item, dict):
+            todo.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, depth + 1) for v in item)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -195,10 +218,13 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         kind = "JSON" if path.suffix == ".json" else "YAML"
         raise ConfigError(f"{path} is not valid {kind}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply to parse") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: runtime config must be a mapping, got {type(data).__name__}")
+    _check_depth(data, str(path))
     return data
 
 
@@ -256,8 +282,10 @@ class RuntimeConfigWatcher:
                 document = read_config_file(self.path)
             document = merge(document, stored_overrides(text, self.names.runtime_config))
             config = RuntimeConfig.from_document(document, self.base)
-        except ConfigError as exc:
-            self.error = str(exc)
+        except Exception as exc:  # any refusal keeps the old config; never fatal
+            self.error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}"
+            if not isinstance(exc, ConfigError):
+                self.error += f": {str(exc)[:200]}"
             log.error("%s: runtime config refused, keeping the old one: %s", self.component, exc)
             self._report(ok=False)
             return None

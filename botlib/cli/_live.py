@@ -239,6 +239,15 @@ def serve(
     metrics_port: Annotated[
         int | None, typer.Option(help="Also serve /metrics on 127.0.0.1:PORT.")
     ] = None,
+    max_price_jump: Annotated[
+        float,
+        typer.Option(
+            help="Set aside a bar with a price more than this factor from the last close."
+        ),
+    ] = 10.0,
+    clock_skew: Annotated[
+        float, typer.Option(help="Seconds a bar's close may lie in the future (clock skew).")
+    ] = 60.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-V", help="Log every model swap.")] = False,
 ) -> None:
     """Run the signal loop: every active model on every closed candle, predictions and
@@ -258,6 +267,8 @@ def serve(
         "history": history,
         "max_model_age_days": max_model_age_days or None,
         "bot_id": bot_id,
+        "max_price_jump": max_price_jump,
+        "clock_skew_s": clock_skew,
     }
     if consumer:
         kwargs["consumer"] = consumer

@@ -67,6 +67,9 @@ __all__ = ["LoopConfig", "LoopStats", "SignalLoop"]
 
 log = logging.getLogger("botlib.serve")
 
+#: 2009-01-01 UTC in epoch ms: no crypto market has a candle before it
+EARLIEST_MS = 1_230_768_000_000
+
 _RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 
@@ -90,12 +93,21 @@ class LoopConfig:
     backoff_max_s: float = 5.0
     bot_id: str | None = None
     signal: SignalConfig = field(default_factory=SignalConfig)
+    #: a bar whose any price is more than this factor away from the previous close is
+    #: set aside (a decimal slip or a bad print), not served
+    max_price_jump: float = 10.0
+    #: a bar must have closed (open time + one bar) by now + this allowance
+    clock_skew_s: float = 60.0
 
     def __post_init__(self) -> None:
         from botlib.errors import ConfigError
 
         if self.batch < 1 or self.history < 0:
             raise ConfigError("batch must be >= 1 and history >= 0")
+        if not self.max_price_jump > 1:
+            raise ConfigError(f"max_price_jump must be > 1, got {self.max_price_jump}")
+        if not self.clock_skew_s >= 0:
+            raise ConfigError(f"clock_skew_s must be >= 0, got {self.clock_skew_s}")
         if not 0 <= self.block_ms <= 2000:
             # a blocking read must return well inside the client's 5 s socket timeout
             raise ConfigError(f"block_ms must be in [0, 2000], got {self.block_ms}")
@@ -414,6 +426,7 @@ class SignalLoop:
     def _check_bars(self, market: Market, items: list[Any], batch: Batch) -> list[tuple[str, Bar]]:
         good: list[tuple[str, Bar]] = []
         last = market.last_ts
+        closed_by = int((time.time() + self.config.clock_skew_s) * 1000)
         for entry_id, fields in items:
             batch.ack(market.stream, entry_id)
             try:
@@ -424,6 +437,13 @@ class SignalLoop:
             where = (bar.exchange, bar.symbol, bar.timeframe)
             if where != (market.exchange, market.symbol, market.timeframe):
                 why = f"bar for {'/'.join(where)} on stream {market.stream}"
+            elif bar.ts < EARLIEST_MS:
+                why = f"ts {bar.ts} ({bar.time.isoformat()}) is before 2009: not a real candle"
+            elif bar.ts + market.bar_ms > closed_by:
+                why = (
+                    f"ts {bar.ts} ({bar.time.isoformat()}): this {market.timeframe} bar cannot "
+                    f"have closed yet (clock skew allowed: {self.config.clock_skew_s:g} s)"
+                )
             elif bar.ts % market.bar_ms and market.bar_ms <= 86_400_000:
                 why = f"ts {bar.ts} is not on a {market.timeframe} boundary"
             elif last is not None and bar.ts == last:
@@ -437,6 +457,28 @@ class SignalLoop:
             self._deadletter(batch, market.stream, entry_id, fields, why)
         return good
 
+    def _plausible(
+        self, market: Market, good: list[tuple[str, Bar]], batch: Batch
+    ) -> list[tuple[str, Bar]]:
+        """Bars whose prices are within ``max_price_jump`` of the previous close."""
+        factor = self.config.max_price_jump
+        previous = float(market.values[-1, 3]) if len(market.values) else None
+        kept: list[tuple[str, Bar]] = []
+        for entry_id, bar in good:
+            if previous is not None:
+                prices = (bar.open, bar.high, bar.low, bar.close)
+                worst = max(max(p / previous, previous / p) for p in prices)
+                if worst > factor:
+                    why = (
+                        f"price jump: o={bar.open} h={bar.high} l={bar.low} c={bar.close} is "
+                        f"{worst:.1f}x the previous close {previous} (at most {factor:g}x)"
+                    )
+                    self._deadletter(batch, market.stream, entry_id, bar.to_dict(), why)
+                    continue
+            kept.append((entry_id, bar))
+            previous = bar.close
+        return kept
+
     def _process(
         self, market: Market, items: list[Any], batch: Batch, after: list[Callable[[], None]]
     ) -> int:
@@ -445,6 +487,9 @@ class SignalLoop:
             return 0
         if not market.bootstrapped:
             self._bootstrap(market, good[0][0], good[0][1].ts)
+        good = self._plausible(market, good, batch)
+        if not good:
+            return 0
         bars = [b for _, b in good]
         times, values = market.extended(bars)
         candles = frame(times, values)
@@ -454,14 +499,14 @@ class SignalLoop:
         state_updates: list[tuple[str, str, str]] = []
         positions: dict[str, float] = {}
         for served in self._serving(market.stream):
+            part = Batch()
             try:
-                pos = self._model_outputs(served, market, candles, k, first, bar_delta, batch)
-            except Exception as exc:  # one model failing never stops the others
-                why = f"model {served.model_id} failed: {type(exc).__name__}: {exc}"
-                self._error(why)
-                for entry_id, bar in good:
-                    self._deadletter(batch, market.stream, entry_id, bar.to_dict(), why)
-                continue
+                pos = self._model_outputs(served, market, candles, k, first, bar_delta, part)
+                batch.extend(part)
+            except _RETRYABLE:
+                raise
+            except Exception:  # one model failing never stops the others, nor other bars
+                pos = self._bar_by_bar(served, market, candles, good, bar_delta, batch)
             key = f"position|{served.name}|{market.stream}"
             positions[key] = pos
             state_updates.append((self.names.loop_state, key, repr(pos)))
@@ -480,6 +525,36 @@ class SignalLoop:
         after.append(apply)
         return k
 
+    def _bar_by_bar(
+        self,
+        served: _Served,
+        market: Market,
+        candles: pd.DataFrame,
+        good: list[tuple[str, Bar]],
+        bar_delta: timedelta,
+        batch: Batch,
+    ) -> float:
+        """After a model failed on several new bars at once: each bar on its own, so
+        only the bars it fails on are set aside (with the reason); the position is
+        carried over the ones it served."""
+        position = self._position(served, market)
+        k = len(good)
+        for j, (entry_id, bar) in enumerate(good):
+            upto = candles.iloc[: len(candles) - k + j + 1]
+            part = Batch()
+            try:
+                position = self._model_outputs(
+                    served, market, upto, 1, upto.index[-1], bar_delta, part, position=position
+                )
+                batch.extend(part)
+            except _RETRYABLE:
+                raise
+            except Exception as exc:
+                why = f"model {served.model_id} failed: {type(exc).__name__}: {exc}"
+                self._error(why)
+                self._deadletter(batch, market.stream, entry_id, bar.to_dict(), why)
+        return position
+
     def _position(self, served: _Served, market: Market) -> float:
         key = f"position|{served.name}|{market.stream}"
         if key not in self._positions:
@@ -496,11 +571,14 @@ class SignalLoop:
         first: pd.Timestamp,
         bar_delta: timedelta,
         batch: Batch,
+        *,
+        position: float | None = None,
     ) -> float:
         model, meta = served.model, served.model.meta
         tail = model.predict_tail(candles, k, checked=True)
         outputs = tail.reindex(candles.index)
-        position = self._position(served, market)
+        if position is None:
+            position = self._position(served, market)
         signals = build_signal_frame(
             outputs,
             candles,
@@ -670,6 +748,18 @@ class SignalLoop:
             )
             pipe.execute()
 
+    def _set_aside(self, stream: str, items: list[Any], exc: Exception) -> Batch:
+        """A stream's bars that could not be processed: dead-lettered with the reason
+        and acknowledged, so the next step goes on with the next bars."""
+        why = f"processing {stream} failed: {type(exc).__name__}: {exc}"
+        log.exception(why)
+        self._error(why)
+        batch = Batch()
+        for entry_id, fields in items:
+            batch.ack(stream, entry_id)
+            self._deadletter(batch, stream, entry_id, fields, why)
+        return batch
+
     def step(self) -> int:
         """Read, process and write one batch; returns the number of valid bars."""
         self._maybe_reload()
@@ -684,7 +774,15 @@ class SignalLoop:
         after: list[Callable[[], None]] = []
         n = 0
         for stream, items in got:
-            n += self._process(streams[stream], items, batch, after)
+            part, later = Batch(), list[Callable[[], None]]()
+            try:
+                n += self._process(streams[stream], items, part, later)
+            except _RETRYABLE:
+                raise
+            except Exception as exc:  # never crash-loop on the same pending entries
+                part, later = self._set_aside(stream, items, exc), list[Callable[[], None]]()
+            batch.extend(part)
+            after.extend(later)
         written = commit(self.r, batch, group=self.names.consumer_group, maxlen=self.maxlen)
         for apply in after:
             apply()

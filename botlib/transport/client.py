@@ -77,6 +77,17 @@ class Batch:
     def ack(self, stream: str, entry_id: str) -> None:
         self.acks.setdefault(stream, []).append(entry_id)
 
+    def extend(self, other: Batch) -> None:
+        """Add everything ``other`` holds (a part built on its own, kept only if it
+        completed)."""
+        self.outputs.extend(other.outputs)
+        for stream, ids in other.acks.items():
+            self.acks.setdefault(stream, []).extend(ids)
+        self.zadd.extend(other.zadd)
+        self.zrem.extend(other.zrem)
+        self.hset.extend(other.hset)
+        self.hincr.extend(other.hincr)
+
     def __bool__(self) -> bool:
         return bool(self.outputs or self.acks or self.zadd or self.zrem or self.hset)
 

@@ -109,3 +109,34 @@ def test_redis_restarted_mid_stream(store: Store, redis_server: Any, r: redis.Re
     assert not runner.is_alive()
     assert loop.stats.errors >= 1 and "redis" in loop.stats.last_error
     _assert_exactly_once(r, 400, {f"{store.ga}:1"})
+
+
+def test_a_bar_that_makes_a_model_raise_is_set_aside_alone(
+    store: Store, redis_server: Any, r: redis.Redis
+) -> None:
+    """The poison bar arrives in the same read as valid ones: only it is dead-lettered
+    (for the model that failed), the others of its batch and the 100 after it served."""
+    promote(store.ga, 1, gate=LENIENT)
+    candles = window(201).copy()
+    magic = 4242.4242
+    candles.iloc[100, candles.columns.get_loc("volume")] = magic
+    feed(r, candles)
+    loop = SignalLoop(r, config=loop_config())
+    loop.load_active()
+    served = next(iter(loop.served.values()))
+    real = served.model.predict_tail
+
+    def fragile(frame: Any, k: int, **kw: Any) -> Any:
+        if (frame["volume"].iloc[-k:] == magic).any():
+            raise ValueError("this model cannot handle that bar")
+        return real(frame, k, **kw)
+
+    served.model.predict_tail = fragile  # type: ignore[method-assign]
+    loop.run(idle_exit_s=1.5)
+    dead = records(r, "botlib:deadletter")
+    assert len(dead) == 1, [d["reason"] for d in dead]
+    assert "cannot handle that bar" in dead[0]["reason"]
+    assert dead[0]["fields"]["volume"] == magic
+    signals = records(r, "botlib:signals")
+    assert len(signals) == 200 and loop.stats.bars == 201
+    assert loop.stats.errors >= 1
