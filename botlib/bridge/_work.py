@@ -86,3 +86,20 @@ def backtest(payload: dict[str, Any], experiment: str) -> dict[str, Any]:
         end=payload.get("end"),
     )
     return {"run_id": run_id, "metrics": result.metrics, "baselines": result.baselines}
+
+
+#: the long commands, by name (what a job process runs)
+LONG = {"train": train, "optimize": optimize, "backtest": backtest}
+
+
+def run_job(name: str, payload: dict[str, Any], experiment: str, conn: Any) -> None:
+    """Body of one job process: run the command, send ``("ok", result)`` or
+    ``("error", reason)`` back through ``conn``."""
+    try:
+        result = LONG[name](payload, experiment)
+    except BaseException as exc:  # reported to the bridge, which answers the backend
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    else:
+        conn.send(("ok", result))
+    finally:
+        conn.close()

@@ -1,23 +1,22 @@
 """``CommandService``: answers every request the backend makes over Redis.
 
-Commands arrive on ``elysia:command`` (pub/sub) and on the durable ``botlib:commands``
-stream (consumer group ``botlib-bridge``). Each is validated (``parse_command``); a
-refused one is dead-lettered with its reason and answered on ``python:command_error``
-with its request id. Per-user limits on ``train``, ``optimize`` and
-``generate_signal`` answer an excess request with a ``rate_limited`` error, never
-silence; the limits follow the runtime configuration (``botlib config set
-rate_limits.train=10/3600``) without a restart. Quick commands (``get_predictions``,
-``promote``, ``rollback``, ``generate_signal``) run on a few threads (a slow one never
-holds up the listener) and are answered on ``python:command_result``; models are
-loaded once per version and cached. Long ones
-(``train``, ``optimize``, ``backtest``) run in a bounded pool of worker processes —
-excess work waits and is reported as ``queued``, beyond ``max_queue`` it is answered
-``busy`` — and end with
-``python:model_trained`` / ``python:optimization_complete`` / a result, or an error
-event carrying the request id and the reason. Every answer is also appended to the
-durable ``botlib:events`` stream. Counters (handled, refused, rate limited, done,
-failed, running, queued, model loads, last error, heartbeat) are kept in the hash
-``botlib:bridge:stats`` that ``botlib status`` reads.
+Commands arrive on ``elysia:command`` (pub/sub: lost while the bridge is down) and on
+the durable ``botlib:commands`` stream (consumer group ``botlib-bridge``: kept until
+answered). Each is validated (``parse_command``); a refused one is dead-lettered with
+its reason and answered on ``python:command_error`` with its request id. A command
+with a ``request_id`` runs once (``_answers``): sent again, or redelivered, it gets
+the first answer again. Per-user limits on ``train``, ``optimize`` and
+``generate_signal`` answer an excess request ``rate_limited``; the limits follow the
+runtime configuration without a restart. Quick commands (``get_predictions``,
+``promote``, ``rollback``, ``generate_signal``) run on a few threads and are answered
+on ``python:command_result``; models are loaded once per version and cached. Long
+ones (``train``, ``optimize``, ``backtest``) each run in a process of their own
+(``_jobs``): at most ``workers`` at once, then ``queued``, beyond ``max_queue``
+``busy``; past their time limit ``timeout``; a killed process is an ``error``. They
+end with ``python:model_trained`` / ``python:optimization_complete`` / a result.
+A stream entry is acknowledged only once its command is answered, so a bridge that
+dies mid-command runs it again after a restart. Counters are kept in
+``botlib:bridge:stats`` for ``botlib status``.
 """
 
 from __future__ import annotations
@@ -25,27 +24,29 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import multiprocessing
 import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from botlib.bridge import _work
+from botlib.bridge._answers import Answers
+from botlib.bridge._jobs import Finished, Job, Jobs
+from botlib.bridge._work import LONG
 from botlib.bridge.commands import Command, Rejection, parse_command
 from botlib.runtime import RateLimit, RuntimeConfig, RuntimeConfigWatcher
-from botlib.transport import RedisNames, connect, dumps, ensure_group, redis_names
+from botlib.transport import RedisNames, connect, ensure_group, redis_names
 
 __all__ = ["BridgeConfig", "CommandService"]
 
 log = logging.getLogger("botlib.bridge")
 
-LONG = {"train": _work.train, "optimize": _work.optimize, "backtest": _work.backtest}
+_RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,21 @@ class BridgeConfig:
     reload_check_s: float = 0.2
     experiment: str = "botlib-bridge"
     consumer: str = "bridge"
+    #: a long command running longer is stopped and answered ``timeout`` (seconds)
+    time_limit_s: float = 6 * 3600.0
+    #: how long a request id's answer is kept for a repeated request (seconds)
+    answer_ttl_s: int = 7 * 86_400
     #: default: the runtime configuration's defaults
     rate_limits: dict[str, tuple[int, int]] = field(
         default_factory=lambda: RuntimeConfig().limits()
     )
+
+
+Ack = Callable[[], None]
+
+
+def _no_ack() -> None:
+    return None
 
 
 class CommandService:
@@ -80,16 +92,18 @@ class CommandService:
         self.r: Any = client if client is not None else connect()
         self.config = config or BridgeConfig()
         self.names = names or redis_names()
-        self._pool: ProcessPoolExecutor | None = None
+        self.answers = Answers(self.r, self.names, ttl_s=self.config.answer_ttl_s)
+        self.jobs = Jobs(self.config.workers, self.config.experiment)
         self._quick_pool = ThreadPoolExecutor(
             self.config.quick_workers, thread_name_prefix="bridge-quick"
         )
         self._quick: set[Future[Any]] = set()
-        self._running: dict[Future[Any], Command] = {}
         self._stop = threading.Event()
         self._models: OrderedDict[str, Any] = OrderedDict()
         self._models_lock = threading.Lock()
         self._load_locks: dict[str, threading.Lock] = {}
+        #: stream entries read and not yet answered (never read twice meanwhile)
+        self._in_hand: set[str] = set()
         self.handled = 0
         limits = {
             k: RateLimit(requests=n, per_s=s) for k, (n, s) in self.config.rate_limits.items()
@@ -106,43 +120,25 @@ class CommandService:
         self._recover = True  # read this consumer's unacknowledged commands first
 
     # -- answers ------------------------------------------------------------------
-    def _emit(
-        self, channel: str, event: dict[str, Any], counter: str | None = None, **gauges: Any
-    ) -> None:
-        """Publish ``event`` on ``channel`` and ``botlib:events``, and count it in
-        ``botlib:bridge:stats`` — one round trip."""
-        payload = dumps({**event, "at": time.time()})
-        pipe = self.r.pipeline(transaction=True)
-        pipe.xadd(self.names.events, {"data": payload}, maxlen=100_000, approximate=True)
-        pipe.publish(channel, payload)
-        self._stats(pipe, (counter,) if counter else (), gauges)
-        pipe.execute()
-
-    def _stats(self, pipe: Any, fields: tuple[str, ...], gauges: dict[str, Any]) -> None:
-        for name in fields:
-            pipe.hincrby(self.names.bridge_stats, name, 1)
-        if gauges:
-            pipe.hset(self.names.bridge_stats, mapping={k: str(v) for k, v in gauges.items()})
-
     def _count(self, *fields: str, **gauges: Any) -> None:
         pipe = self.r.pipeline(transaction=False)
-        self._stats(pipe, fields, gauges)
+        self.answers.count(pipe, fields, gauges)
         pipe.execute()
 
     def _error(self, cmd: Command | Rejection, reason: str, kind: str = "error") -> None:
         name = cmd.name if isinstance(cmd, Command) else cmd.command
         event = {"event": kind, "command": name, "request_id": cmd.request_id,
                  "user_id": cmd.user_id, "reason": reason}  # fmt: skip
-        if kind == "error":
-            self._emit(
-                self.names.error_channel, event, "failed",
+        if kind in ("error", "timeout"):
+            self.answers.emit(
+                self.names.error_channel, event, "failed" if kind == "error" else kind,
                 last_error=f"{name}: {reason}"[:500], last_error_at=time.time(),
             )  # fmt: skip
         else:
-            self._emit(self.names.error_channel, event, kind)
+            self.answers.emit(self.names.error_channel, event, kind)
 
     def _result(self, cmd: Command, status: str, result: Any = None) -> None:
-        self._emit(
+        self.answers.emit(
             self.names.result_channel,
             {"event": status, "command": cmd.name, "request_id": cmd.request_id,
              "user_id": cmd.user_id, "result": result},
@@ -150,6 +146,8 @@ class CommandService:
         )  # fmt: skip
 
     def _deadletter(self, raw: str | bytes, source: str, reason: str) -> None:
+        from botlib.transport import dumps
+
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         self.r.xadd(
             self.names.deadletter,
@@ -177,14 +175,19 @@ class CommandService:
         return used <= count
 
     # -- commands -------------------------------------------------------------------
-    def handle(self, raw: str | bytes, source: str) -> None:
-        """Validate and answer (or start) one command. Never raises on bad input."""
+    def handle(self, raw: str | bytes, source: str, ack: Ack = _no_ack) -> None:
+        """Validate and answer (or start) one command; ``ack`` is called once it is
+        answered. Never raises on bad input."""
         self.handled += 1
         self._count("handled")
         parsed = parse_command(raw)
         if isinstance(parsed, Rejection):
             self._deadletter(raw, source, parsed.reason)
             self._error(parsed, parsed.reason, "invalid")
+            ack()
+            return
+        if self.answers.claim(parsed.request_id).state != "run":
+            ack()  # answered again, or still running under its first delivery
             return
         if not self._allowed(parsed):
             limit = self.rate_limits[parsed.name]
@@ -193,23 +196,26 @@ class CommandService:
                 f"rate limit: at most {limit[0]} {parsed.name} per {limit[1]} s per user",
                 "rate_limited",
             )
+            ack()
             return
         if parsed.name in LONG:
-            self._answer(self._start, parsed)
+            self._answer(self._start, parsed, ack)
         else:
-            future = self._quick_pool.submit(self._answer, self._run_quick, parsed)
+            future = self._quick_pool.submit(self._answer, self._run_quick, parsed, ack)
             self._quick.add(future)
             future.add_done_callback(self._quick.discard)
 
-    def _answer(self, work: Any, cmd: Command) -> None:
+    def _answer(self, work: Any, cmd: Command, ack: Ack) -> None:
         try:
-            work(cmd)
+            work(cmd, ack)
         except Exception as exc:  # a failing command is answered, never fatal
             log.exception("%s failed", cmd.name)
             self._error(cmd, f"{type(exc).__name__}: {exc}")
+            ack()
 
-    def _run_quick(self, cmd: Command) -> None:
+    def _run_quick(self, cmd: Command, ack: Ack) -> None:
         self._result(cmd, "done", self._quick_result(cmd))
+        ack()
 
     def model(self, uri: str) -> Any:
         """The loaded model of ``uri`` (a version's URI), loaded once and cached."""
@@ -257,67 +263,71 @@ class CommandService:
             old, new = rollback(p["model"])
             return {"model": p["model"], "from_version": old, "to_version": new}
         if cmd.name == "generate_signal":
-            return _generate_signal(self.r, self.names, p, self.model)
+            from botlib.bridge._signal import generate_signal
+
+            return generate_signal(self.r, self.names, p, self.model, self.runtime.current)
         raise AssertionError(cmd.name)
 
-    def _start(self, cmd: Command) -> None:
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")  # TF and forks do not mix
-            self._pool = ProcessPoolExecutor(self.config.workers, mp_context=context)
-        waiting = max(0, len(self._running) - self.config.workers + 1)
+    def _start(self, cmd: Command, ack: Ack) -> None:
+        waiting = max(0, len(self.jobs) - self.config.workers + 1)
         if waiting > self.config.max_queue:
             self._error(
                 cmd,
-                f"busy: {len(self._running)} long commands running or queued (at most "
+                f"busy: {len(self.jobs)} long commands running or queued (at most "
                 f"{self.config.workers} running + {self.config.max_queue} waiting); retry later",
                 "busy",
             )
+            ack()
             return
-        future = self._pool.submit(LONG[cmd.name], cmd.payload.model_dump(), self.config.experiment)
-        self._running[future] = cmd
-        self._result(cmd, "queued" if waiting else "started", {"ahead": waiting})
+        job = Job(cmd.name, cmd.payload.model_dump(), (cmd, ack), self.config.time_limit_s)
+        ahead = self.jobs.submit(job)
+        self._result(cmd, "queued" if ahead else "started", {"ahead": ahead})
         self._gauges()
 
     def _gauges(self) -> None:
-        running = min(len(self._running), self.config.workers)
         self._count(
-            running=running,
-            queue_depth=len(self._running) - running,
+            running=len(self.jobs.running),
+            queue_depth=len(self.jobs.waiting),
             quick_in_flight=len(self._quick),
         )
 
-    def poll_finished(self) -> None:
-        finished = [f for f in self._running if f.done()]
-        for future in finished:
-            # answered first, forgotten after: an answer that Redis refused is retried
-            cmd = self._running[future]
-            exc = future.exception()
-            if exc is not None:
-                self._error(cmd, f"{type(exc).__name__}: {exc}")
-                del self._running[future]
-                continue
-            result = future.result()
+    def _finished(self, done: Finished) -> None:
+        cmd, ack = done.job.token
+        if done.outcome == "ok":
             base = {"command": cmd.name, "request_id": cmd.request_id, "user_id": cmd.user_id}
             if cmd.name == "train":
-                self._emit(self.names.trained_channel, {"event": "model_trained", **base, **result})
+                self.answers.emit(
+                    self.names.trained_channel, {"event": "model_trained", **base, **done.value}
+                )
             elif cmd.name == "optimize":
-                self._emit(
+                self.answers.emit(
                     self.names.optimized_channel,
-                    {"event": "optimization_complete", **base, **result},
+                    {"event": "optimization_complete", **base, **done.value},
                 )
             else:
-                self._result(cmd, "done", result)
-            del self._running[future]
+                self._result(cmd, "done", done.value)
+        else:
+            log.error("%s %s: %s", cmd.name, done.outcome, done.value)
+            self._error(cmd, str(done.value), "timeout" if done.outcome == "timeout" else "error")
+        ack()
+
+    def poll_finished(self) -> None:
+        finished = self.jobs.poll()
+        for done in finished:
+            self._finished(done)
         if finished:
             self._gauges()
 
     def _housekeeping(self) -> None:
-        """Every ``reload_check_s``: heartbeat, gauges and the runtime config."""
+        """Every ``reload_check_s``: heartbeat, liveness, gauges and the runtime config."""
         now = time.monotonic()
         if now < self._next_check:
             return
         self._next_check = now + self.config.reload_check_s
-        self._count(heartbeat=time.time())
+        pipe = self.r.pipeline(transaction=False)
+        self.answers.count(pipe, (), {"heartbeat": time.time()})
+        self.answers.beat(pipe, self.config.reload_check_s)
+        pipe.execute()
         config = self.runtime.poll()
         if config is not None:
             self.rate_limits = config.limits()
@@ -332,6 +342,14 @@ class CommandService:
         return redis.Redis(
             connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
         )
+
+    def _acker(self, entry_id: str) -> Ack:
+        def ack() -> None:
+            self._in_hand.discard(entry_id)
+            with contextlib.suppress(redis.RedisError):  # unacked: read again, answered again
+                self.r.xack(self.names.commands, self.names.command_group, entry_id)
+
+        return ack
 
     def _read_commands(self, raw: Any, pubsub: Any) -> bool:
         """Handle what arrived on the channel and the stream; True if anything did."""
@@ -350,21 +368,26 @@ class CommandService:
             {self.names.commands: "0" if self._recover else ">"},
             count=100,
         )
-        pending = any(items for _, items in got or [])
-        if self._recover and not pending:
+        fresh = [
+            (entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields)
+            for _, items in got or []
+            for entry_id, fields in items
+        ]
+        if self._recover and not any(e not in self._in_hand for e, _ in fresh):
             self._recover = False
-        for _, items in got or []:
-            for entry_id, fields in items:
-                fields = fields or {}
-                data = fields.get(b"data")
-                if data is None:  # flat fields: hand them over as one JSON object
-                    data = json.dumps(
-                        {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
-                         for k, v in fields.items()}
-                    )  # fmt: skip
-                self.handle(data, self.names.commands)
-                raw.xack(self.names.commands, self.names.command_group, entry_id)
-                busy = True
+        for entry_id, fields in fresh:
+            if entry_id in self._in_hand:
+                continue  # still being answered by this process
+            fields = fields or {}
+            data = fields.get(b"data")
+            if data is None:  # flat fields: hand them over as one JSON object
+                data = json.dumps(
+                    {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                     for k, v in fields.items()}
+                )  # fmt: skip
+            self._in_hand.add(entry_id)
+            self.handle(data, self.names.commands, self._acker(entry_id))
+            busy = True
         return busy
 
     def run(self, *, idle_exit_s: float | None = None, backoff_max_s: float = 5.0) -> None:
@@ -390,7 +413,7 @@ class CommandService:
                     self.poll_finished()
                     self._housekeeping()
                     backoff = 0.1
-                except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                except _RETRYABLE as exc:
                     log.warning("redis unavailable (%s); retrying in %.1f s", exc, backoff)
                     connected = False
                     self._stop.wait(backoff)
@@ -401,7 +424,7 @@ class CommandService:
                         raise
                     connected = False  # Redis lost its data: make the group again
                     continue
-                if busy or self._running or self._quick:
+                if busy or len(self.jobs) or self._quick:
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
@@ -410,103 +433,9 @@ class CommandService:
                 pubsub.close()
             raw.close()
             self._quick_pool.shutdown(wait=True)
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=False)
+            for done in self.jobs.shutdown(wait=True):
                 with contextlib.suppress(redis.RedisError):
-                    self.poll_finished()
+                    self._finished(done)
 
     def stop(self) -> None:
         self._stop.set()
-
-
-def _utc(value: int | str) -> Any:
-    import pandas as pd
-
-    if isinstance(value, int):
-        return pd.Timestamp(value, unit="ms", tz="UTC")
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _recent_candles(
-    r: Any, names: RedisNames, entry: dict[str, Any], p: dict[str, Any], need: int
-) -> Any:
-    """The newest ``need`` valid bars of the market's live bar stream (what the signal
-    loop sees), or ``None`` when it holds fewer."""
-    import numpy as np
-
-    from botlib.live._market import frame
-    from botlib.live.feeds import stream_history
-    from botlib.settings import get_settings
-
-    exchange = str(entry.get("exchange") or get_settings().exchange_id)
-    stream = names.bar_stream(exchange, p["symbol"], p["timeframe"])
-    # read a few more entries than needed: room for records set aside as invalid
-    times, values = stream_history(r, stream, need, read=need + 50)
-    if len(times) < need:
-        return None
-    return frame(np.array(times, "int64"), np.array(values, "float64"))
-
-
-def _generate_signal(r: Any, names: RedisNames, p: dict[str, Any], load: Any) -> dict[str, Any]:
-    """A signal now with the named or the active model for the symbol, from the
-    caller's candles, else the market's live bar stream, else the data store (the
-    signal's metadata says which, and the last candle's time); also published on
-    ``python:trading_signal``."""
-    from datetime import timedelta
-
-    import pandas as pd
-
-    from botlib.data import load_ohlcv, timeframe_seconds
-    from botlib.errors import ConfigError
-    from botlib.signals import build_signal_frame, signal_records
-    from botlib.transport import active_models
-
-    active = active_models(r, names)
-    entry = (
-        active.get(p["model"])
-        if p["model"]
-        else next(
-            (
-                e
-                for e in active.values()
-                if e.get("symbol") == p["symbol"] and e.get("timeframe") == p["timeframe"]
-            ),
-            None,
-        )
-    )
-    if entry is None:
-        raise ConfigError(f"no active model for {p['model'] or p['symbol'] + ' ' + p['timeframe']}")
-    model = load(str(entry["model_uri"]))
-    need = model.meta.required_history
-    if p["market_data"]:
-        rows = p["market_data"]
-        stamps = [_utc(x["timestamp"]) for x in rows]
-        candles = pd.DataFrame(
-            [[x["open"], x["high"], x["low"], x["close"], x["volume"]] for x in rows],
-            index=pd.DatetimeIndex(stamps, name="timestamp"),
-            columns=["open", "high", "low", "close", "volume"],
-            dtype="float64",
-        ).sort_index()
-        source = "request"
-    else:
-        candles, source = _recent_candles(r, names, entry, p, need), "stream"
-        if candles is None:  # the live stream does not hold enough yet: the data store
-            candles, source = load_ohlcv(p["symbol"], p["timeframe"]).iloc[-need:], "store"
-    if len(candles) < need:
-        raise ConfigError(
-            f"{entry['model_id']} needs {need} candles of history, got {len(candles)}"
-        )
-    outputs = model.predict_tail(candles, 1)
-    frame = build_signal_frame(
-        outputs.reindex(candles.index), candles, horizon=model.meta.horizon, start=candles.index[-1]
-    )
-    bar = timedelta(seconds=timeframe_seconds(p["timeframe"]))
-    record = signal_records(
-        frame, model_id=entry["model_id"], symbol=p["symbol"], bar=bar, horizon=model.meta.horizon,
-        metadata={"on_demand": True, "timeframe": p["timeframe"], "candles_from": source,
-                  "last_candle": candles.index[-1].isoformat()},
-    )[0]  # fmt: skip
-    data = record.model_dump(mode="json")
-    r.publish(names.signal_channel, dumps(data))
-    return data

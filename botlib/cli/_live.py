@@ -301,6 +301,10 @@ def bridge(
         Path | None,
         typer.Option(help="Runtime config file (rate limits), re-read when it changes."),
     ] = None,
+    time_limit: Annotated[
+        float,
+        typer.Option(help="Seconds a train/optimize/backtest may run before it is stopped."),
+    ] = 6 * 3600.0,
 ) -> None:
     """Answer the backend's commands (elysia:command and botlib:commands): train,
     backtest, optimize, generate_signal, get_predictions, promote, rollback. Stop with
@@ -309,7 +313,8 @@ def bridge(
 
     logging.getLogger("botlib.bridge").setLevel(logging.INFO)
     service = CommandService(
-        config=BridgeConfig(workers=workers, experiment=experiment), config_file=config_file
+        config=BridgeConfig(workers=workers, experiment=experiment, time_limit_s=time_limit),
+        config_file=config_file,
     )
     signal.signal(signal.SIGTERM, lambda *_: service.stop())
     console.print("listening on elysia:command and botlib:commands (Ctrl-C to stop)")

@@ -47,8 +47,9 @@ import redis
 from botlib.data import timeframe_seconds
 from botlib.live._market import Market, frame
 from botlib.live.feeds import stream_history
+from botlib.live.step import model_step, signal_payloads
 from botlib.models import BaseModel, load_model
-from botlib.signals import Prediction, SignalConfig, build_signal_frame, record_id, signal_records
+from botlib.signals import Prediction, SignalConfig, record_id
 from botlib.transport import (
     Bar,
     BarError,
@@ -507,7 +508,7 @@ class SignalLoop:
                 raise
             except Exception:  # one model failing never stops the others, nor other bars
                 pos = self._bar_by_bar(served, market, candles, good, bar_delta, batch)
-            key = f"position|{served.name}|{market.stream}"
+            key = self.names.position_field(served.name, market.stream)
             positions[key] = pos
             state_updates.append((self.names.loop_state, key, repr(pos)))
         self._score(market, times, values, batch)
@@ -556,7 +557,7 @@ class SignalLoop:
         return position
 
     def _position(self, served: _Served, market: Market) -> float:
-        key = f"position|{served.name}|{market.stream}"
+        key = self.names.position_field(served.name, market.stream)
         if key not in self._positions:
             stored = self.r.hget(self.names.loop_state, key)
             self._positions[key] = float(stored) if stored else 0.0
@@ -575,22 +576,10 @@ class SignalLoop:
         position: float | None = None,
     ) -> float:
         model, meta = served.model, served.model.meta
-        tail = model.predict_tail(candles, k, checked=True)
-        outputs = tail.reindex(candles.index)
         if position is None:
             position = self._position(served, market)
-        signals = build_signal_frame(
-            outputs,
-            candles,
-            horizon=meta.horizon,
-            config=self.signal_config,
-            previous_target=position,
-            start=first,
-        )
-        for target in signals["target"].to_numpy():
-            if np.isfinite(target):
-                position = float(target)
-        ready = tail.notna().any(axis=1).to_numpy()
+        step = model_step(model, candles, k, config=self.signal_config, position=position)
+        tail, signals, ready, position = step.tail, step.signals, step.ready, step.position
         if not ready.any():
             return position
         age_days = (time.time() * 1000 - float(served.entry.get("registered_at") or 0)) / 86.4e6
@@ -646,8 +635,8 @@ class SignalLoop:
         )
         if stale:
             return position
-        records = signal_records(
-            signals.loc[ready],
+        records = signal_payloads(
+            step,
             model_id=served.model_id,
             symbol=market.symbol,
             bar=bar_delta,
@@ -660,15 +649,13 @@ class SignalLoop:
             },
             bot_id=self.config.bot_id,
         )
-        for sig, target in zip(records, signals.loc[ready, "target"].to_numpy(), strict=True):
-            data = sig.model_dump(mode="json")
-            data["metadata"]["target"] = float(target) if np.isfinite(target) else None
+        for data in records:
             batch.outputs.append(
                 Output(
                     self.names.signals,
                     dumps(data),
                     self.names.signal_channel,
-                    f"{self.names.seen_prefix}{sig.id}",
+                    f"{self.names.seen_prefix}{data['id']}",
                 )
             )
         batch.hincr.append((self.names.loop_stats, "signals", len(records)))

@@ -63,11 +63,19 @@ class RedisNames:
     runtime_config_status: str = "botlib:config:status"
     #: hash: ``botlib up``'s children: ``restarts|{child}``, ``pid|{child}``, ``status|{child}``
     supervisor_stats: str = "botlib:supervisor:stats"
+    #: a request id's claim, then its final answer (the bridge answers each once)
+    request_prefix: str = "botlib:request:"
+    #: a running bridge process's liveness key (``{prefix}{boot id}``, expires)
+    bridge_alive_prefix: str = "botlib:bridge:alive:"
     #: market ownership among several loop processes: ``{lease_prefix}{bar stream}``
     lease_prefix: str = "botlib:lease:"
 
     def bar_stream(self, exchange: str, symbol: str, timeframe: str) -> str:
         return self.bars.format(exchange=exchange, symbol=symbol, timeframe=timeframe)
+
+    def position_field(self, model_name: str, stream: str) -> str:
+        """The ``loop_state`` field holding a model's position on a market."""
+        return f"position|{model_name}|{stream}"
 
     def pending_key(self, exchange: str, symbol: str, timeframe: str) -> str:
         return self.pending_predictions.format(

@@ -312,3 +312,142 @@ def _wait_events(r: redis.Redis, match: Any, timeout: float = 30.0) -> list[dict
             return found
         time.sleep(0.05)
     raise AssertionError("no such event on botlib:events")
+
+
+def _raw_events(r: redis.Redis, request_id: str) -> list[str]:
+    """The answers to ``request_id`` on botlib:events, as published (byte for byte)."""
+    return [f["data"] for _, f in r.xrange("botlib:events")
+            if json.loads(f["data"]).get("request_id") == request_id]  # fmt: skip
+
+
+def test_a_request_id_runs_once_and_its_answer_comes_again(store: Store, redis_server: Any) -> None:
+    backend = Backend(redis_server.url)
+    service, thread = _serve(redis_server.url)
+    body = {"strategy": "sma_cross", "parameters": {"fast": 10, "slow": 50},
+            "start": "2025-02-01", "end": "2025-03-01"}  # fmt: skip
+    try:
+        # sent twice at once (the second while the first runs), then again on the stream
+        backend.send("backtest", body, request_id="dup-1")
+        backend.send("backtest", body, request_id="dup-1")
+        first = backend.wait(lambda m: m[1].get("request_id") == "dup-1"
+                             and m[1]["event"] == "done")[0][1]  # fmt: skip
+        envelope = {"command": "backtest", "data": body, "request_id": "dup-1"}
+        backend.r.xadd("botlib:commands", {"data": json.dumps(envelope)})
+        wait_for_two = time.monotonic() + 30
+        while sum('"done"' in e for e in _raw_events(backend.r, "dup-1")) < 2:
+            assert time.monotonic() < wait_for_two, _raw_events(backend.r, "dup-1")
+            time.sleep(0.05)
+        answers = [e for e in _raw_events(backend.r, "dup-1") if '"done"' in e]
+        assert answers[0] == answers[1], "the repeated request got a different answer"
+        assert json.loads(answers[0])["result"] == first["result"]
+        stats = backend.r.hgetall("botlib:bridge:stats")
+        assert stats["started"] == "1", stats  # one run
+        assert stats["replayed"] == "1" and stats["duplicates"] == "1"
+        # the stream entry is acknowledged once answered
+        assert backend.r.xpending("botlib:commands", "botlib-bridge")["pending"] == 0
+    finally:
+        service.stop()
+        thread.join(60)
+        backend.close()
+
+
+def test_a_killed_worker_is_answered_and_the_next_train_succeeds(
+    store: Store, redis_server: Any
+) -> None:
+    import os
+    import signal
+
+    backend = Backend(redis_server.url)
+    service, thread = _serve(redis_server.url)
+    train = {"algorithm": "ga_rules", "start": "2025-01-01", "end": "2025-03-01",
+             "hyperparameters": {"population": 6, "generations": 1}}  # fmt: skip
+    try:
+        envelope = {"command": "train", "data": train, "request_id": "k-1"}
+        backend.r.xadd("botlib:commands", {"data": json.dumps(envelope)})
+        backend.wait(lambda m: m[1].get("request_id") == "k-1" and m[1]["event"] == "started")
+        deadline = time.monotonic() + 30
+        while not service.jobs.running:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # still running, so not acknowledged yet: a restart would run it again
+        assert backend.r.xpending("botlib:commands", "botlib-bridge")["pending"] == 1
+        os.kill(service.jobs.running[0].process.pid, signal.SIGKILL)
+        dead = backend.wait(lambda m: m[1].get("request_id") == "k-1"
+                            and m[1]["event"] == "error")[0]  # fmt: skip
+        assert dead[0] == "python:command_error" and "SIGKILL" in dead[1]["reason"]
+        assert backend.r.xpending("botlib:commands", "botlib-bridge")["pending"] == 0
+        backend.send("train", train, request_id="k-2")
+        trained = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
+        assert trained["request_id"] == "k-2" and trained["model_name"] == store.ga
+    finally:
+        service.stop()
+        thread.join(60)
+        backend.close()
+
+
+def test_a_long_command_past_its_time_limit_is_answered_timeout(
+    store: Store, redis_server: Any
+) -> None:
+    backend = Backend(redis_server.url)
+    service, thread = _serve(redis_server.url, time_limit_s=1.0)
+    try:
+        backend.send("train", {"algorithm": "lstm", "start": "2024-01-01", "end": "2025-06-01",
+                               "hyperparameters": {"epochs": 50}}, request_id="slow-1")  # fmt: skip
+        late = backend.wait(lambda m: m[1].get("request_id") == "slow-1"
+                            and m[1]["event"] == "timeout")[0]  # fmt: skip
+        assert late[0] == "python:command_error" and "time limit of 1 s" in late[1]["reason"]
+        assert not service.jobs.running
+    finally:
+        service.stop()
+        thread.join(60)
+        backend.close()
+
+
+def test_generate_signal_equals_the_loops_signal_for_the_same_bar(
+    store: Store, redis_server: Any
+) -> None:
+    """Non-default runtime signal settings and a position held by the loop: the
+    bridge's on-demand signal for the newest bar is the loop's signal for that bar."""
+    from botlib.live import SignalLoop
+    from tests.live.helpers import feed, loop_config, records, window
+
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    promote(store.ga, 1, gate=GateConfig(margin=-10.0, min_trades=0))
+    settings = {"entry_threshold": 0.0, "max_position": 0.4, "stop_mult": 3.0}
+    r.set("botlib:config", json.dumps({"signal": settings}))
+    need = int(json.loads(r.hget("botlib:active_models", store.ga) or "{}")["required_history"])
+    candles = window(need + 100)
+    feed(r, candles.iloc[:-1])
+    loop = SignalLoop(r, config=loop_config())
+    loop.run(idle_exit_s=1.5)
+    held = [float(v) for k, v in r.hgetall("botlib:loop:state").items() if k.startswith("position")]
+    assert held and held[0] != 0.0, "the loop should hold a position here"
+    feed(r, candles.iloc[-1:])  # the newest bar: on the stream, not yet served
+    backend = Backend(redis_server.url)
+    service, thread = _serve(redis_server.url)
+    try:
+        _wait_applied(r, "bridge", lambda s: s["ok"])
+        backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id="same-1")
+        answer = backend.wait(lambda m: m[1].get("request_id") == "same-1")[0][1]
+    finally:
+        service.stop()
+        thread.join(60)
+        backend.close()
+    assert answer["event"] == "done", answer
+    ours = answer["result"]
+    assert ours["metadata"]["candles_from"] == "stream"
+    assert ours["metadata"]["position_held"] == held[0]
+    SignalLoop(r, config=loop_config()).run(idle_exit_s=1.5)
+    theirs = records(r, "botlib:signals")[-1]
+    assert theirs["created_at"] == ours["created_at"]
+    assert theirs["signal_type"] == ours["signal_type"]
+    for key in ("position_size", "stop_loss", "take_profit", "signal_strength"):
+        if theirs[key] is None:
+            assert ours[key] is None, key
+        else:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-6), key
+    if theirs["metadata"]["target"] is None:
+        assert ours["metadata"]["target"] is None
+    else:
+        assert ours["metadata"]["target"] == pytest.approx(theirs["metadata"]["target"], rel=1e-6)
+    r.close()
