@@ -248,6 +248,10 @@ def serve(
     clock_skew: Annotated[
         float, typer.Option(help="Seconds a bar's close may lie in the future (clock skew).")
     ] = 60.0,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(help="Seconds before a dead loop process's markets move to another.", min=1),
+    ] = 10.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-V", help="Log every model swap.")] = False,
 ) -> None:
     """Run the signal loop: every active model on every closed candle, predictions and
@@ -269,6 +273,7 @@ def serve(
         "bot_id": bot_id,
         "max_price_jump": max_price_jump,
         "clock_skew_s": clock_skew,
+        "lease_ttl_s": lease_ttl,
     }
     if consumer:
         kwargs["consumer"] = consumer

@@ -33,11 +33,13 @@ def _children(
     replay_last: int | None,
     replay_speed: float,
     workers: int,
+    lease_ttl: float,
 ) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for i in range(loops):
         name = "serve" if loops == 1 else f"serve-{i + 1}"
-        out.append({"name": name, "argv": ["serve", "--consumer", f"up-{name}"]})
+        argv = ["serve", "--consumer", f"up-{name}", "--lease-ttl", str(lease_ttl)]
+        out.append({"name": name, "argv": argv})
     if bridge:
         out.append({"name": "bridge", "argv": ["bridge", "--workers", str(workers)]})
     for exchange, symbol, timeframe in markets if feed is not Feed.none else []:
@@ -74,6 +76,10 @@ def up(
     replay_speed: Annotated[
         float, typer.Option(help="--feed replay: multiple of real time (0 = at once).")
     ] = 0.0,
+    lease_ttl: Annotated[
+        float,
+        typer.Option(help="Seconds before a dead loop's markets move to another loop.", min=1),
+    ] = 10.0,
     foreground: Annotated[
         bool,
         typer.Option("--foreground", help="Supervise in this process (containers); Ctrl-C stops."),
@@ -122,7 +128,9 @@ def up(
     )
     if feed is not Feed.none and not markets:
         err_console.print("no active models yet: no feed started (promote a model, then `up`)")
-    children = _children(loops, bridge, feed, markets, replay_last, replay_speed, workers)
+    children = _children(
+        loops, bridge, feed, markets, replay_last, replay_speed, workers, lease_ttl
+    )
     spec = {
         "redis_url_host": host,
         "redis_started": started_redis,

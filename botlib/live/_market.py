@@ -1,16 +1,19 @@
-"""Per-market state of the signal loop: a bounded window of recent closed candles."""
+"""Per-market state of the signal loop — a bounded window of recent closed candles —
+and the checks a bar passes before it enters it."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from botlib.data import OHLCV_COLUMNS
-from botlib.transport import Bar
+from botlib.transport import Bar, BarError, decode_bar
 
-__all__ = ["Market"]
+__all__ = ["EARLIEST_MS", "Market", "check_bars", "frame", "plausible"]
 
 
 @dataclass
@@ -28,6 +31,9 @@ class Market:
     values: np.ndarray = field(default_factory=lambda: np.zeros((0, 5), dtype="float64"))
     last_ts: int | None = None
     bootstrapped: bool = False
+    #: open time of the oldest bar of the first window ever seeded (kept in Redis): a
+    #: process that takes the market over rebuilds the same window from it
+    window_from: int | None = None
 
     def extended(self, bars: list[Bar]) -> tuple[np.ndarray, np.ndarray]:
         """Times and values with ``bars`` appended, trimmed to ``capacity`` (nothing is
@@ -53,3 +59,74 @@ def frame(times: np.ndarray, values: np.ndarray) -> pd.DataFrame:
     ns = times.astype("datetime64[ms]").astype("datetime64[ns]")
     index = pd.DatetimeIndex(ns, tz="UTC", name="timestamp")
     return pd.DataFrame(values, index=index, columns=list(OHLCV_COLUMNS))
+
+
+#: 2009-01-01 UTC in epoch ms: no crypto market has a candle before it
+EARLIEST_MS = 1_230_768_000_000
+
+#: a bar set aside: (stream entry id, its fields, why)
+Rejected = tuple[str, Any, str]
+
+
+def check_bars(
+    market: Market, items: list[Any], *, clock_skew_s: float, now_s: float | None = None
+) -> tuple[list[tuple[str, Bar]], list[Rejected]]:
+    """Split stream entries into usable bars and rejects with their reasons: not a bar,
+    another market's bar, before 2009, not closed yet (beyond ``clock_skew_s``), off
+    the timeframe's grid, a repeat or out of order (open times strictly increase)."""
+    good: list[tuple[str, Bar]] = []
+    rejected: list[Rejected] = []
+    last = market.last_ts
+    closed_by = int(((time.time() if now_s is None else now_s) + clock_skew_s) * 1000)
+    for entry_id, fields in items:
+        try:
+            bar = decode_bar(fields or {})
+        except BarError as exc:
+            rejected.append((entry_id, fields, exc.reason))
+            continue
+        where = (bar.exchange, bar.symbol, bar.timeframe)
+        if where != (market.exchange, market.symbol, market.timeframe):
+            why = f"bar for {'/'.join(where)} on stream {market.stream}"
+        elif bar.ts < EARLIEST_MS:
+            why = f"ts {bar.ts} ({bar.time.isoformat()}) is before 2009: not a real candle"
+        elif bar.ts + market.bar_ms > closed_by:
+            why = (
+                f"ts {bar.ts} ({bar.time.isoformat()}): this {market.timeframe} bar cannot "
+                f"have closed yet (clock skew allowed: {clock_skew_s:g} s)"
+            )
+        elif bar.ts % market.bar_ms and market.bar_ms <= 86_400_000:
+            why = f"ts {bar.ts} is not on a {market.timeframe} boundary"
+        elif last is not None and bar.ts == last:
+            why = f"duplicate bar: ts {bar.ts} was already processed"
+        elif last is not None and bar.ts < last:
+            why = f"out of order: ts {bar.ts} is before the last bar {last}"
+        else:
+            good.append((entry_id, bar))
+            last = bar.ts
+            continue
+        rejected.append((entry_id, fields, why))
+    return good, rejected
+
+
+def plausible(
+    market: Market, good: list[tuple[str, Bar]], *, max_jump: float
+) -> tuple[list[tuple[str, Bar]], list[Rejected]]:
+    """Bars whose every price is within ``max_jump`` times the previous close (the
+    window's last, then the last kept bar); the others rejected with the figures."""
+    previous = float(market.values[-1, 3]) if len(market.values) else None
+    kept: list[tuple[str, Bar]] = []
+    rejected: list[Rejected] = []
+    for entry_id, bar in good:
+        if previous is not None:
+            prices = (bar.open, bar.high, bar.low, bar.close)
+            worst = max(max(p / previous, previous / p) for p in prices)
+            if worst > max_jump:
+                why = (
+                    f"price jump: o={bar.open} h={bar.high} l={bar.low} c={bar.close} is "
+                    f"{worst:.1f}x the previous close {previous} (at most {max_jump:g}x)"
+                )
+                rejected.append((entry_id, bar.to_dict(), why))
+                continue
+        kept.append((entry_id, bar))
+        previous = bar.close
+    return kept, rejected

@@ -6,8 +6,10 @@ through one consumer group. One step of the loop:
 
 1. reads up to ``batch`` bars per stream (its own pending entries first after a
    restart or an error, then entries idle too long at crashed consumers, then new ones);
-2. checks each bar (``decode_bar``; strictly increasing open time per stream) — a bad
-   one goes to ``botlib:deadletter`` with its reason and the rest go on;
+2. checks each bar (``_market.check_bars``: a valid candle of this market, closed,
+   after 2009, on the grid, strictly after the last one; ``plausible``: no price
+   ``max_price_jump`` times away from the previous close) — a bad one goes to
+   ``botlib:deadletter`` with its reason and the rest go on;
 3. per market, appends the bars to a bounded window of history (seeded at the first
    bar from the stream itself, else from the local data store), runs every model on it
    (``predict_tail``: the network runs only on the new bars), and makes the records with
@@ -18,7 +20,11 @@ through one consumer group. One step of the loop:
    dead letters, positions, acknowledgements — in ONE atomic script.
 
 So a crash or a Redis restart loses nothing and doubles nothing: unacknowledged bars are
-read again and their outputs, if already written, are not written twice. Promotions
+read again and their outputs, if already written, are not written twice. Several loop
+processes share the markets (``_ownership``: one owner per market, leases, takeover
+with the window and positions rebuilt from Redis; the commit is fenced by the leases).
+A bar that cannot be used, or a step that fails on one market, is dead-lettered with
+its reason and acknowledged: one bad input never stalls a market. Promotions
 are picked up between two steps: the new version loads in a background thread and takes
 over at the next step; if it fails to load or its features cannot be computed the old
 one keeps serving. A model older than ``max_model_age_days`` stops signalling.
@@ -27,10 +33,7 @@ one keeps serving. A model older than ``max_model_age_days`` stops signalling.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
-import math
-import queue
 import socket
 import threading
 import time
@@ -45,31 +48,29 @@ import pandas as pd
 import redis
 
 from botlib.data import timeframe_seconds
-from botlib.live._market import Market, frame
+from botlib.live._market import Market, Rejected, check_bars, frame, plausible
+from botlib.live._models import ActiveModels, Served
+from botlib.live._ownership import Leases
+from botlib.live._records import add_predictions, add_signals
+from botlib.live._scoring import score
 from botlib.live.feeds import stream_history
-from botlib.live.step import model_step, signal_payloads
-from botlib.models import BaseModel, load_model
-from botlib.signals import Prediction, SignalConfig, record_id
+from botlib.live.step import model_step
+from botlib.signals import SignalConfig
 from botlib.transport import (
-    Bar,
-    BarError,
     Batch,
     Output,
     RedisNames,
     commit,
     connect,
-    decode_bar,
     dumps,
     ensure_group,
     redis_names,
 )
+from botlib.transport.stats import LoopCounter, per_stream
 
 __all__ = ["LoopConfig", "LoopStats", "SignalLoop"]
 
 log = logging.getLogger("botlib.serve")
-
-#: 2009-01-01 UTC in epoch ms: no crypto market has a candle before it
-EARLIEST_MS = 1_230_768_000_000
 
 _RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
@@ -99,6 +100,8 @@ class LoopConfig:
     max_price_jump: float = 10.0
     #: a bar must have closed (open time + one bar) by now + this allowance
     clock_skew_s: float = 60.0
+    #: market leases among loop processes: a dead one's markets move after this long
+    lease_ttl_s: float = 10.0
 
     def __post_init__(self) -> None:
         from botlib.errors import ConfigError
@@ -109,6 +112,8 @@ class LoopConfig:
             raise ConfigError(f"max_price_jump must be > 1, got {self.max_price_jump}")
         if not self.clock_skew_s >= 0:
             raise ConfigError(f"clock_skew_s must be >= 0, got {self.clock_skew_s}")
+        if not self.lease_ttl_s >= 1:
+            raise ConfigError(f"lease_ttl_s must be >= 1, got {self.lease_ttl_s}")
         if not 0 <= self.block_ms <= 2000:
             # a blocking read must return well inside the client's 5 s socket timeout
             raise ConfigError(f"block_ms must be in [0, 2000], got {self.block_ms}")
@@ -123,35 +128,9 @@ class LoopStats:
     deadletters: int = 0
     reloads: int = 0
     refused_models: int = 0
+    takeovers: int = 0
     errors: int = 0
     last_error: str = ""
-
-
-@dataclass
-class _Served:
-    entry: dict[str, Any]
-    model: BaseModel
-
-    @property
-    def name(self) -> str:
-        return str(self.entry["name"])
-
-    @property
-    def model_id(self) -> str:
-        return str(self.entry.get("model_id") or f"{self.name}:{self.entry['version']}")
-
-
-def _prediction_value(ptype: str, out: dict[str, float], close: float) -> float:
-    if ptype == "price":
-        return close * math.exp(out.get("expected_return", float("nan")))
-    if ptype == "volatility":
-        return out.get("volatility", float("nan"))
-    if ptype == "trend":
-        return out.get("p_up", float("nan")) - out.get("p_down", float("nan"))
-    for key in ("target", "score"):
-        if key in out:
-            return out[key]
-    return float("nan")
 
 
 class SignalLoop:
@@ -186,103 +165,31 @@ class SignalLoop:
         )
         self.signal_config = self.config.signal
         self.max_model_age_days = self.config.max_model_age_days
-        self.served: dict[str, _Served] = {}
+        self.models = ActiveModels(self.r, self.names, self._refused)
+        self.leases = Leases(self.r, self.names, self.config.consumer, self.config.lease_ttl_s)
         self.markets: dict[str, Market] = {}
         self._stop = threading.Event()
-        self._revision: str | None = None
-        self._loading: dict[str, str] = {}  # name -> version being loaded
-        self._loaded: queue.Queue[tuple[str, dict[str, Any], BaseModel | None, str]] = queue.Queue()
         self._next_reload_check = 0.0
         self._next_claim = 0.0
         self._recover = True  # read own pending entries first
         self._groups: set[str] = set()
         self._stale_warned: set[str] = set()
         self._positions: dict[str, float] = {}
-        self._cache: dict[str, BaseModel] = {}
         self.on_step: Callable[[int], None] | None = None
 
-    # -- models -----------------------------------------------------------------
-    def _check(self, entry: dict[str, Any], model: BaseModel) -> str:
-        from botlib.promotion import _feature_checks
+    # -- models and runtime settings ----------------------------------------------
+    @property
+    def served(self) -> dict[str, Served]:
+        return self.models.served
 
-        problems = _feature_checks(model)
-        want = entry.get("feature_schema_hash")
-        if want and want != model.meta.feature_schema_hash:
-            problems.append(f"schema hash {model.meta.feature_schema_hash} != promoted {want}")
-        return "; ".join(problems)
-
-    def _load(self, name: str, entry: dict[str, Any]) -> None:
-        try:
-            uri = str(entry["model_uri"])
-            # one loaded copy per version, shared by every market it serves
-            model = self._cache.get(uri) or load_model(uri)
-            self._cache[uri] = model
-            problem = self._check(entry, model)
-            self._loaded.put((name, entry, None if problem else model, problem))
-        except Exception as exc:  # a model that cannot load is refused, never fatal
-            self._loaded.put((name, entry, None, f"{type(exc).__name__}: {exc}"))
-
-    def _wanted(self) -> dict[str, dict[str, Any]]:
-        from botlib.transport import active_models
-
-        return active_models(self.r, self.names)
+    def _refused(self, message: str) -> None:
+        self.stats.refused_models += 1
+        self._error(message)
 
     def load_active(self, *, wait: bool = True) -> None:
-        """Read the active models and load any that changed (in the background unless
-        ``wait``); models no longer active stop being served at once."""
-        self._revision = self.r.get(self.names.active_revision)
-        wanted = self._wanted()
-        for name in list(self.served):
-            if name not in wanted:
-                log.info("%s is no longer active", name)
-                del self.served[name]
-        for name, entry in wanted.items():
-            current = self.served.get(name)
-            version = str(entry.get("version"))
-            if current is not None and str(current.entry.get("version")) == version:
-                continue
-            if self._loading.get(name) == version:
-                continue
-            self._loading[name] = version
-            if wait:
-                self._load(name, entry)
-            else:
-                threading.Thread(target=self._load, args=(name, entry), daemon=True).start()
-        if wait:
-            self._swap_loaded()
-
-    def _swap_loaded(self) -> None:
-        swapped = False
-        while True:
-            try:
-                name, entry, model, problem = self._loaded.get_nowait()
-            except queue.Empty:
-                break
-            self._loading.pop(name, None)
-            if model is None:
-                self.stats.refused_models += 1
-                self._error(f"refused {name} v{entry.get('version')}: {problem}")
-                continue
-            old = self.served.get(name)
-            self.served[name] = _Served(entry, model)
-            self.stats.reloads += 1
-            swapped = True
-            log.info(
-                "%s v%s serving%s",
-                name,
-                entry.get("version"),
-                f" (was v{old.entry.get('version')})" if old else "",
-            )
-        if swapped:
-            # the models' objects are long-lived: keep the garbage collector from walking
-            # them on every collection (that is what shows in the latency's tail)
-            gc.collect()
-            gc.freeze()
-        # keep only the versions still served (or about to be)
-        wanted = {str(s.entry["model_uri"]) for s in self.served.values()}
-        for uri in list(self._cache):
-            if uri not in wanted and not self._loading:
-                del self._cache[uri]
+        """Read the active models and load any that changed (see ``ActiveModels``)."""
+        self.models.load(wait=wait)
+        self.stats.reloads = self.models.reloads
 
     def _maybe_reload(self) -> None:
         now = time.monotonic()
@@ -291,12 +198,13 @@ class SignalLoop:
             pipe = self.r.pipeline(transaction=False)
             pipe.get(self.names.active_revision)
             pipe.get(self.names.runtime_config)
-            pipe.hset(self.names.loop_stats, "heartbeat", repr(time.time()))
+            pipe.hset(self.names.loop_stats, LoopCounter.heartbeat, repr(time.time()))
             revision, config_text, _ = pipe.execute()
             self._apply_runtime(self.runtime.poll(config_text))
-            if revision != self._revision:
+            if revision != self.models.revision:
                 self.load_active(wait=not self.served)
-        self._swap_loaded()
+        self.models.swap()
+        self.stats.reloads = self.models.reloads
 
     def _apply_runtime(self, config: Any) -> None:
         if config is None:
@@ -305,57 +213,99 @@ class SignalLoop:
         self.max_model_age_days = config.max_model_age_days
         self._stale_warned.clear()
 
-    # -- markets ----------------------------------------------------------------
-    def _market(self, served: _Served) -> Market:
+    # -- markets and their ownership ------------------------------------------------
+    def _stream_of(self, served: Served) -> str:
+        return served.stream(self.names, self.config.exchange)
+
+    def _serving(self, stream: str) -> list[Served]:
+        return [s for s in self.served.values() if self._stream_of(s) == stream]
+
+    def _market(self, served: Served) -> Market:
         entry = served.entry
-        exchange = str(entry.get("exchange") or self.config.exchange)
-        symbol, timeframe = str(entry["symbol"]), str(entry["timeframe"])
-        stream = self.names.bar_stream(exchange, symbol, timeframe)
+        stream = self._stream_of(served)
         market = self.markets.get(stream)
-        need = max(int(s.model.meta.required_history) for s in self._serving(stream, exchange))
+        need = max(int(s.model.meta.required_history) for s in self._serving(stream))
         capacity = need + self.config.history
         if market is None:
+            timeframe = str(entry["timeframe"])
             market = Market(
                 stream,
-                exchange,
-                symbol,
+                str(entry.get("exchange") or self.config.exchange),
+                str(entry["symbol"]),
                 timeframe,
                 timeframe_seconds(timeframe) * 1000,
                 capacity,
             )
-            last = self.r.hget(self.names.loop_state, f"last_ts|{stream}")
+            last, since = self.r.hmget(
+                self.names.loop_state, f"last_ts|{stream}", f"window_from|{stream}"
+            )
             market.last_ts = int(last) if last else None
+            market.window_from = int(since) if since else None
             self.markets[stream] = market
         market.capacity = max(market.capacity, capacity)
         return market
 
-    def _serving(self, stream: str, exchange: str | None = None) -> list[_Served]:
-        out = []
-        for s in self.served.values():
-            ex = str(s.entry.get("exchange") or self.config.exchange)
-            key = self.names.bar_stream(ex, str(s.entry["symbol"]), str(s.entry["timeframe"]))
-            if key == stream:
-                out.append(s)
-        return out
+    def _forget(self, stream: str) -> None:
+        """Drop what this process holds of a market; it is rebuilt from Redis."""
+        self.markets.pop(stream, None)
+        for key in [k for k in self._positions if k.endswith(f"|{stream}")]:
+            del self._positions[key]
+
+    def _rebalance(self) -> None:
+        """Renew this process's market leases, take free ones up to its share."""
+        wanted = sorted({self._stream_of(s) for s in self.served.values()})
+        gained, lost = self.leases.tick(wanted)
+        for stream in lost:
+            log.info("%s: no longer served by this process", stream)
+            self._forget(stream)
+        for stream in gained:
+            self._forget(stream)
+            ensure_group(self.r, stream, self.names.consumer_group)
+            self._groups.add(stream)
+            claimed = self._claim_all(stream)
+            self.stats.takeovers += 1
+            self.r.hincrby(self.names.loop_stats, LoopCounter.takeovers, 1)
+            log.info("%s: now served by %s (%d unacknowledged bars claimed)",
+                     stream, self.config.consumer, claimed)  # fmt: skip
+            self._recover = True
+
+    def _claim_all(self, stream: str) -> int:
+        """Every bar of ``stream`` read but not acknowledged by an earlier owner."""
+        group, me, start, total = self.names.consumer_group, self.config.consumer, "0-0", 0
+        while True:
+            result = self.r.xautoclaim(
+                stream, group, me, min_idle_time=0, start_id=start, count=1000
+            )
+            start, total = result[0], total + len(result[1])
+            if start in ("0-0", b"0-0"):
+                return total
 
     def _streams(self) -> dict[str, Market]:
         streams = {}
         for served in self.served.values():
+            stream = self._stream_of(served)
+            if stream not in self.leases.owned:
+                continue
             market = self._market(served)
-            streams[market.stream] = market
-            if market.stream not in self._groups:
-                ensure_group(self.r, market.stream, self.names.consumer_group)
-                self._groups.add(market.stream)
+            streams[stream] = market
+            if stream not in self._groups:
+                ensure_group(self.r, stream, self.names.consumer_group)
+                self._groups.add(stream)
         return streams
 
-    def _bootstrap(self, market: Market, first_id: str, first_ts: int) -> None:
-        """History before the first bar — exactly what the models need, as a backtest
-        of the same window gets — from the stream, then from the data store."""
+    def _bootstrap(self, market: Market, first_id: str, first_ts: int, batch: Batch) -> None:
+        """History before the first bar from the stream, then the data store: what the
+        models need; or, for a market served before (a restart, a takeover), the same
+        window the earlier process held — as a backtest of the same span gets."""
         need = max(int(s.model.meta.required_history) for s in self._serving(market.stream))
+        count = need
+        if market.window_from is not None and first_ts > market.window_from:
+            held = (first_ts - market.window_from) // market.bar_ms
+            count = max(need, min(market.capacity, int(held)))
         times, values = stream_history(
-            self.r, market.stream, need, before_id=f"({first_id}", before_ts=first_ts
+            self.r, market.stream, count, before_id=f"({first_id}", before_ts=first_ts
         )
-        missing = need - len(times)
+        missing = count - len(times)
         if missing > 0:
             from botlib.data import load_ohlcv
             from botlib.errors import BotlibError
@@ -370,6 +320,11 @@ class SignalLoop:
             except BotlibError as exc:
                 log.warning("%s: no stored history before %s (%s)", market.stream, end, exc)
         market.seed(np.array(times, dtype="int64"), np.array(values, "float64").reshape(-1, 5))
+        if market.window_from is None and times:
+            market.window_from = int(times[0])
+            batch.hset.append(
+                (self.names.loop_state, f"window_from|{market.stream}", str(times[0]))
+            )
         log.info("%s: %d bars of history", market.stream, len(times))
 
     # -- reading ----------------------------------------------------------------
@@ -405,7 +360,8 @@ class SignalLoop:
         return [(s, items) for s, items in (got or []) if items]
 
     # -- processing -------------------------------------------------------------
-    def _deadletter(self, batch: Batch, stream: str, entry_id: str, fields: Any, why: str) -> None:
+    def _deadletter(self, batch: Batch, stream: str, rejected: Rejected) -> None:
+        entry_id, fields, why = rejected
         payload = dumps(
             {
                 "source": stream,
@@ -422,87 +378,32 @@ class SignalLoop:
                 dedupe=f"{self.names.seen_prefix}dl|{stream}|{entry_id}",
             )
         )
-        batch.hincr.append((self.names.loop_stats, "deadletters", 1))
-
-    def _check_bars(self, market: Market, items: list[Any], batch: Batch) -> list[tuple[str, Bar]]:
-        good: list[tuple[str, Bar]] = []
-        last = market.last_ts
-        closed_by = int((time.time() + self.config.clock_skew_s) * 1000)
-        for entry_id, fields in items:
-            batch.ack(market.stream, entry_id)
-            try:
-                bar = decode_bar(fields or {})
-            except BarError as exc:
-                self._deadletter(batch, market.stream, entry_id, fields, exc.reason)
-                continue
-            where = (bar.exchange, bar.symbol, bar.timeframe)
-            if where != (market.exchange, market.symbol, market.timeframe):
-                why = f"bar for {'/'.join(where)} on stream {market.stream}"
-            elif bar.ts < EARLIEST_MS:
-                why = f"ts {bar.ts} ({bar.time.isoformat()}) is before 2009: not a real candle"
-            elif bar.ts + market.bar_ms > closed_by:
-                why = (
-                    f"ts {bar.ts} ({bar.time.isoformat()}): this {market.timeframe} bar cannot "
-                    f"have closed yet (clock skew allowed: {self.config.clock_skew_s:g} s)"
-                )
-            elif bar.ts % market.bar_ms and market.bar_ms <= 86_400_000:
-                why = f"ts {bar.ts} is not on a {market.timeframe} boundary"
-            elif last is not None and bar.ts == last:
-                why = f"duplicate bar: ts {bar.ts} was already processed"
-            elif last is not None and bar.ts < last:
-                why = f"out of order: ts {bar.ts} is before the last bar {last}"
-            else:
-                good.append((entry_id, bar))
-                last = bar.ts
-                continue
-            self._deadletter(batch, market.stream, entry_id, fields, why)
-        return good
-
-    def _plausible(
-        self, market: Market, good: list[tuple[str, Bar]], batch: Batch
-    ) -> list[tuple[str, Bar]]:
-        """Bars whose prices are within ``max_price_jump`` of the previous close."""
-        factor = self.config.max_price_jump
-        previous = float(market.values[-1, 3]) if len(market.values) else None
-        kept: list[tuple[str, Bar]] = []
-        for entry_id, bar in good:
-            if previous is not None:
-                prices = (bar.open, bar.high, bar.low, bar.close)
-                worst = max(max(p / previous, previous / p) for p in prices)
-                if worst > factor:
-                    why = (
-                        f"price jump: o={bar.open} h={bar.high} l={bar.low} c={bar.close} is "
-                        f"{worst:.1f}x the previous close {previous} (at most {factor:g}x)"
-                    )
-                    self._deadletter(batch, market.stream, entry_id, bar.to_dict(), why)
-                    continue
-            kept.append((entry_id, bar))
-            previous = bar.close
-        return kept
+        batch.hincr.append((self.names.loop_stats, LoopCounter.deadletters, 1))
 
     def _process(
         self, market: Market, items: list[Any], batch: Batch, after: list[Callable[[], None]]
     ) -> int:
-        good = self._check_bars(market, items, batch)
-        if not good:
-            return 0
-        if not market.bootstrapped:
-            self._bootstrap(market, good[0][0], good[0][1].ts)
-        good = self._plausible(market, good, batch)
+        for entry_id, _ in items:
+            batch.ack(market.stream, entry_id)
+        good, rejected = check_bars(market, items, clock_skew_s=self.config.clock_skew_s)
+        if good and not market.bootstrapped:
+            self._bootstrap(market, good[0][0], good[0][1].ts, batch)
+        good, implausible = plausible(market, good, max_jump=self.config.max_price_jump)
+        for reject in [*rejected, *implausible]:
+            self._deadletter(batch, market.stream, reject)
         if not good:
             return 0
         bars = [b for _, b in good]
         times, values = market.extended(bars)
         candles = frame(times, values)
         k = len(bars)
-        first = candles.index[-k]
         bar_delta = timedelta(milliseconds=market.bar_ms)
         state_updates: list[tuple[str, str, str]] = []
         positions: dict[str, float] = {}
         for served in self._serving(market.stream):
             part = Batch()
             try:
-                pos = self._model_outputs(served, market, candles, k, first, bar_delta, part)
+                pos = self._model_outputs(served, market, candles, k, bar_delta, part)
                 batch.extend(part)
             except _RETRYABLE:
                 raise
@@ -511,13 +412,14 @@ class SignalLoop:
             key = self.names.position_field(served.name, market.stream)
             positions[key] = pos
             state_updates.append((self.names.loop_state, key, repr(pos)))
-        self._score(market, times, values, batch)
+        score(self.r, self.names, market, times, values, batch)
         state_updates.append((self.names.loop_state, f"last_ts|{market.stream}", str(bars[-1].ts)))
         # how late the newest bar was processed after it closed (the loop's lag)
         lag_ms = int(time.time() * 1000) - (bars[-1].ts + market.bar_ms)
-        state_updates.append((self.names.loop_stats, f"lag_ms|{market.stream}", str(lag_ms)))
+        lag_field = per_stream(LoopCounter.lag_ms, market.stream)
+        state_updates.append((self.names.loop_stats, lag_field, str(lag_ms)))
         batch.hset.extend(state_updates)
-        batch.hincr.append((self.names.loop_stats, "bars", k))
+        batch.hincr.append((self.names.loop_stats, LoopCounter.bars, k))
 
         def apply() -> None:
             market.commit(times, values)
@@ -528,10 +430,10 @@ class SignalLoop:
 
     def _bar_by_bar(
         self,
-        served: _Served,
+        served: Served,
         market: Market,
         candles: pd.DataFrame,
-        good: list[tuple[str, Bar]],
+        good: list[tuple[str, Any]],
         bar_delta: timedelta,
         batch: Batch,
     ) -> float:
@@ -545,7 +447,7 @@ class SignalLoop:
             part = Batch()
             try:
                 position = self._model_outputs(
-                    served, market, upto, 1, upto.index[-1], bar_delta, part, position=position
+                    served, market, upto, 1, bar_delta, part, position=position
                 )
                 batch.extend(part)
             except _RETRYABLE:
@@ -553,35 +455,19 @@ class SignalLoop:
             except Exception as exc:
                 why = f"model {served.model_id} failed: {type(exc).__name__}: {exc}"
                 self._error(why)
-                self._deadletter(batch, market.stream, entry_id, bar.to_dict(), why)
+                self._deadletter(batch, market.stream, (entry_id, bar.to_dict(), why))
         return position
 
-    def _position(self, served: _Served, market: Market) -> float:
+    def _position(self, served: Served, market: Market) -> float:
         key = self.names.position_field(served.name, market.stream)
         if key not in self._positions:
             stored = self.r.hget(self.names.loop_state, key)
             self._positions[key] = float(stored) if stored else 0.0
         return self._positions[key]
 
-    def _model_outputs(
-        self,
-        served: _Served,
-        market: Market,
-        candles: pd.DataFrame,
-        k: int,
-        first: pd.Timestamp,
-        bar_delta: timedelta,
-        batch: Batch,
-        *,
-        position: float | None = None,
-    ) -> float:
-        model, meta = served.model, served.model.meta
-        if position is None:
-            position = self._position(served, market)
-        step = model_step(model, candles, k, config=self.signal_config, position=position)
-        tail, signals, ready, position = step.tail, step.signals, step.ready, step.position
-        if not ready.any():
-            return position
+    def _stale(self, served: Served) -> bool:
+        """Whether the model is older than the runtime's ``max_model_age_days`` (said
+        once per model)."""
         age_days = (time.time() * 1000 - float(served.entry.get("registered_at") or 0)) / 86.4e6
         max_age = self.max_model_age_days
         stale = max_age is not None and age_days > max_age
@@ -591,135 +477,30 @@ class SignalLoop:
                 f"{served.model_id} is {age_days:.1f} days old (> {max_age}): it no longer "
                 "signals; retrain and promote a newer version"
             )
-        horizon_min = int(meta.horizon * bar_delta.total_seconds() // 60)
-        pending_key = self.names.pending_key(market.exchange, market.symbol, market.timeframe)
-        closes = candles["close"].to_numpy()[-k:]
-        for i, ts in enumerate(tail.index):
-            if not ready[i]:
-                continue
-            out = {str(c): float(v) for c, v in tail.iloc[i].items() if np.isfinite(v)}
-            created = pd.Timestamp(ts).to_pydatetime() + bar_delta
-            pred = Prediction(
-                id=record_id("prediction", served.model_id, market.symbol, created),
-                model_id=served.model_id,
-                symbol=market.symbol,
-                prediction_type=meta.prediction_type,  # type: ignore[arg-type]
-                input_data={
-                    "bar_time": pd.Timestamp(ts).isoformat(),
-                    "close": float(closes[i]),
-                    "outputs": out,
-                    "exchange": market.exchange,
-                    "timeframe": market.timeframe,
-                },
-                prediction_value=_prediction_value(meta.prediction_type, out, float(closes[i])),
-                confidence=float(signals["confidence"].iloc[i]),
-                prediction_horizon=horizon_min,
-                created_at=created,
-            )
-            payload = dumps(pred.model_dump(mode="json"))
-            batch.outputs.append(
-                Output(
-                    self.names.predictions,
-                    payload,
-                    self.names.prediction_channel,
-                    f"{self.names.seen_prefix}{pred.id}",
-                )
-            )
-            due = int(pd.Timestamp(ts).value // 1_000_000) + meta.horizon * int(
-                bar_delta.total_seconds() * 1000
-            )
-            batch.zadd.append((pending_key, float(due), payload))
-        batch.hincr.append((self.names.loop_stats, "predictions", int(ready.sum())))
-        batch.hincr.append(
-            (self.names.loop_stats, f"predictions|{served.model_id}", int(ready.sum()))
-        )
-        if stale:
-            return position
-        records = signal_payloads(
-            step,
-            model_id=served.model_id,
-            symbol=market.symbol,
-            bar=bar_delta,
-            horizon=meta.horizon,
-            metadata={
-                "exchange": market.exchange,
-                "timeframe": market.timeframe,
-                "model_name": served.name,
-                "model_version": str(served.entry.get("version")),
-            },
-            bot_id=self.config.bot_id,
-        )
-        for data in records:
-            batch.outputs.append(
-                Output(
-                    self.names.signals,
-                    dumps(data),
-                    self.names.signal_channel,
-                    f"{self.names.seen_prefix}{data['id']}",
-                )
-            )
-        batch.hincr.append((self.names.loop_stats, "signals", len(records)))
-        batch.hincr.append((self.names.loop_stats, f"signals|{served.model_id}", len(records)))
-        return position
+        return stale
 
-    def _score(self, market: Market, times: np.ndarray, values: np.ndarray, batch: Batch) -> None:
-        """Predictions whose horizon has passed get their actual value and accuracy."""
-        import json
-
-        key = self.names.pending_key(market.exchange, market.symbol, market.timeframe)
-        due = list(self.r.zrangebyscore(key, "-inf", int(times[-1]), withscores=True))
-        # predictions made in this very step (a backlog read at once) are due too
-        fresh = [(p, w) for k, w, p in batch.zadd if k == key and w <= times[-1]]
-        batch.zadd = [z for z in batch.zadd if not (z[0] == key and z[1] <= times[-1])]
-        closes = values[:, 3]
-        for payload, when in due + fresh:
-            data = json.loads(payload)
-            j = int(np.searchsorted(times, int(when)))
-            start_ts = pd.Timestamp(data["input_data"]["bar_time"]).value // 1_000_000
-            i = int(np.searchsorted(times, start_ts))
-            if j >= len(times) or i >= len(times) or times[i] != start_ts:
-                batch.zrem.append((key, payload))  # history no longer held: drop, counted
-                batch.hincr.append((self.names.loop_stats, "unscored", 1))
-                continue
-            base, actual_close = float(data["input_data"]["close"]), float(closes[j])
-            value = data.get("prediction_value")
-            ptype = data["prediction_type"]
-            move = math.log(actual_close / base)
-            if ptype == "price":
-                actual = actual_close
-                hit = value is not None and np.sign(value - base) == np.sign(actual - base)
-                accuracy = float(hit)
-            elif ptype == "volatility":
-                rets = np.diff(np.log(closes[i : j + 1]))
-                actual = float(np.sqrt(np.mean(rets**2))) if len(rets) else 0.0
-                accuracy = (
-                    max(0.0, 1.0 - abs(float(value) - actual) / actual)
-                    if value is not None and actual > 0
-                    else 0.0
-                )
-            else:
-                actual = move
-                accuracy = float(value is not None and np.sign(value) == np.sign(move))
-            data.update(
-                actual_value=actual,
-                accuracy=accuracy,
-                validated_at=(
-                    pd.Timestamp(int(times[j]) + market.bar_ms, unit="ms", tz="UTC").isoformat()
-                ),
-            )
-            out = dumps(data)
-            batch.outputs.append(
-                Output(
-                    self.names.predictions,
-                    out,
-                    self.names.prediction_channel,
-                    f"{self.names.seen_prefix}validated|{data['id']}",
-                )
-            )
-            batch.zrem.append((key, payload))
-            batch.hincr.append((self.names.loop_stats, f"validated|{data['model_id']}", 1))
-            milli = round(accuracy * 1000)
-            batch.hincr.append((self.names.loop_stats, f"accuracy_milli|{data['model_id']}", milli))
+    def _model_outputs(
+        self,
+        served: Served,
+        market: Market,
+        candles: pd.DataFrame,
+        k: int,
+        bar_delta: timedelta,
+        batch: Batch,
+        *,
+        position: float | None = None,
+    ) -> float:
+        """The per-model step on the ``k`` new bars, its records into ``batch``;
+        returns the position held after them."""
+        if position is None:
+            position = self._position(served, market)
+        step = model_step(served.model, candles, k, config=self.signal_config, position=position)
+        if not step.ready.any():
+            return step.position
+        add_predictions(batch, self.names, served, market, step, candles, bar_delta)
+        if not self._stale(served):
+            add_signals(batch, self.names, served, market, step, bar_delta, self.config.bot_id)
+        return step.position
 
     # -- the loop ---------------------------------------------------------------
     def _error(self, message: str) -> None:
@@ -728,10 +509,13 @@ class SignalLoop:
         log.error(message)
         with contextlib.suppress(redis.RedisError):
             pipe = self.r.pipeline(transaction=False)
-            pipe.hincrby(self.names.loop_stats, "errors", 1)
+            pipe.hincrby(self.names.loop_stats, LoopCounter.errors, 1)
             pipe.hset(
                 self.names.loop_stats,
-                mapping={"last_error": message[:500], "last_error_at": repr(time.time())},
+                mapping={
+                    LoopCounter.last_error: message[:500],
+                    LoopCounter.last_error_at: repr(time.time()),
+                },
             )
             pipe.execute()
 
@@ -744,8 +528,17 @@ class SignalLoop:
         batch = Batch()
         for entry_id, fields in items:
             batch.ack(stream, entry_id)
-            self._deadletter(batch, stream, entry_id, fields, why)
+            self._deadletter(batch, stream, (entry_id, fields, why))
         return batch
+
+    def _reset(self) -> None:
+        """Trust nothing held in memory: markets, positions and leases are read from
+        Redis again (after a Redis error or a lost lease)."""
+        self.markets.clear()
+        self._positions.clear()
+        self.leases.drop()
+        self._recover = True
+        self._groups.clear()
 
     def step(self) -> int:
         """Read, process and write one batch; returns the number of valid bars."""
@@ -753,7 +546,12 @@ class SignalLoop:
         if not self.served:
             time.sleep(self.config.block_ms / 1000)
             return 0
+        if self.leases.due():
+            self._rebalance()
         streams = self._streams()
+        if not streams:
+            time.sleep(self.config.block_ms / 1000)
+            return 0
         got = self._read(streams)
         if not got:
             return 0
@@ -770,13 +568,20 @@ class SignalLoop:
                 part, later = self._set_aside(stream, items, exc), list[Callable[[], None]]()
             batch.extend(part)
             after.extend(later)
-        written = commit(self.r, batch, group=self.names.consumer_group, maxlen=self.maxlen)
+        fence = self.leases.fence([stream for stream, _ in got])
+        written = commit(
+            self.r, batch, group=self.names.consumer_group, maxlen=self.maxlen, fence=fence
+        )
+        if written < 0:
+            log.warning("a market lease was lost mid-step: nothing written, state re-read")
+            self._reset()
+            return 0
         for apply in after:
             apply()
         for key, field_name, value in batch.hincr:
             if key == self.names.loop_stats and hasattr(self.stats, field_name):
                 setattr(self.stats, field_name, getattr(self.stats, field_name) + value)
-            elif field_name.startswith("validated|"):
+            elif field_name.startswith(f"{LoopCounter.validated}|"):
                 self.stats.validated += value
         log.debug("step: %d bars, %d outputs written", n, written)
         if self.on_step is not None:
@@ -785,28 +590,33 @@ class SignalLoop:
 
     def run(self, *, idle_exit_s: float | None = None, max_bars: int | None = None) -> LoopStats:
         """Serve until ``stop()`` (or SIGTERM in the CLI), ``max_bars`` bars, or
-        ``idle_exit_s`` seconds without a bar. Redis outages are retried with backoff."""
+        ``idle_exit_s`` seconds without a bar. Redis outages are retried with backoff;
+        afterwards every market's state is read from Redis again. On the way out the
+        market leases are released, so another process takes over at once."""
         backoff = self.config.backoff_start_s
         idle_since = time.monotonic()
-        while not self._stop.is_set():
-            try:
-                n = self.step()
-                backoff = self.config.backoff_start_s
-            except _RETRYABLE as exc:
-                log.warning("redis unavailable (%s); retrying in %.1f s", exc, backoff)
-                self.stats.errors += 1
-                self.stats.last_error = f"redis: {exc}"
-                self._recover = True
-                self._groups.clear()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.config.backoff_max_s)
-                continue
-            if n:
-                idle_since = time.monotonic()
-            if max_bars is not None and self.stats.bars >= max_bars:
-                break
-            if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
-                break
+        try:
+            while not self._stop.is_set():
+                try:
+                    n = self.step()
+                    backoff = self.config.backoff_start_s
+                except _RETRYABLE as exc:
+                    log.warning("redis unavailable (%s); retrying in %.1f s", exc, backoff)
+                    self.stats.errors += 1
+                    self.stats.last_error = f"redis: {exc}"
+                    self._reset()
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.config.backoff_max_s)
+                    continue
+                if n:
+                    idle_since = time.monotonic()
+                if max_bars is not None and self.stats.bars >= max_bars:
+                    break
+                if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                    break
+        finally:
+            with contextlib.suppress(redis.RedisError):
+                self.leases.release_all()
         return self.stats
 
     def stop(self) -> None:

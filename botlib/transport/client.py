@@ -98,6 +98,9 @@ _COMMIT = """
 local plan = cjson.decode(ARGV[1])
 local maxlen, ttl = ARGV[2], ARGV[3]
 local written = 0
+for _, f in ipairs(plan.fence) do
+  if redis.call('GET', f[1]) ~= f[2] then return -1 end
+end
 for _, o in ipairs(plan.outputs) do
   local fresh = true
   if o[4] ~= '' then fresh = redis.call('SET', o[4], '1', 'NX', 'EX', ttl) end
@@ -128,9 +131,13 @@ def commit(
     group: str,
     maxlen: int = 100_000,
     remember_s: int = 7 * 24 * 3600,
+    fence: Sequence[tuple[str, str]] = (),
 ) -> int:
-    """Apply ``batch`` in one atomic script; returns how many outputs were new."""
+    """Apply ``batch`` in one atomic script; returns how many outputs were new, or -1
+    when a ``fence`` key (a market lease) no longer holds its value: then nothing at
+    all was written."""
     plan: dict[str, Sequence[Any]] = {
+        "fence": [list(f) for f in fence],
         "outputs": [[o.stream, o.payload, o.channel, o.dedupe] for o in batch.outputs],
         "acks": [[stream, group, ids] for stream, ids in batch.acks.items() if ids],
         "zadd": [list(z) for z in batch.zadd],

@@ -69,6 +69,8 @@ class RedisNames:
     bridge_alive_prefix: str = "botlib:bridge:alive:"
     #: market ownership among several loop processes: ``{lease_prefix}{bar stream}``
     lease_prefix: str = "botlib:lease:"
+    #: hash: loop process token -> last beat (ms); the live ones share the markets
+    loop_members: str = "botlib:loop:members"
 
     def bar_stream(self, exchange: str, symbol: str, timeframe: str) -> str:
         return self.bars.format(exchange=exchange, symbol=symbol, timeframe=timeframe)

@@ -74,9 +74,9 @@ def test_bars_read_by_a_crashed_consumer_are_reclaimed(
 ) -> None:
     promote(store.ga, 1, gate=LENIENT)
     feed(r, window(120))
-    loop = SignalLoop(r, config=loop_config(consumer="a"))
-    loop.load_active()
-    loop._streams()  # creates the group
+    from botlib.transport import ensure_group
+
+    ensure_group(r, STREAM, "botlib-signal-loop")
     taken = r.xreadgroup("botlib-signal-loop", "crashed", {STREAM: ">"}, count=40)
     assert len(taken[0][1]) == 40  # read, never acknowledged: that consumer died
     time.sleep(0.3)
@@ -140,3 +140,39 @@ def test_a_bar_that_makes_a_model_raise_is_set_aside_alone(
     signals = records(r, "botlib:signals")
     assert len(signals) == 200 and loop.stats.bars == 201
     assert loop.stats.errors >= 1
+
+
+def test_a_dead_loops_market_is_taken_over_with_its_window_and_position(
+    store: Store, redis_server: Any, r: redis.Redis
+) -> None:
+    """Loop ``a`` serves 150 bars, reads 20 more and dies holding its lease. Loop ``b``
+    waits for the lease to expire, claims the 20, rebuilds the window and position from
+    Redis, and serves the rest: every bar once, the same signals as one loop alone."""
+    import json
+
+    promote(store.ga, 1, gate=LENIENT)
+    candles = window(300)
+    feed(r, candles.iloc[:150])
+    a = SignalLoop(r, config=loop_config(consumer="a", lease_ttl_s=1.0, batch=50))
+    a.load_active()
+    while a.stats.bars < 150:
+        a.step()
+    feed(r, candles.iloc[150:])
+    taken = r.xreadgroup("botlib-signal-loop", "a", {STREAM: ">"}, count=20)
+    assert len(taken[0][1]) == 20  # read by a, never committed: a dies now
+    assert r.get(
+        f"botlib:lease:{STREAM}",
+    ).startswith("a:")
+    b = SignalLoop(r, config=loop_config(consumer="b", lease_ttl_s=1.0))
+    b.run(idle_exit_s=3.0)
+    assert b.stats.takeovers == 1 and b.stats.bars == 150
+    _assert_exactly_once(r, 300, {f"{store.ga}:1"})
+    # one loop alone over the same bars, in a fresh database: the same signals
+    together = [json.loads(f["data"]) for _, f in r.xrange("botlib:signals")]
+    r.flushdb()
+    promote(store.ga, 1, gate=LENIENT)
+    feed(r, candles)
+    SignalLoop(r, config=loop_config(consumer="solo")).run(idle_exit_s=1.5)
+    alone = [json.loads(f["data"]) for _, f in r.xrange("botlib:signals")]
+    keys = ("created_at", "signal_type", "position_size", "stop_loss", "take_profit")
+    assert [[s[k] for k in keys] for s in together] == [[s[k] for k in keys] for s in alone]

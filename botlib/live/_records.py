@@ -1,0 +1,127 @@
+"""Records of one model step: predictions and signals as the backend's tables have
+them, each an ``Output`` of the step's batch (stream + channel, written once: keyed
+by its record id), with the counters that ``botlib status`` reads."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+
+from botlib.live._market import Market
+from botlib.live._models import Served
+from botlib.live.step import ModelStep, signal_payloads
+from botlib.signals import Prediction, record_id
+from botlib.transport import Batch, Output, RedisNames, dumps
+from botlib.transport.stats import LoopCounter, per_model
+
+__all__ = ["add_predictions", "add_signals"]
+
+
+def _prediction_value(ptype: str, out: dict[str, float], close: float) -> float:
+    if ptype == "price":
+        return close * math.exp(out.get("expected_return", float("nan")))
+    if ptype == "volatility":
+        return out.get("volatility", float("nan"))
+    if ptype == "trend":
+        return out.get("p_up", float("nan")) - out.get("p_down", float("nan"))
+    for key in ("target", "score"):
+        if key in out:
+            return out[key]
+    return float("nan")
+
+
+def add_predictions(
+    batch: Batch,
+    names: RedisNames,
+    served: Served,
+    market: Market,
+    step: ModelStep,
+    candles: pd.DataFrame,
+    bar: timedelta,
+) -> None:
+    """One prediction per ready new bar; each also waits to be scored."""
+    meta = served.model.meta
+    tail, ready = step.tail, step.ready
+    k = len(tail)
+    horizon_min = int(meta.horizon * bar.total_seconds() // 60)
+    pending_key = names.pending_key(market.exchange, market.symbol, market.timeframe)
+    closes = candles["close"].to_numpy()[-k:]
+    for i, ts in enumerate(tail.index):
+        if not ready[i]:
+            continue
+        out = {str(c): float(v) for c, v in tail.iloc[i].items() if np.isfinite(v)}
+        created = pd.Timestamp(ts).to_pydatetime() + bar
+        pred = Prediction(
+            id=record_id("prediction", served.model_id, market.symbol, created),
+            model_id=served.model_id,
+            symbol=market.symbol,
+            prediction_type=meta.prediction_type,  # type: ignore[arg-type]
+            input_data={
+                "bar_time": pd.Timestamp(ts).isoformat(),
+                "close": float(closes[i]),
+                "outputs": out,
+                "exchange": market.exchange,
+                "timeframe": market.timeframe,
+            },
+            prediction_value=_prediction_value(meta.prediction_type, out, float(closes[i])),
+            confidence=float(step.signals["confidence"].iloc[i]),
+            prediction_horizon=horizon_min,
+            created_at=created,
+        )
+        payload = dumps(pred.model_dump(mode="json"))
+        batch.outputs.append(
+            Output(
+                names.predictions,
+                payload,
+                names.prediction_channel,
+                f"{names.seen_prefix}{pred.id}",
+            )
+        )
+        due = int(pd.Timestamp(ts).value // 1_000_000) + meta.horizon * int(
+            bar.total_seconds() * 1000
+        )
+        batch.zadd.append((pending_key, float(due), payload))
+    n = int(ready.sum())
+    batch.hincr.append((names.loop_stats, LoopCounter.predictions, n))
+    batch.hincr.append((names.loop_stats, per_model(LoopCounter.predictions, served.model_id), n))
+
+
+def add_signals(
+    batch: Batch,
+    names: RedisNames,
+    served: Served,
+    market: Market,
+    step: ModelStep,
+    bar: timedelta,
+    bot_id: str | None,
+) -> None:
+    """One signal per ready new bar, from the step's builder frame."""
+    records = signal_payloads(
+        step,
+        model_id=served.model_id,
+        symbol=market.symbol,
+        bar=bar,
+        horizon=served.model.meta.horizon,
+        metadata={
+            "exchange": market.exchange,
+            "timeframe": market.timeframe,
+            "model_name": served.name,
+            "model_version": str(served.entry.get("version")),
+        },
+        bot_id=bot_id,
+    )
+    for data in records:
+        batch.outputs.append(
+            Output(
+                names.signals,
+                dumps(data),
+                names.signal_channel,
+                f"{names.seen_prefix}{data['id']}",
+            )
+        )
+    n = len(records)
+    batch.hincr.append((names.loop_stats, LoopCounter.signals, n))
+    batch.hincr.append((names.loop_stats, per_model(LoopCounter.signals, served.model_id), n))

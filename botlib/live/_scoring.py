@@ -1,0 +1,93 @@
+"""Scoring: a prediction whose horizon has passed gets what happened.
+
+Every prediction waits in a per-market sorted set (``botlib:pending:…``) scored by
+the bar time its horizon ends. When that bar has been processed, the prediction is
+published again under the same id with ``actual_value``, ``accuracy`` (price and
+trend: the direction was right, 1 or 0; volatility: 1 − relative error) and
+``validated_at``, and its counters (``validated|…``, ``accuracy_milli|…``) move.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from botlib.live._market import Market
+from botlib.transport import Batch, Output, RedisNames, dumps
+from botlib.transport.stats import LoopCounter, per_model
+
+__all__ = ["score"]
+
+
+def score(
+    r: Any,
+    names: RedisNames,
+    market: Market,
+    times: np.ndarray,
+    values: np.ndarray,
+    batch: Batch,
+) -> None:
+    """Predictions of ``market`` whose horizon has passed by the newest bar get their
+    actual value and accuracy (written as a new record with the same id)."""
+    key = names.pending_key(market.exchange, market.symbol, market.timeframe)
+    due = list(r.zrangebyscore(key, "-inf", int(times[-1]), withscores=True))
+    # predictions made in this very step (a backlog read at once) are due too
+    fresh = [(p, w) for k, w, p in batch.zadd if k == key and w <= times[-1]]
+    batch.zadd = [z for z in batch.zadd if not (z[0] == key and z[1] <= times[-1])]
+    closes = values[:, 3]
+    for payload, when in due + fresh:
+        data = json.loads(payload)
+        j = int(np.searchsorted(times, int(when)))
+        start_ts = pd.Timestamp(data["input_data"]["bar_time"]).value // 1_000_000
+        i = int(np.searchsorted(times, start_ts))
+        if j >= len(times) or i >= len(times) or times[i] != start_ts:
+            batch.zrem.append((key, payload))  # history no longer held: drop, counted
+            batch.hincr.append((names.loop_stats, LoopCounter.unscored, 1))
+            continue
+        base, actual_close = float(data["input_data"]["close"]), float(closes[j])
+        value = data.get("prediction_value")
+        ptype = data["prediction_type"]
+        move = math.log(actual_close / base)
+        if ptype == "price":
+            actual = actual_close
+            hit = value is not None and np.sign(value - base) == np.sign(actual - base)
+            accuracy = float(hit)
+        elif ptype == "volatility":
+            rets = np.diff(np.log(closes[i : j + 1]))
+            actual = float(np.sqrt(np.mean(rets**2))) if len(rets) else 0.0
+            accuracy = (
+                max(0.0, 1.0 - abs(float(value) - actual) / actual)
+                if value is not None and actual > 0
+                else 0.0
+            )
+        else:
+            actual = move
+            accuracy = float(value is not None and np.sign(value) == np.sign(move))
+        data.update(
+            actual_value=actual,
+            accuracy=accuracy,
+            validated_at=(
+                pd.Timestamp(int(times[j]) + market.bar_ms, unit="ms", tz="UTC").isoformat()
+            ),
+        )
+        out = dumps(data)
+        batch.outputs.append(
+            Output(
+                names.predictions,
+                out,
+                names.prediction_channel,
+                f"{names.seen_prefix}validated|{data['id']}",
+            )
+        )
+        batch.zrem.append((key, payload))
+        batch.hincr.append(
+            (names.loop_stats, per_model(LoopCounter.validated, data["model_id"]), 1)
+        )
+        milli = round(accuracy * 1000)
+        batch.hincr.append(
+            (names.loop_stats, per_model(LoopCounter.accuracy_milli, data["model_id"]), milli)
+        )
