@@ -4,7 +4,7 @@
 #   make bench      benchmarks (medians and ratios, printed)
 #   make lab        JupyterLab on notebooks/
 #   make mlflow-ui  the MLflow UI on the sqlite store
-#   make lint       ruff + mypy only
+#   make lint       ruff, mypy and the import layers (lint-imports)
 #   make format     apply ruff formatting and fixes
 #   make clean      remove the virtualenv and caches (keeps mlruns/)
 
@@ -23,7 +23,7 @@ help:
 	@echo "make bench  - run the benchmarks in bench/"
 	@echo "make lab    - JupyterLab on notebooks/"
 	@echo "make mlflow-ui - the MLflow UI on 127.0.0.1:5000 (sqlite store in mlruns/)"
-	@echo "make lint   - ruff and mypy only"
+	@echo "make lint   - ruff, mypy and the package's import layers"
 	@echo "make format - apply ruff's formatting and safe fixes"
 	@echo "make clean  - remove .venv and caches"
 
@@ -50,6 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

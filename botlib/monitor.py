@@ -22,6 +22,13 @@ from typing import Any
 import redis
 
 from botlib.transport import RedisNames, active_models
+from botlib.transport.stats import (
+    BridgeCounter,
+    FeedCounter,
+    LoopCounter,
+    SupervisorCounter,
+    per_stream,
+)
 
 __all__ = ["collect_status", "prometheus_text", "serve_metrics"]
 
@@ -83,17 +90,17 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     per_model: dict[str, dict[str, float]] = {}
     for key, value in loop_raw.items():
         kind, sep, model_id = key.partition("|")
-        if sep and kind != "lag_ms":
+        if sep and kind != LoopCounter.lag_ms:
             per_model.setdefault(model_id, {})[kind] = _num(value)
     accuracy = {
         model_id: {
-            "validated": int(f["validated"]),
-            "accuracy": f.get("accuracy_milli", 0) / 1000 / f["validated"]
-            if f["validated"]
+            "validated": int(f[LoopCounter.validated]),
+            "accuracy": f.get(LoopCounter.accuracy_milli, 0) / 1000 / f[LoopCounter.validated]
+            if f[LoopCounter.validated]
             else None,
         }
         for model_id, f in sorted(per_model.items())
-        if "validated" in f
+        if LoopCounter.validated in f
     }
     models = []
     for name, entry in sorted(active.items()):
@@ -108,8 +115,8 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
                 "symbol": entry.get("symbol"),
                 "timeframe": entry.get("timeframe"),
                 "algorithm": entry.get("algorithm"),
-                "predictions": int(figures.get("predictions", 0)),
-                "signals": int(figures.get("signals", 0)),
+                "predictions": int(figures.get(LoopCounter.predictions, 0)),
+                "signals": int(figures.get(LoopCounter.signals, 0)),
                 **scored,
             }
         )
@@ -134,8 +141,8 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
                 "last_bar": _iso(last),
                 "last_bar_age_s": age,
                 "lag_at_processing_s": (
-                    _num(loop_raw[f"lag_ms|{stream}"]) / 1000
-                    if f"lag_ms|{stream}" in loop_raw
+                    _num(loop_raw[lag]) / 1000
+                    if (lag := per_stream(LoopCounter.lag_ms, stream)) in loop_raw
                     else None
                 ),
                 "unread": unread,
@@ -144,22 +151,31 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
         )
 
     def heartbeat(raw: dict[str, str], stale_s: float = STALE_S) -> tuple[bool, float | None]:
-        beat = raw.get("heartbeat")
+        beat = raw.get(LoopCounter.heartbeat)
         age = now - _num(beat) if beat else None
         return (age is not None and age < stale_s), age
 
     loop_up, loop_age = heartbeat(loop_raw)
     loop: dict[str, int] = {
-        k: int(_num(loop_raw.get(k)))
-        for k in ("bars", "predictions", "signals", "deadletters", "errors")
+        str(k): int(_num(loop_raw.get(k)))
+        for k in (
+            LoopCounter.bars,
+            LoopCounter.predictions,
+            LoopCounter.signals,
+            LoopCounter.deadletters,
+            LoopCounter.errors,
+            LoopCounter.takeovers,
+        )
     }
     loop["validated"] = sum(int(_num(v["validated"])) for v in accuracy.values())
     bridge_up, bridge_age = heartbeat(bridge_raw)
+    B = BridgeCounter
     bridge_counts = {
-        k: int(_num(bridge_raw.get(k)))
+        str(k): int(_num(bridge_raw.get(k)))
         for k in (
-            "handled", "invalid", "rate_limited", "busy", "started", "queued", "done", "failed",
-            "running", "queue_depth", "quick_in_flight", "model_loads", "model_cache_hits",
+            B.handled, B.invalid, B.rate_limited, B.busy, B.started, B.queued, B.done, B.failed,
+            B.timeout, B.replayed, B.duplicates, B.running, B.queue_depth, B.quick_in_flight,
+            B.model_loads, B.model_cache_hits,
         )
     }  # fmt: skip
     feeds: dict[str, dict[str, Any]] = {}
@@ -169,28 +185,29 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     feed_rows = []
     for feed, raw in sorted(feeds.items()):
         # a polling feed beats once per poll: allow three missed polls
-        up, age = heartbeat(raw, 3 * _num(raw.get("interval_s")) + STALE_S)
+        up, age = heartbeat(raw, 3 * _num(raw.get(FeedCounter.interval_s)) + STALE_S)
         feed_rows.append(
             {
                 "feed": feed,
                 "up": up,
                 "heartbeat_age_s": age,
-                "bars": int(_num(raw.get("bars"))),
-                "last_bar": _iso(raw.get("last_bar")),
-                "errors": int(_num(raw.get("errors"))),
-                "last_error": raw.get("last_error", ""),
+                "bars": int(_num(raw.get(FeedCounter.bars))),
+                "last_bar": _iso(raw.get(FeedCounter.last_bar)),
+                "errors": int(_num(raw.get(FeedCounter.errors))),
+                "last_error": raw.get(FeedCounter.last_error, ""),
             }
         )
     supervisor: dict[str, Any] = {"restarts": {}, "pids": {}, "status": {}}
     for key, value in sup_raw.items():
         kind, sep, child = key.partition("|")
-        if sep and kind == "restarts":
+        if sep and kind == SupervisorCounter.restarts:
             supervisor["restarts"][child] = int(_num(value))
-        elif sep and kind in ("pid", "status"):
-            supervisor[f"{kind}s" if kind == "pid" else kind][child] = value
-    supervisor["heartbeat_age_s"] = (
-        now - _num(sup_raw["heartbeat"]) if "heartbeat" in sup_raw else None
-    )
+        elif sep and kind == SupervisorCounter.pid:
+            supervisor["pids"][child] = value
+        elif sep and kind == SupervisorCounter.status:
+            supervisor["status"][child] = value
+    beat = sup_raw.get(SupervisorCounter.heartbeat)
+    supervisor["heartbeat_age_s"] = now - _num(beat) if beat else None
     config = {}
     for component, text in config_raw.items():
         try:
@@ -204,7 +221,7 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
             "up": loop_up,
             "heartbeat_age_s": loop_age,
             **loop,
-            "last_error": loop_raw.get("last_error", ""),
+            "last_error": loop_raw.get(LoopCounter.last_error, ""),
         },
         "streams": streams,
         "accuracy": accuracy,
@@ -212,7 +229,7 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
             "up": bridge_up,
             "heartbeat_age_s": bridge_age,
             **bridge_counts,
-            "last_error": bridge_raw.get("last_error", ""),
+            "last_error": bridge_raw.get(BridgeCounter.last_error, ""),
         },
         "feeds": feed_rows,
         "supervisor": supervisor,

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from botlib.errors import ConfigError
+from botlib.transport.stats import SupervisorCounter, keyed
 
 __all__ = [
     "ChildSpec",
@@ -178,13 +179,13 @@ class Supervisor:
             pipe = r.pipeline(transaction=False)
             key = names.supervisor_stats
             if restarted:
-                pipe.hincrby(key, f"restarts|{child.name}", 1)
+                pipe.hincrby(key, keyed(SupervisorCounter.restarts, child.name), 1)
             pipe.hset(
                 key,
                 mapping={
-                    f"pid|{child.name}": str(child.pid or ""),
-                    f"status|{child.name}": child.status,
-                    "heartbeat": repr(time.time()),
+                    keyed(SupervisorCounter.pid, child.name): str(child.pid or ""),
+                    keyed(SupervisorCounter.status, child.name): child.status,
+                    SupervisorCounter.heartbeat: repr(time.time()),
                 },
             )
             pipe.execute()

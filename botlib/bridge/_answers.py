@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botlib.transport import RedisNames, dumps
+from botlib.transport.stats import BridgeCounter
 
 __all__ = ["FINAL", "Answers", "Claim"]
 
@@ -69,16 +70,16 @@ class Answers:
             for channel, payload in held.get("answers", []):
                 pipe.xadd(self.names.events, {"data": payload}, maxlen=100_000, approximate=True)
                 pipe.publish(channel, payload)
-            pipe.hincrby(self.names.bridge_stats, "replayed", 1)
+            pipe.hincrby(self.names.bridge_stats, BridgeCounter.replayed, 1)
             pipe.execute()
             return Claim("replayed")
         owner = held.get("boot")
         if owner == self.boot or (owner and self.r.exists(self._alive_key(owner))):
-            self.r.hincrby(self.names.bridge_stats, "duplicates", 1)
+            self.r.hincrby(self.names.bridge_stats, BridgeCounter.duplicates, 1)
             return Claim("in_flight")
         # its bridge died while running it: run it again
         self.r.set(key, mine, ex=self.ttl_s)
-        self.r.hincrby(self.names.bridge_stats, "taken_over", 1)
+        self.r.hincrby(self.names.bridge_stats, BridgeCounter.taken_over, 1)
         return Claim("run")
 
     # -- publishing -------------------------------------------------------------------

@@ -41,6 +41,7 @@ from botlib.bridge._work import LONG
 from botlib.bridge.commands import Command, Rejection, parse_command
 from botlib.runtime import RateLimit, RuntimeConfig, RuntimeConfigWatcher
 from botlib.transport import RedisNames, connect, ensure_group, redis_names
+from botlib.transport.stats import BridgeCounter
 
 __all__ = ["BridgeConfig", "CommandService"]
 
@@ -131,18 +132,20 @@ class CommandService:
                  "user_id": cmd.user_id, "reason": reason}  # fmt: skip
         if kind in ("error", "timeout"):
             self.answers.emit(
-                self.names.error_channel, event, "failed" if kind == "error" else kind,
-                last_error=f"{name}: {reason}"[:500], last_error_at=time.time(),
+                self.names.error_channel, event,
+                BridgeCounter.failed if kind == "error" else BridgeCounter(kind),
+                **{BridgeCounter.last_error: f"{name}: {reason}"[:500],
+                   BridgeCounter.last_error_at: time.time()},
             )  # fmt: skip
         else:
-            self.answers.emit(self.names.error_channel, event, kind)
+            self.answers.emit(self.names.error_channel, event, BridgeCounter(kind))
 
     def _result(self, cmd: Command, status: str, result: Any = None) -> None:
         self.answers.emit(
             self.names.result_channel,
             {"event": status, "command": cmd.name, "request_id": cmd.request_id,
              "user_id": cmd.user_id, "result": result},
-            status,
+            BridgeCounter(status),
         )  # fmt: skip
 
     def _deadletter(self, raw: str | bytes, source: str, reason: str) -> None:
@@ -179,7 +182,7 @@ class CommandService:
         """Validate and answer (or start) one command; ``ack`` is called once it is
         answered. Never raises on bad input."""
         self.handled += 1
-        self._count("handled")
+        self._count(BridgeCounter.handled)
         parsed = parse_command(raw)
         if isinstance(parsed, Rejection):
             self._deadletter(raw, source, parsed.reason)
@@ -227,10 +230,10 @@ class CommandService:
             with self._models_lock:
                 if uri in self._models:
                     self._models.move_to_end(uri)
-                    self._count("model_cache_hits")
+                    self._count(BridgeCounter.model_cache_hits)
                     return self._models[uri]
             model = load_model(uri)
-            self._count("model_loads")
+            self._count(BridgeCounter.model_loads)
             with self._models_lock:
                 self._models[uri] = model
                 while len(self._models) > self.config.model_cache:
@@ -286,9 +289,11 @@ class CommandService:
 
     def _gauges(self) -> None:
         self._count(
-            running=len(self.jobs.running),
-            queue_depth=len(self.jobs.waiting),
-            quick_in_flight=len(self._quick),
+            **{
+                BridgeCounter.running: len(self.jobs.running),
+                BridgeCounter.queue_depth: len(self.jobs.waiting),
+                BridgeCounter.quick_in_flight: len(self._quick),
+            }
         )
 
     def _finished(self, done: Finished) -> None:
@@ -325,7 +330,7 @@ class CommandService:
             return
         self._next_check = now + self.config.reload_check_s
         pipe = self.r.pipeline(transaction=False)
-        self.answers.count(pipe, (), {"heartbeat": time.time()})
+        self.answers.count(pipe, (), {BridgeCounter.heartbeat: time.time()})
         self.answers.beat(pipe, self.config.reload_check_s)
         pipe.execute()
         config = self.runtime.poll()

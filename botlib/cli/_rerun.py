@@ -22,7 +22,7 @@ def rerun(
 
         botlib rerun 3f2a9c…
     """
-    from botlib.tracking.rerun import rerun as do_rerun
+    from botlib.rerun import rerun as do_rerun
 
     report = do_rerun(run_id)
     if as_json:

@@ -23,6 +23,7 @@ import redis
 
 from botlib.data import timeframe_seconds
 from botlib.transport import Bar, BarError, RedisNames, decode_bar, encode_bar, redis_names
+from botlib.transport.stats import FeedCounter, feed_field
 
 __all__ = ["bars_from_candles", "last_published", "poll_ccxt", "publish_bars", "replay"]
 
@@ -141,14 +142,18 @@ class FeedHealth:
         self.interval_s = interval_s
         self._next_beat = 0.0
 
-    def _write(self, incr: dict[str, int], values: dict[str, Any]) -> None:
+    def _write(self, incr: dict[FeedCounter, int], values: dict[FeedCounter, Any]) -> None:
         key = self.names.feed_stats
         with contextlib.suppress(redis.RedisError):
             pipe = self.client.pipeline(transaction=False)
             for name, n in incr.items():
-                pipe.hincrby(key, f"{self.feed}|{name}", n)
-            values = {"heartbeat": repr(time.time()), "interval_s": self.interval_s, **values}
-            pipe.hset(key, mapping={f"{self.feed}|{k}": str(v) for k, v in values.items()})
+                pipe.hincrby(key, feed_field(self.feed, name), n)
+            values = {
+                FeedCounter.heartbeat: repr(time.time()),
+                FeedCounter.interval_s: self.interval_s,
+                **values,
+            }
+            pipe.hset(key, mapping={feed_field(self.feed, k): str(v) for k, v in values.items()})
             pipe.execute()
 
     def beat(self) -> None:
@@ -160,10 +165,13 @@ class FeedHealth:
 
     def published(self, bars: Sequence[Bar]) -> None:
         if bars:
-            self._write({"bars": len(bars)}, {"last_bar": bars[-1].ts})
+            self._write({FeedCounter.bars: len(bars)}, {FeedCounter.last_bar: bars[-1].ts})
 
     def error(self, message: str) -> None:
-        self._write({"errors": 1}, {"last_error": message[:500], "last_error_at": time.time()})
+        self._write(
+            {FeedCounter.errors: 1},
+            {FeedCounter.last_error: message[:500], FeedCounter.last_error_at: time.time()},
+        )
 
 
 def replay(

@@ -7,8 +7,8 @@ from typing import Any
 import mlflow
 
 from botlib.data import load_ohlcv
+from botlib.models.walkforward import WalkForwardResult, walk_forward
 from botlib.plots import walk_forward_equity
-from botlib.research.walkforward import WalkForwardResult, walk_forward
 from botlib.tracking.runs import log_figure, log_manifest, reproducibility_tags, run
 
 __all__ = ["walkforward_session"]

@@ -314,6 +314,14 @@ def _wait_events(r: redis.Redis, match: Any, timeout: float = 30.0) -> list[dict
     raise AssertionError("no such event on botlib:events")
 
 
+def _wait_acked(r: redis.Redis, timeout: float = 10.0) -> None:
+    """The bridge acknowledges a stream command right after publishing its answer."""
+    deadline = time.monotonic() + timeout
+    while r.xpending("botlib:commands", "botlib-bridge")["pending"]:
+        assert time.monotonic() < deadline, "the answered command was never acknowledged"
+        time.sleep(0.02)
+
+
 def _raw_events(r: redis.Redis, request_id: str) -> list[str]:
     """The answers to ``request_id`` on botlib:events, as published (byte for byte)."""
     return [f["data"] for _, f in r.xrange("botlib:events")
@@ -344,7 +352,7 @@ def test_a_request_id_runs_once_and_its_answer_comes_again(store: Store, redis_s
         assert stats["started"] == "1", stats  # one run
         assert stats["replayed"] == "1" and stats["duplicates"] == "1"
         # the stream entry is acknowledged once answered
-        assert backend.r.xpending("botlib:commands", "botlib-bridge")["pending"] == 0
+        _wait_acked(backend.r)
     finally:
         service.stop()
         thread.join(60)
@@ -375,7 +383,7 @@ def test_a_killed_worker_is_answered_and_the_next_train_succeeds(
         dead = backend.wait(lambda m: m[1].get("request_id") == "k-1"
                             and m[1]["event"] == "error")[0]  # fmt: skip
         assert dead[0] == "python:command_error" and "SIGKILL" in dead[1]["reason"]
-        assert backend.r.xpending("botlib:commands", "botlib-bridge")["pending"] == 0
+        _wait_acked(backend.r)
         backend.send("train", train, request_id="k-2")
         trained = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
         assert trained["request_id"] == "k-2" and trained["model_name"] == store.ga

@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 
 from botlib.cli import app
 from botlib.pipeline import PipelineError, load_pipeline, run_pipeline
+from botlib.rerun import rerun
 from botlib.settings import get_settings
 from botlib.tracking import tracking_uri
 from botlib.tracking.compare import training_session_row
-from botlib.tracking.rerun import rerun
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 

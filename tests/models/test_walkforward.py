@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from botlib.research.walkforward import walk_forward
+from botlib.models.walkforward import walk_forward
 from botlib.settings import get_settings
 
 pytestmark = pytest.mark.slow
