@@ -86,8 +86,9 @@ def live_demo(uris: list[str], candles: pd.DataFrame) -> None:
     _print_status(collect_status(r, names, exchange=exchange))
     if started:
         server.stop()
-        console.print("redis-server stopped. Run it yourself: `botlib redis start`, "
-                      "`botlib serve`, then `botlib feed replay --last 500`.")  # fmt: skip
+        console.print("redis-server stopped. Run the trading server yourself: "
+                      "`botlib up --feed replay --replay-last 500`, then `botlib status`, "
+                      "`botlib ps`, `botlib down`.")  # fmt: skip
 
 
 def _print_signals(r: Any, stream: str, model_id: str) -> None:

@@ -30,7 +30,7 @@ def _children(
     bridge: bool,
     feed: Feed,
     markets: list[tuple[str, str, str]],
-    replay_last: int | None,
+    replay_last: int,
     replay_speed: float,
     workers: int,
     lease_ttl: float,
@@ -46,9 +46,7 @@ def _children(
         tag = f"feed-{exchange}-{symbol.replace('/', '_')}-{timeframe}"
         where = ["--symbol", symbol, "--timeframe", timeframe, "--exchange", exchange]
         if feed is Feed.replay:
-            extra = ["--speed", str(replay_speed)]
-            if replay_last is not None:
-                extra += ["--last", str(replay_last)]
+            extra = ["--speed", str(replay_speed), "--last", str(replay_last)]
             out.append(
                 {"name": tag, "argv": ["feed", "replay", *where, *extra], "restart": "on-failure"}
             )
@@ -71,8 +69,8 @@ def up(
     ] = True,
     workers: Annotated[int, typer.Option(help="Bridge worker processes.", min=1)] = 1,
     replay_last: Annotated[
-        int | None, typer.Option(help="--feed replay: only the last N stored bars.", min=1)
-    ] = None,
+        int, typer.Option(help="--feed replay: the last N stored bars.", min=1)
+    ] = 500,
     replay_speed: Annotated[
         float, typer.Option(help="--feed replay: multiple of real time (0 = at once).")
     ] = 0.0,
@@ -213,7 +211,22 @@ def _ps_table() -> bool:
     return up_now
 
 
-def ps() -> None:
-    """The services `botlib up` runs: pid, status, uptime, restarts, log file."""
+def ps(
+    as_json: Annotated[bool, typer.Option("--json", help="The state file as JSON.")] = False,
+) -> None:
+    """The services `botlib up` runs: pid, status, uptime, restarts, log file.
+    Exit status 1 when `botlib up` is not running."""
+    from dataclasses import asdict
+
+    from botlib.cli._common import print_json
+    from botlib.supervisor import alive, read_state
+
+    if as_json:
+        state = read_state()
+        if state is None or not alive(state.pid):
+            print_json({"running": False, **(asdict(state) if state else {})})
+            raise typer.Exit(1)
+        print_json({"running": True, **asdict(state)})
+        return
     if not _ps_table():
         raise typer.Exit(1)
