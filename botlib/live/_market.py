@@ -3,6 +3,7 @@ and the checks a bar passes before it enters it."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,9 @@ import pandas as pd
 from botlib.data import OHLCV_COLUMNS
 from botlib.transport import Bar, BarError, decode_bar
 
-__all__ = ["EARLIEST_MS", "Market", "check_bars", "frame", "plausible"]
+__all__ = ["EARLIEST_MS", "Market", "check_bars", "frame", "plausible", "seed_window"]
+
+log = logging.getLogger("botlib.serve")
 
 
 @dataclass
@@ -130,3 +133,41 @@ def plausible(
         kept.append((entry_id, bar))
         previous = bar.close
     return kept, rejected
+
+
+def seed_window(r: Any, market: Market, need: int, first_id: str, first_ts: int) -> int:
+    """Seed ``market``'s window with the history before its first new bar (stream
+    entry ``first_id``, open time ``first_ts``), from the stream, then the data store.
+
+    A market served for the first time gets what the models need (``need`` bars) and
+    remembers where that window starts (``window_from``); one served before — after a
+    restart or a takeover — gets the same window the earlier process held, from that
+    start, as a backtest of the same span does. Returns the bars seeded."""
+    from botlib.live.feeds import stream_history
+
+    count = need
+    if market.window_from is not None and first_ts > market.window_from:
+        held = (first_ts - market.window_from) // market.bar_ms
+        count = max(need, min(market.capacity, int(held)))
+    times, values = stream_history(
+        r, market.stream, count, before_id=f"({first_id}", before_ts=first_ts,
+        read=count + 50, bar_ms=market.bar_ms,
+    )  # fmt: skip
+    missing = count - len(times)
+    if missing > 0:
+        from botlib.data import load_ohlcv
+        from botlib.errors import BotlibError
+
+        end = pd.Timestamp(times[0] if times else first_ts, unit="ms", tz="UTC")
+        try:
+            stored = load_ohlcv(market.symbol, market.timeframe, end=end)
+            stored = stored.loc[stored.index < end].iloc[-missing:]
+            t = pd.DatetimeIndex(stored.index).as_unit("ms").asi8.astype("int64")
+            times = [*t.tolist(), *times]
+            values = [*stored.to_numpy("float64").tolist(), *values]
+        except BotlibError as exc:
+            log.warning("%s: no stored history before %s (%s)", market.stream, end, exc)
+    market.seed(np.array(times, dtype="int64"), np.array(values, "float64").reshape(-1, 5))
+    if market.window_from is None and times:
+        market.window_from = int(times[0])
+    return len(times)

@@ -62,12 +62,17 @@ def stream_history(
     before_id: str = "+",
     before_ts: int | None = None,
     read: int | None = None,
+    bar_ms: int | None = None,
+    max_jump: float = 10.0,
 ) -> tuple[list[int], list[list[float]]]:
     """Up to ``count`` newest valid bars of ``stream``, oldest first, as open times (ms)
     and ``[open, high, low, close, volume]`` rows. Reads at most ``read`` entries
     (default ``count``) back from ``before_id`` (``"(ID"``: before that entry) and keeps
-    bars strictly before ``before_ts``; records that are not valid bars, or repeat or go
-    back in time, are skipped."""
+    bars strictly before ``before_ts``. Skipped, as the loop sets them aside: records
+    that are not valid bars, repeat or go back in time, lie before 2009, are off the
+    ``bar_ms`` grid, or have a price more than ``max_jump`` times from the next bar's."""
+    from botlib.live._market import EARLIEST_MS
+
     times: list[int] = []
     values: list[list[float]] = []
     for _, fields in client.xrevrange(stream, max=before_id, count=read or count):
@@ -76,6 +81,13 @@ def stream_history(
         except BarError:
             continue
         bound = times[-1] if times else before_ts
+        if bar.ts < EARLIEST_MS or (bar_ms and bar_ms <= 86_400_000 and bar.ts % bar_ms):
+            continue
+        if values:
+            newer = values[-1][3]
+            prices = (bar.open, bar.high, bar.low, bar.close)
+            if max(max(p / newer, newer / p) for p in prices) > max_jump:
+                continue
         if bound is None or bar.ts < bound:
             times.append(bar.ts)
             values.append([bar.open, bar.high, bar.low, bar.close, bar.volume])

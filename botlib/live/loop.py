@@ -43,17 +43,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import redis
 
 from botlib.data import timeframe_seconds
-from botlib.live._market import Market, Rejected, check_bars, frame, plausible
+from botlib.live._market import Market, Rejected, check_bars, frame, plausible, seed_window
 from botlib.live._models import ActiveModels, Served
 from botlib.live._ownership import Leases
 from botlib.live._records import add_predictions, add_signals
 from botlib.live._scoring import score
-from botlib.live.feeds import stream_history
 from botlib.live.step import model_step
 from botlib.signals import SignalConfig
 from botlib.transport import (
@@ -294,38 +292,13 @@ class SignalLoop:
         return streams
 
     def _bootstrap(self, market: Market, first_id: str, first_ts: int, batch: Batch) -> None:
-        """History before the first bar from the stream, then the data store: what the
-        models need; or, for a market served before (a restart, a takeover), the same
-        window the earlier process held — as a backtest of the same span gets."""
         need = max(int(s.model.meta.required_history) for s in self._serving(market.stream))
-        count = need
-        if market.window_from is not None and first_ts > market.window_from:
-            held = (first_ts - market.window_from) // market.bar_ms
-            count = max(need, min(market.capacity, int(held)))
-        times, values = stream_history(
-            self.r, market.stream, count, before_id=f"({first_id}", before_ts=first_ts
-        )
-        missing = count - len(times)
-        if missing > 0:
-            from botlib.data import load_ohlcv
-            from botlib.errors import BotlibError
-
-            end = pd.Timestamp(times[0] if times else first_ts, unit="ms", tz="UTC")
-            try:
-                stored = load_ohlcv(market.symbol, market.timeframe, end=end)
-                stored = stored.loc[stored.index < end].iloc[-missing:]
-                t = pd.DatetimeIndex(stored.index).as_unit("ms").asi8.astype("int64")
-                times = [*t.tolist(), *times]
-                values = [*stored.to_numpy("float64").tolist(), *values]
-            except BotlibError as exc:
-                log.warning("%s: no stored history before %s (%s)", market.stream, end, exc)
-        market.seed(np.array(times, dtype="int64"), np.array(values, "float64").reshape(-1, 5))
-        if market.window_from is None and times:
-            market.window_from = int(times[0])
-            batch.hset.append(
-                (self.names.loop_state, f"window_from|{market.stream}", str(times[0]))
-            )
-        log.info("%s: %d bars of history", market.stream, len(times))
+        first_window = market.window_from is None
+        n = seed_window(self.r, market, need, first_id, first_ts)
+        if first_window and market.window_from is not None:
+            field_name = f"window_from|{market.stream}"
+            batch.hset.append((self.names.loop_state, field_name, str(market.window_from)))
+        log.info("%s: %d bars of history", market.stream, n)
 
     # -- reading ----------------------------------------------------------------
     def _read(self, streams: dict[str, Market]) -> list[tuple[str, list[Any]]]:

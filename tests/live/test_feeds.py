@@ -149,3 +149,25 @@ def test_websocket_feed_resumes_a_dropped_connection_without_a_missing_candle(
     for i, bar in enumerate(published):  # the final values of every candle, not a partial
         assert bar["close"] == pytest.approx(round(candles[i][4], 2))
         assert bar["volume"] == pytest.approx(round(candles[i][5], 5))
+
+
+def test_stream_history_skips_what_the_loop_sets_aside(r: redis.Redis) -> None:
+    """A restarted loop seeds its window from the stream: poison bars there (before
+    2009, off the grid, a price jump) must not enter it."""
+    from botlib.live import bars_from_candles, publish_bars
+    from botlib.live.feeds import stream_history
+    from tests.live.helpers import window
+
+    bars = bars_from_candles(window(40), exchange="binance", symbol="BTC/USDT", timeframe="1h")
+    stream = "botlib:bars:binance:BTC/USDT:1h"
+    publish_bars(r, bars[:30])
+    base = bars[29].to_dict()
+    for change in ({"ts": 1_212_278_400_000},  # 2008-06-01
+                   {"ts": base["ts"] + HOUR_MS // 2},
+                   {"ts": base["ts"] + HOUR_MS, "high": base["close"] * 50,
+                    "close": base["close"] * 50}):  # fmt: skip
+        r.xadd(stream, {"data": json.dumps({**base, **change})})
+    publish_bars(r, bars[30:])
+    times, values = stream_history(r, stream, 35, read=60, bar_ms=HOUR_MS)
+    assert times == [b.ts for b in bars[5:]]
+    assert [v[3] for v in values] == [b.close for b in bars[5:]]
