@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from typing import Any
 
 import pytest
@@ -67,6 +68,23 @@ def test_up_serves_every_bar_to_the_backend_and_down_leaves_nothing(
     status = user.botlib("status", "--json")
     loop = json.loads(status.stdout)["loop"]
     assert loop["bars"] == BARS and loop["deadletters"] == 0
+
+    # the bridge, started the same way, loads a promoted model by name on its own
+    listener = r.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe("python:command_result", "python:command_error")
+    command = {"command": "generate_signal", "request_id": "e2e-1",
+               "data": {"symbol": "BTC/USDT", "model": live_store.lstm}}  # fmt: skip
+    r.publish("elysia:command", json.dumps(command))
+    answer = None
+    deadline = time.monotonic() + 120
+    while answer is None and time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.5)
+        if message and json.loads(message["data"]).get("request_id") == "e2e-1":
+            answer = json.loads(message["data"])
+    listener.close()
+    assert answer is not None and answer["event"] == "done", answer
+    assert answer["result"]["model_id"] in models
+    assert answer["result"]["metadata"]["candles_from"] == "stream"
 
     down = user.botlib("down")
     assert "stopped 3 services" in down.stdout
