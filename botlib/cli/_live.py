@@ -219,7 +219,11 @@ def serve(
         str | None, typer.Option(help="Exchange of the bar streams (default: settings).")
     ] = None,
     consumer: Annotated[
-        str | None, typer.Option(help="Consumer name in the group (stable across restarts).")
+        str | None,
+        typer.Option(
+            help="This process's name among the loops (unique; keep it across restarts to "
+            "take its markets back at once). Default: HOST-serve-PID."
+        ),
     ] = None,
     batch: Annotated[int, typer.Option(help="Most bars read per stream per step.", min=1)] = 256,
     history: Annotated[

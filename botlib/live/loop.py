@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -74,7 +75,10 @@ _RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 
 def _default_consumer() -> str:
-    return f"{socket.gethostname()}-serve"
+    """Unique per process: two loops started without a name never share one. Give a
+    stable name (``--consumer``) to have a restarted process take its markets back at
+    once instead of after the lease expires."""
+    return f"{socket.gethostname()}-serve-{os.getpid()}"
 
 
 @dataclass(frozen=True)
