@@ -38,6 +38,7 @@ __all__ = [
     "GateConfig",
     "GateResult",
     "PromotionRefusedError",
+    "activate_champions",
     "active_models",
     "evaluate_gate",
     "list_models",
@@ -370,6 +371,34 @@ def rollback(name: str, *, publish: bool = True, redis_url: str | None = None) -
         _announce(r, redis_names(), event, entry)
         r.close()
     return str(current.version), str(previous.version)
+
+
+def activate_champions(*, redis_url: str | None = None) -> list[tuple[str, str]]:
+    """Write every registered model's ``@champion`` into ``botlib:active_models`` (the
+    registry is the source of truth, the hash its copy in Redis: a fresh or wiped Redis
+    serves the champions again). No gate is run — each was gated, or forced, when it
+    was promoted. Returns the (name, version) pairs activated."""
+    client = _client()
+    r = _redis(redis_url)
+    done = []
+    try:
+        for model in client.search_registered_models():
+            version = (model.aliases or {}).get(CHAMPION)
+            if version is None:
+                continue
+            result = evaluate_gate(model.name, version)
+            if not result.entry:
+                continue  # cannot be served (its run or model is gone): said by `promote`
+            tags = client.get_model_version(model.name, str(version)).tags or {}
+            gate = str(tags.get("botlib.gate", "passed"))
+            entry = {**result.entry, "promoted_at": time.time(),
+                     "gate": "forced" if gate.startswith("forced") else "passed"}  # fmt: skip
+            event = {"event": "activated", "name": model.name, "version": str(version)}
+            _announce(r, redis_names(), event, entry)
+            done.append((model.name, str(version)))
+    finally:
+        r.close()
+    return done
 
 
 def list_models() -> list[dict[str, Any]]:

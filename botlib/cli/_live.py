@@ -151,12 +151,15 @@ def feed_replay(
         float, typer.Option(help="Multiple of real time (3600 with 1h = a bar a second); 0 = max.")
     ] = 0.0,
 ) -> None:
-    """Replay stored candles onto the bar stream, as a live feed would.
+    """Replay stored candles onto the bar stream, as a live feed would: only those after
+    the newest bar already on the stream.
 
     botlib feed replay --start 2025-06-01 --last 500 --speed 36000
     """
+    import pandas as pd
+
     from botlib.data import load_ohlcv, read_candles_file
-    from botlib.live import replay
+    from botlib.live import last_published, replay
     from botlib.settings import get_settings
     from botlib.transport import connect
 
@@ -166,9 +169,22 @@ def feed_replay(
     if last is not None:
         candles = candles.iloc[-last:]
     ex = exchange or get_settings().exchange_id
+    r = connect()
+    # like a restarted live feed: only bars after the newest one already on the stream
+    newest = last_published(r, ex, symbol, timeframe)
+    if newest is not None:
+        stamp = pd.Timestamp(newest, unit="ms", tz="UTC")
+        skipped = int((candles.index <= stamp).sum())
+        candles = candles.loc[candles.index > stamp]
+        if skipped:
+            err_console.print(
+                f"{skipped} bars skipped: the stream already holds bars up to "
+                f"{stamp:%Y-%m-%d %H:%M} UTC (replayed again, they would be set aside as "
+                "repeats)"
+            )
     with progress_bar(f"replay {symbol} {timeframe}") as update:
         n = replay(
-            connect(),
+            r,
             candles,
             exchange=ex,
             symbol=symbol,

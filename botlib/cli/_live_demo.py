@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,7 +15,7 @@ from botlib.cli._common import console
 REPLAY_BARS = 200
 
 
-def _promote_best(uris: list[str]) -> tuple[str, str]:
+def _promote_best(uris: list[str], url: str) -> tuple[str, str]:
     """The first model of the leaderboard that passes the gate; if none does, the
     leaderboard's best, promoted with ``force`` and said so."""
     from botlib.cli._live import _checks
@@ -26,7 +27,7 @@ def _promote_best(uris: list[str]) -> tuple[str, str]:
         result = evaluate_gate(name, version)
         results.append(result)
         if result.passed:
-            promote(name, version)
+            promote(name, version, redis_url=url)
             console.print(f"Promoted {name} v{version}: it passed every check of the gate.")
             _checks(result)
             return name, version
@@ -38,34 +39,39 @@ def _promote_best(uris: list[str]) -> tuple[str, str]:
         f"v{best.version}, is promoted with --force; the failed checks are recorded on the "
         "version and in its Redis entry."
     )
-    promote(best.name, best.version, force=True)
+    promote(best.name, best.version, force=True, redis_url=url)
     return best.name, best.version
 
 
 def live_demo(uris: list[str], candles: pd.DataFrame) -> None:
-    from botlib.cli._redis import _server
-    from botlib.live import LoopConfig, SignalLoop, replay
+    import tempfile
+
     from botlib.settings import get_settings
-    from botlib.transport import connect, redis_names
+    from botlib.transport import RedisServer, free_port
 
     settings = get_settings()
-    server = _server()
-    started = server.pid() is None or not server.ping()
-    server.start()
-    console.print(f"redis-server on 127.0.0.1:{server.port} (data in {server.data_dir})")
-    name, version = _promote_best(uris)
-    r: Any = connect()
+    # the demo's own throwaway redis-server: the project's Redis is left as it was
+    scratch = tempfile.TemporaryDirectory(prefix="botlib-demo-redis-")
+    server = RedisServer(port=free_port(), data_dir=Path(scratch.name)).start()
+    console.print(f"a throwaway redis-server for the demo on 127.0.0.1:{server.port}")
+    try:
+        _serve_demo(uris, candles, server.url, settings.exchange_id)
+    finally:
+        server.stop()
+        scratch.cleanup()
+    console.print("That redis-server is gone. Run the trading server yourself: "
+                  "`botlib up --feed replay --replay-last 500` (it serves the registry's "
+                  "@champion), then `botlib status`, `botlib ps`, `botlib down`.")  # fmt: skip
+
+
+def _serve_demo(uris: list[str], candles: pd.DataFrame, url: str, exchange: str) -> None:
+    from botlib.live import LoopConfig, SignalLoop, replay
+    from botlib.transport import connect, redis_names
+
+    name, version = _promote_best(uris, url)
+    r: Any = connect(url)
     names = redis_names()
     symbol, timeframe = str(candles.attrs["symbol"]), str(candles.attrs["timeframe"])
-    exchange = settings.exchange_id
-    stream = names.bar_stream(exchange, symbol, timeframe)
-    # a rerun of the demo replays the same bars: start this market afresh
-    r.delete(stream, names.pending_key(exchange, symbol, timeframe))
-    for key in r.hkeys(names.loop_state):
-        if key.endswith(stream):
-            r.hdel(names.loop_state, key)
-    for key in r.scan_iter(f"{names.seen_prefix}*", count=1000):
-        r.delete(key)
     last = candles.iloc[-REPLAY_BARS:]
     loop = SignalLoop(r, config=LoopConfig(exchange=exchange, consumer="demo"))
     loop.load_active()
@@ -82,13 +88,9 @@ def live_demo(uris: list[str], candles: pd.DataFrame) -> None:
     from botlib.cli._ops import _print_status
     from botlib.monitor import collect_status
 
-    console.print("\n[bold]botlib status[/] (counters since this Redis started):")
+    console.print("\n[bold]botlib status[/]:")
     _print_status(collect_status(r, names, exchange=exchange))
-    if started:
-        server.stop()
-        console.print("redis-server stopped. Run the trading server yourself: "
-                      "`botlib up --feed replay --replay-last 500`, then `botlib status`, "
-                      "`botlib ps`, `botlib down`.")  # fmt: skip
+    r.close()
 
 
 def _print_signals(r: Any, stream: str, model_id: str) -> None:

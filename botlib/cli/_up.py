@@ -85,7 +85,8 @@ def up(
 ) -> None:
     """Start the trading server: Redis (the local one is started if it is not up),
     the signal loop, the command bridge and the feeds, as supervised processes that
-    are restarted when they die. Logs in logs/ of the home; `botlib ps` lists them,
+    are restarted when they die. A Redis with no active models gets the registry's
+    @champion versions. Logs in logs/ of the home; `botlib ps` lists them,
     `botlib down` stops them.
 
         botlib up --feed ccxt
@@ -118,6 +119,13 @@ def up(
         console.print(f"redis-server started on 127.0.0.1:{server.port} (pid {server.pid()})")
     names = redis_names()
     entries = active_models(r, names)
+    if not entries:
+        from botlib.promotion import activate_champions
+
+        activated = activate_champions(redis_url=settings.redis_url.get_secret_value())
+        for name, version in activated:
+            console.print(f"activated {name} v{version} (@champion in the registry)")
+        entries = active_models(r, names)
     markets = sorted(
         {
             (str(e.get("exchange") or settings.exchange_id), str(e["symbol"]), str(e["timeframe"]))

@@ -119,3 +119,36 @@ def test_a_killed_loop_is_restarted_and_every_bar_is_signalled_once(
     assert status["supervisor"]["restarts"]["serve"] == 1
     user.botlib("down")
     assert not alive(serve["pid"])
+
+
+def test_the_demos_hint_on_a_fresh_redis_serves_the_champion(user: User, live_store: Store) -> None:
+    """What `make demo` tells a user to run next: no Redis running, nothing active in
+    it — `botlib up` starts Redis, activates the registry's @champion and replays."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=live_store.uri, registry_uri=live_store.uri)
+    client.set_registered_model_alias(live_store.ga, "champion", "1")
+    up = user.botlib("up", "--no-bridge", "--feed", "replay", "--replay-last", "50")
+    assert f"activated {live_store.ga} v1" in up.stdout
+    assert "redis-server started" in up.stdout
+    r = redis.Redis.from_url(user.env["BOTLIB_REDIS_URL"], decode_responses=True)
+    wait_for(lambda: r.xlen("botlib:signals") == 50, 120, "50 signals")
+    feed = next(c for c in user.state()["children"] if c["name"].startswith("feed-"))
+    # again: the replay finds its bars already on the stream and skips them
+    user.botlib("down")  # stops the redis-server it started (its data stays)
+    user.botlib("up", "--no-bridge", "--feed", "replay", "--replay-last", "50")
+    wait_for(
+        lambda: (
+            next(c for c in user.state()["children"] if c["name"] == feed["name"])["status"]
+            == "exited"
+        ),
+        120,
+        "the second replay to finish",
+    )
+    log = (user.run_dir.parent / "logs" / f"{feed['name']}.log").read_text()
+    assert "50 bars skipped: the stream already holds bars up to" in log
+    r = redis.Redis.from_url(user.env["BOTLIB_REDIS_URL"], decode_responses=True)
+    time.sleep(1.0)
+    assert r.xlen("botlib:signals") == 50 and r.xlen("botlib:deadletter") == 0
+    r.close()
+    user.botlib("down")

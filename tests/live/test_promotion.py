@@ -132,9 +132,11 @@ def test_demo_ending_promotes_serves_and_prints_signals(
         live_demo([f"models:/{store.ga}/1", f"models:/{store.lstm}/2"], candles)
         out = capsys.readouterr().out
         assert f"{REPLAY_BARS} bars → {REPLAY_BARS} predictions" in out
-        assert f"{REPLAY_BARS} signals" in out and "redis-server stopped" in out
+        assert f"{REPLAY_BARS} signals" in out and "That redis-server is gone" in out
         assert "promotion gate" in out and "botlib status" in out and "active models" in out
+    # the demo ran on a throwaway server: the project's Redis was never started
     assert not RedisServer(port=port, data_dir=tmp_path / "redis").ping()
+    assert not (tmp_path / "redis").exists()
 
 
 def test_gate_refuses_on_deflated_sharpe_and_pbo(store: Store) -> None:
