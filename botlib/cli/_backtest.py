@@ -8,15 +8,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from botlib.backtest import STRATEGIES, get_strategy, run_backtest
-from botlib.backtest.report import metrics_table, write_report
 from botlib.cli._common import console, parse_params, print_json, progress_bar
 from botlib.cli._tables import metrics_rich_table
-from botlib.data import load_ohlcv
 
 
 def strategies() -> None:
     """List the rule strategies with their parameters, defaults and bounds."""
+    from botlib.backtest import STRATEGIES
+
     table = Table(title="Rule strategies", title_justify="left")
     for col in ("strategy", "parameter", "type", "default", "bounds"):
         table.add_column(col)
@@ -65,6 +64,10 @@ def backtest(
 
         botlib backtest --strategy sma_cross -p fast=20 -p slow=100 --start 2024-01-01
     """
+    from botlib.backtest import get_strategy, run_backtest
+    from botlib.backtest.report import metrics_table, write_report
+    from botlib.data import load_ohlcv
+
     strat = get_strategy(strategy)
     params = strat.resolve(parse_params(param or []))
     if strategy == "sma_cross":

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from botlib.cli._common import console, print_json, progress_bar
-from botlib.data import fetch_ohlcv, import_ohlcv, list_datasets, load_ohlcv
 from botlib.settings import get_settings
 
 app = typer.Typer(help="Inspect, download and import market data.", no_args_is_help=True)
@@ -26,6 +25,8 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List available datasets, or describe one series (span, rows, gaps)."""
+    from botlib.data import list_datasets, load_ohlcv
+
     settings = get_settings()
     if symbol is None:
         found = list_datasets(settings.datasets_dir, settings.data_dir)
@@ -96,6 +97,8 @@ def fetch(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Download candles through ccxt into the cache; only missing bars are requested."""
+    from botlib.data import fetch_ohlcv
+
     settings = get_settings()
     ex = exchange or settings.exchange_id
     with progress_bar(f"fetching {symbol} {timeframe} from {ex}", enabled=not quiet) as update:
@@ -116,6 +119,8 @@ def import_(
 ) -> None:
     """Validate your own candle file and add it to the cache (nothing is written if
     any row breaks a rule). Columns: a time column, open, high, low, close, volume."""
+    from botlib.data import import_ohlcv
+
     if gaps not in ("keep", "ffill"):
         raise typer.BadParameter(f"--gaps must be keep or ffill, got {gaps!r}")
     target, report = import_ohlcv(

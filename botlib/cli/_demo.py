@@ -7,12 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from botlib.backtest import get_strategy, run_backtest
-from botlib.backtest.report import metrics_table, write_report
 from botlib.cli._common import console, progress_bar
 from botlib.cli._tables import leaderboard_table, metrics_rich_table
-from botlib.data import fetch_ohlcv, load_ohlcv
-from botlib.data._store import find_dataset
 from botlib.settings import get_settings
 
 #: The rule strategies the demo compares, with their parameters.
@@ -35,6 +31,11 @@ def demo(
     with a small budget (70 % train, 15 % validation) and print an out-of-sample
     leaderboard on the last 15 %; promote the best model, start Redis and the signal
     loop, replay the last bars of the reference data and print the signals emitted."""
+    from botlib.backtest import get_strategy, run_backtest
+    from botlib.backtest.report import metrics_table, write_report
+    from botlib.data import fetch_ohlcv, load_ohlcv
+    from botlib.data._store import find_dataset
+
     settings = get_settings()
     report = report or settings.reports_dir / "demo.html"
     if find_dataset(settings.datasets_dir, symbol, timeframe) is None:

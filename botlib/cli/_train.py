@@ -10,7 +10,6 @@ import typer
 
 from botlib.cli._common import console, parse_params, print_json
 from botlib.cli._tables import metrics_rich_table
-from botlib.data import load_ohlcv
 
 
 def _value(raw: str) -> Any:
@@ -44,6 +43,7 @@ def train(
 
         botlib train lstm -p epochs=3 -p units=32 --start 2024-01-01
     """
+    from botlib.data import load_ohlcv
     from botlib.models.evaluate import train_and_backtest
 
     params = {k: _value(v) for k, v in parse_params(param or []).items()}
