@@ -6,6 +6,8 @@ a ``botlib:commands`` stream entry::
     {"command": "train", "data": {"algorithm": "lstm", "symbol": "BTC/USDT", ...},
      "timestamp": 1735689600000, "request_id": "r-42", "user_id": "u-7"}
 
+The backend's own spelling — camelCase keys, ``BTCUSDT``, ``sharpe_ratio``, the names
+its client uses — is first translated to botlib's (``_dialect``, one table).
 ``parse_command`` never raises: it returns a ``Command`` (the envelope plus its
 validated payload) or a ``Rejection`` naming what was wrong and what was expected —
 which the service dead-letters and answers with an error event. Nothing is unpickled or
@@ -24,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from botlib.bridge._dialect import translate
 from botlib.errors import BotlibError, did_you_mean
 
 __all__ = [
@@ -268,7 +271,11 @@ def parse_command(raw: str | bytes) -> Command | Rejection:
         envelope = Envelope.model_validate(body)
     except ValidationError as exc:
         return Rejection(f"bad envelope: {_errors(exc)}", name, **ids)
-    kind = COMMANDS.get(envelope.command)
+    try:  # the backend's spelling (camelCase, BTCUSDT, sharpe_ratio, …) to botlib's
+        name, data = translate(envelope.command, envelope.data)
+    except (RecursionError, TypeError, ValueError) as exc:
+        return Rejection(f"{envelope.command}: {exc}", envelope.command, envelope.request_id)
+    kind = COMMANDS.get(name)
     if kind is None:
         return Rejection(
             f"unknown command {envelope.command!r}{did_you_mean(envelope.command, COMMANDS)}; "
@@ -278,7 +285,7 @@ def parse_command(raw: str | bytes) -> Command | Rejection:
             envelope.user_id,
         )
     try:
-        payload = kind.model_validate(envelope.data)
+        payload = kind.model_validate(data)
     except ValidationError as exc:
         return Rejection(
             f"{envelope.command}: {_errors(exc)}",
@@ -288,6 +295,4 @@ def parse_command(raw: str | bytes) -> Command | Rejection:
         )
     except (RecursionError, TypeError, ValueError) as exc:  # pathological nesting or types
         return Rejection(f"{envelope.command}: {exc}", envelope.command, envelope.request_id)
-    return Command(
-        envelope.command, payload, envelope.request_id, envelope.user_id, envelope.timestamp
-    )
+    return Command(name, payload, envelope.request_id, envelope.user_id, envelope.timestamp)

@@ -53,7 +53,7 @@ def test_defaults_and_types() -> None:
         ("[1, 2]", "JSON object"),
         (_envelope("trian", {}), "did you mean 'train'"),
         (_envelope("train", {"algorithm": "lstn"}), "did you mean 'lstm'"),
-        (_envelope("train", {"algorithm": "lstm", "symbol": "BTCUSDT"}), "BASE/QUOTE"),
+        (_envelope("train", {"algorithm": "lstm", "symbol": "BTCXYZ"}), "BASE/QUOTE"),
         (_envelope("train", {"algorithm": "lstm", "timeframe": "1x"}), "timeframe"),
         (_envelope("train", {"algorithm": "lstm", "start": "yesterday"}), "ISO date"),
         (_envelope("train", {"algorithm": "lstm", "gpu": True}), "gpu"),
@@ -143,3 +143,66 @@ def test_paths_from_commands_stay_in_the_data_directory() -> None:
     for bad in ("../../etc/passwd", "/etc/passwd", "a/../../b"):
         with pytest.raises(ValueError, match="outside the data directory"):
             confine_path(bad)
+
+
+# -- the backend's own spelling (shared/backend: api.md, backend-services.ts) ----------
+
+
+@pytest.mark.parametrize(
+    ("sent", "canonical"),
+    [("BTCUSDT", "BTC/USDT"), ("BTC-USDT", "BTC/USDT"), ("btc_usdt", "BTC/USDT"),
+     ("btc/usdt", "BTC/USDT"), ("ETHFDUSD", "ETH/FDUSD"), ("SOLBTC", "SOL/BTC"),
+     ("ETHUSD", "ETH/USD")],
+)  # fmt: skip
+def test_exchange_native_symbols_resolve_to_one_market(sent: str, canonical: str) -> None:
+    parsed = parse_command(_envelope("generate_signal", {"symbol": sent}))
+    assert isinstance(parsed, Command), parsed
+    assert parsed.payload.model_dump()["symbol"] == canonical
+
+
+def test_a_symbol_with_no_known_quote_is_refused_by_name() -> None:
+    parsed = parse_command(_envelope("generate_signal", {"symbol": "FOOBAR"}))
+    assert isinstance(parsed, Rejection) and "'FOOBAR'" in parsed.reason
+
+
+def test_the_backends_training_command_reads_as_botlibs() -> None:
+    """``startTraining`` as the backend's client sends it: camelCase dates, BTCUSDT,
+    hyperparameters in its words."""
+    backend = {"command": "start_training", "timestamp": "2026-11-29T12:00:00.000Z",
+               "data": {"algorithm": "lstm", "startDate": "2024-01-01", "endDate": "2024-12-31",
+                        "symbol": "BTCUSDT", "timeframe": "1h",
+                        "hyperparameters": {"learningRate": 0.001, "epochs": 2,
+                                            "batchSize": 32, "sequenceLength": 16,
+                                            "hiddenUnits": 8}}}  # fmt: skip
+    ours = {"algorithm": "lstm", "start": "2024-01-01", "end": "2024-12-31",
+            "symbol": "BTC/USDT", "timeframe": "1h",
+            "hyperparameters": {"learning_rate": 0.001, "epochs": 2, "batch_size": 32,
+                                "seq_len": 16, "units": 8}}  # fmt: skip
+    theirs = parse_command(json.dumps(backend))
+    mine = parse_command(_envelope("train", ours))
+    assert isinstance(theirs, Command) and isinstance(mine, Command), theirs
+    assert theirs.name == "train"
+    assert theirs.payload.model_dump() == mine.payload.model_dump()
+
+
+def test_the_backends_optimization_body_reads_as_botlibs() -> None:
+    """api.md §5's objective, algorithm and parameter list (on a strategy botlib has)."""
+    body = {"strategy": "rsi_reversion", "objective": "sharpe_ratio",
+            "algorithm": "genetic_algorithm",
+            "parameters": [{"name": "window", "min": 10, "max": 30}]}  # fmt: skip
+    parsed = parse_command(_envelope("optimize_strategy", body))
+    assert isinstance(parsed, Command), parsed
+    p = parsed.payload.model_dump()
+    assert parsed.name == "optimize" and p["objective"] == "sharpe" and p["algorithm"] == "ga"
+    assert p["parameters"] == {"window": {"min": 10.0, "max": 30.0}}
+    # an unknown parameter name is still refused, named
+    body["parameters"] = [{"name": "rsi_period", "min": 10, "max": 30}]
+    refused = parse_command(_envelope("optimize_strategy", body))
+    assert isinstance(refused, Rejection) and "'rsi_period'" in refused.reason
+
+
+def test_train_maps_the_backends_evolutionary_algorithms() -> None:
+    for sent, family in (("genetic_algorithm", "ga_rules"), ("differential_evolution", "de_rules")):
+        parsed = parse_command(_envelope("train", {"algorithm": sent}))
+        assert isinstance(parsed, Command), parsed
+        assert parsed.payload.model_dump()["algorithm"] == family
