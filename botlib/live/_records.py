@@ -78,6 +78,7 @@ def add_predictions(
                 payload,
                 names.prediction_channel,
                 f"{names.seen_prefix}{pred.id}",
+                list_key=names.prediction_list_key(served.model_id, market.symbol),
             )
         )
         due = int(pd.Timestamp(ts).value // 1_000_000) + meta.horizon * int(

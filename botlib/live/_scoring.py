@@ -81,6 +81,8 @@ def score(
                 out,
                 names.prediction_channel,
                 f"{names.seen_prefix}validated|{data['id']}",
+                list_key=names.prediction_list_key(data["model_id"], data["symbol"]),
+                replaces=payload,
             )
         )
         batch.zrem.append((key, payload))

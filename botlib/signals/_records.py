@@ -41,7 +41,9 @@ class Signal(BaseModel):
     stop_loss: float | None = None
     take_profit: float | None = None
     position_size: float = Field(ge=0.0, le=1.0)
-    reasoning: str
+    #: why, as a JSON object (the backend's column is JSONB): ``summary`` (one line for
+    #: people) and the figures it names
+    reasoning: dict[str, Any]
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     expires_at: datetime

@@ -61,6 +61,11 @@ class Output:
     payload: str
     channel: str = ""
     dedupe: str = ""
+    #: also keep it in this Redis list, newest first, bounded (the backend's
+    #: ``predictions:{modelId}:{symbol}``)
+    list_key: str = ""
+    #: the list's earlier version of this record, replaced in place ("" = push anew)
+    replaces: str = ""
 
 
 @dataclass
@@ -93,10 +98,10 @@ class Batch:
 
 
 # The plan is JSON (cjson ships with Redis); ARGV[1] = plan, ARGV[2] = MAXLEN,
-# ARGV[3] = seconds to remember written record ids.
+# ARGV[3] = seconds to remember written record ids, ARGV[4] = length of the lists.
 _COMMIT = """
 local plan = cjson.decode(ARGV[1])
-local maxlen, ttl = ARGV[2], ARGV[3]
+local maxlen, ttl, listlen = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local written = 0
 for _, f in ipairs(plan.fence) do
   if redis.call('GET', f[1]) ~= f[2] then return -1 end
@@ -107,6 +112,16 @@ for _, o in ipairs(plan.outputs) do
   if fresh then
     redis.call('XADD', o[1], 'MAXLEN', '~', maxlen, '*', 'data', o[2])
     if o[3] ~= '' then redis.call('PUBLISH', o[3], o[2]) end
+    if o[5] ~= '' then
+      if o[6] ~= '' then
+        if redis.call('LINSERT', o[5], 'BEFORE', o[6], o[2]) > 0 then
+          redis.call('LREM', o[5], 1, o[6])
+        end
+      else
+        redis.call('LPUSH', o[5], o[2])
+        redis.call('LTRIM', o[5], 0, listlen - 1)
+      end
+    end
     written = written + 1
   end
 end
@@ -132,13 +147,17 @@ def commit(
     maxlen: int = 100_000,
     remember_s: int = 7 * 24 * 3600,
     fence: Sequence[tuple[str, str]] = (),
+    list_len: int = 1000,
 ) -> int:
     """Apply ``batch`` in one atomic script; returns how many outputs were new, or -1
     when a ``fence`` key (a market lease) no longer holds its value: then nothing at
     all was written."""
     plan: dict[str, Sequence[Any]] = {
         "fence": [list(f) for f in fence],
-        "outputs": [[o.stream, o.payload, o.channel, o.dedupe] for o in batch.outputs],
+        "outputs": [
+            [o.stream, o.payload, o.channel, o.dedupe, o.list_key, o.replaces]
+            for o in batch.outputs
+        ],
         "acks": [[stream, group, ids] for stream, ids in batch.acks.items() if ids],
         "zadd": [list(z) for z in batch.zadd],
         "zrem": [list(z) for z in batch.zrem],
@@ -147,7 +166,7 @@ def commit(
     }
     # cjson decodes an empty JSON array as an empty table, which ipairs handles
     script = client.register_script(_COMMIT)
-    return int(script(args=[json.dumps(plan), maxlen, remember_s]))
+    return int(script(args=[json.dumps(plan), maxlen, remember_s, list_len]))
 
 
 def active_models(r: Any, names: RedisNames | None = None) -> dict[str, dict[str, Any]]:

@@ -63,6 +63,9 @@ class RedisNames:
     runtime_config_status: str = "botlib:config:status"
     #: hash: ``botlib up``'s children: ``restarts|{child}``, ``pid|{child}``, ``status|{child}``
     supervisor_stats: str = "botlib:supervisor:stats"
+    #: list per model and market, newest first, bounded: what the backend's
+    #: ``getPredictions`` reads with LRANGE (a scored prediction replaces its first version)
+    prediction_list: str = "predictions:{model_id}:{symbol}"
     #: a request id's claim, then its final answer (the bridge answers each once)
     request_prefix: str = "botlib:request:"
     #: a running bridge process's liveness key (``{prefix}{boot id}``, expires)
@@ -74,6 +77,9 @@ class RedisNames:
 
     def bar_stream(self, exchange: str, symbol: str, timeframe: str) -> str:
         return self.bars.format(exchange=exchange, symbol=symbol, timeframe=timeframe)
+
+    def prediction_list_key(self, model_id: str, symbol: str) -> str:
+        return self.prediction_list.format(model_id=model_id, symbol=symbol)
 
     def position_field(self, model_name: str, stream: str) -> str:
         """The ``loop_state`` field holding a model's position on a market."""

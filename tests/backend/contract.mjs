@@ -56,6 +56,7 @@ export function checkSignal(s) {
     p.push(`predicted_direction ${JSON.stringify(s.predicted_direction)}`);
   }
   if (!isObject(s.metadata)) p.push("metadata must be an object");
+  if (!isObject(s.reasoning)) p.push("reasoning must be a JSON object (JSONB column)");
   if (!isTime(s.created_at)) p.push(`created_at ${JSON.stringify(s.created_at)}`);
   for (const f of ["expires_at", "executed_at"]) {
     if (s[f] != null && !isTime(s[f])) p.push(`${f} ${JSON.stringify(s[f])}`);

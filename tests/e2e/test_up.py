@@ -59,6 +59,18 @@ def test_up_serves_every_bar_to_the_backend_and_down_leaves_nothing(
 
     # the durable streams agree with what the backend received
     assert r.xlen("botlib:signals") == 2 * BARS
+    # what the backend's getPredictions reads: LRANGE predictions:{modelId}:{symbol},
+    # newest first, each prediction once, scored ones replaced in place
+    for model_id in models:
+        listed = [json.loads(x) for x in r.lrange(f"predictions:{model_id}:BTC/USDT", 0, -1)]
+        assert len(listed) == BARS and len({x["id"] for x in listed}) == BARS
+        created = [x["created_at"] for x in listed]
+        assert created == sorted(created, reverse=True)
+        scored = {x["id"] for x in listed if x["validated_at"] is not None}
+        in_stream = {p["id"] for p in (json.loads(f["data"]) for _, f in
+                                       r.xrange("botlib:predictions"))
+                     if p["model_id"] == model_id and p["validated_at"] is not None}  # fmt: skip
+        assert scored and scored == in_stream
     assert r.xlen("botlib:deadletter") == 0
     ps = user.botlib("ps")
     assert "running" in ps.stdout

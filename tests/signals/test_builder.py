@@ -120,6 +120,9 @@ def test_records_carry_every_design_field(c: pd.DataFrame) -> None:
     data = records[1].model_dump(mode="json")
     assert set(data) == DESIGN_SIGNAL_FIELDS
     assert data["status"] == "pending" and data["stop_loss"] < data["take_profit"]
+    # the backend's reasoning column is JSONB: an object, with a line for people
+    assert data["reasoning"]["summary"].startswith(data["model_id"])
+    assert data["reasoning"]["stop_loss"] == data["stop_loss"]
     assert records[1].created_at == c.index[20].to_pydatetime() + timedelta(hours=1)
     again = signal_records(
         frame.iloc[20:21],
