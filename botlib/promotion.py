@@ -31,6 +31,7 @@ from mlflow import MlflowClient
 from botlib.errors import BotlibError, ConfigError
 from botlib.models import BaseModel, load_model
 from botlib.tracking import mlflow_client
+from botlib.tracking.identity import identity_of
 from botlib.transport import RedisNames, active_models, connect, dumps, redis_names
 
 __all__ = [
@@ -252,10 +253,13 @@ def evaluate_gate(
             )
         )
         meta = model.meta
+        ident = identity_of(name, client)
         result.entry = {
             "name": name,
             "version": str(mv.version),
-            "model_id": f"{name}:{mv.version}",
+            # the backend's UUID when the model is bound to one, else name:version
+            "model_id": ident.model_id or f"{name}:{mv.version}",
+            **({"user_id": ident.user_id} if ident.user_id else {}),
             "model_uri": uri,
             "run_id": mv.run_id,
             "symbol": params.get("symbol", tags.get("data_symbol", "BTC/USDT")),

@@ -7,6 +7,7 @@ botlib strategies                     rule strategies and their parameters
 botlib backtest --strategy sma_cross --param fast=20 --param slow=100
 botlib promote nn-lstm-btc_usdt-1h     gate, then @champion and botlib:active_models
 botlib models                         registered models, aliases, metrics
+botlib bind NAME MODEL_ID             a registered model is the backend's ai_models row
 botlib feed replay --last 500         candles onto the Redis bar stream
 botlib up --feed ccxt                 the trading server: Redis, loop, bridge, feeds
 botlib ps | down                      its services (pid, uptime, restarts) | stop them
@@ -62,6 +63,7 @@ app.command("demo")(_demo.demo)
 app.command("promote")(_live.promote)
 app.command("rollback")(_live.rollback)
 app.command("models")(_live.models)
+app.command("bind")(_live.bind)
 app.command("serve")(_live.serve)
 app.command("bridge")(_live.bridge)
 app.command("up")(_up.up)

@@ -102,6 +102,28 @@ def rollback(
     console.print(f"{name}: @champion v{old} → v{new}")
 
 
+def bind(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    model_id: Annotated[str, typer.Argument(help="The backend's model id (a UUID).")],
+    user_id: Annotated[
+        str | None, typer.Option(help="The owner's user id (a UUID), if known.")
+    ] = None,
+) -> None:
+    """Bind a registered model to the backend's model id (its ai_models row): from its
+    next promotion on, its predictions and signals carry that id.
+
+        botlib bind nn-lstm-btc_usdt-1h 6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f
+    """
+    from botlib.tracking.identity import bind_model
+
+    ident = bind_model(name, model_id, user_id=user_id)
+    console.print(
+        f"{name} is model {ident.model_id}"
+        + (f" of user {ident.user_id}" if ident.user_id else "")
+        + "; promote it again for the live records to carry the id"
+    )
+
+
 def models(
     as_json: Annotated[bool, typer.Option("--json", help="The backend's ai_models rows.")] = False,
 ) -> None:

@@ -65,6 +65,8 @@ def add_predictions(
                 "outputs": out,
                 "exchange": market.exchange,
                 "timeframe": market.timeframe,
+                "model_name": served.name,
+                "model_version": str(served.entry.get("version")),
             },
             prediction_value=_prediction_value(meta.prediction_type, out, float(closes[i])),
             confidence=float(step.signals["confidence"].iloc[i]),

@@ -154,3 +154,42 @@ def test_gate_refuses_on_deflated_sharpe_and_pbo(store: Store) -> None:
     assert lenient.passed
     nn = evaluate_gate(store.lstm, 1, gate=GateConfig(margin=-10, min_trades=0, max_pbo=0.5))
     assert "only optimization runs" in {c.name: c for c in nn.checks}["PBO"].detail
+
+
+def test_a_bound_model_speaks_in_the_backends_id(
+    store: Store, redis_server: Any, r: redis.Redis
+) -> None:
+    """`botlib bind NAME MODEL_ID`: after promotion, every prediction, signal and the
+    backend's prediction list carry the UUID; name and version stay in the metadata."""
+    import uuid
+
+    from tests.live.helpers import feed, records, serve, window
+
+    client = MlflowClient()
+    source = client.get_model_version(store.ga, "1")
+    name = f"bound-{uuid.uuid4().hex[:6]}"  # a copy: the shared models stay unbound
+    client.create_registered_model(name)
+    client.create_model_version(name, source.source, run_id=source.run_id)
+    model_id, user_id = str(uuid.uuid4()), str(uuid.uuid4())
+    runner = CliRunner()
+    out = runner.invoke(app, ["bind", name, model_id, "--user-id", user_id])
+    assert out.exit_code == 0, out.output
+    assert model_id in out.stdout
+    # one id, one model; ids are UUIDs
+    again = runner.invoke(app, ["bind", store.ga, model_id])
+    assert again.exit_code != 0 and "already bound" in str(again.exception)
+    bad = runner.invoke(app, ["bind", name, "not-a-uuid"])
+    assert bad.exit_code != 0 and "UUID" in str(bad.exception)
+
+    promote(name, 1, gate=LENIENT)
+    entry = json.loads(r.hget("botlib:active_models", name) or "{}")
+    assert entry["model_id"] == model_id and entry["user_id"] == user_id
+    feed(r, window(40))
+    serve(r)
+    signals, predictions = records(r, "botlib:signals"), records(r, "botlib:predictions")
+    assert len(signals) == 40 and {s["model_id"] for s in signals} == {model_id}
+    assert {s["metadata"]["model_name"] for s in signals} == {name}
+    assert {s["metadata"]["model_version"] for s in signals} == {"1"}
+    assert {p["model_id"] for p in predictions} == {model_id}
+    assert {p["input_data"]["model_name"] for p in predictions} == {name}
+    assert r.llen(f"predictions:{model_id}:BTC/USDT") == 40

@@ -1,0 +1,103 @@
+"""The backend's model identity, bound to a registered model.
+
+The backend owns model identity: a model is a row of its ``ai_models`` table with a
+UUID and an owner. ``bind_model`` ties that UUID (and the owner's ``user_id``) to a
+registered model of the MLflow registry, as tags on it; from then on every version,
+promotion and record of that model speaks in the UUID (``model_id``), and botlib's
+registered name and version go into the records' ``metadata``. One UUID binds one
+registered model; binding it again to another is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from botlib.errors import ConfigError
+
+__all__ = ["Identity", "bind_model", "find_bound", "identity_of"]
+
+MODEL_ID_TAG = "botlib.model_id"
+USER_ID_TAG = "botlib.user_id"
+SPEC_TAG = "botlib.spec"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A registered model's backend identity (``model_id`` None: not bound)."""
+
+    name: str
+    model_id: str | None = None
+    user_id: str | None = None
+    spec: dict[str, Any] | None = None
+
+
+def _uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ConfigError(f"{what} must be a UUID (the backend's id), got {value!r}") from None
+
+
+def identity_of(name: str, client: Any = None) -> Identity:
+    """The identity bound to registered model ``name`` (unbound: ids are None)."""
+    from botlib.tracking import mlflow_client
+
+    client = client or mlflow_client()
+    tags = client.get_registered_model(name).tags or {}
+    spec = json.loads(tags[SPEC_TAG]) if SPEC_TAG in tags else None
+    return Identity(name, tags.get(MODEL_ID_TAG), tags.get(USER_ID_TAG), spec)
+
+
+def find_bound(model_id: str, client: Any = None) -> Identity | None:
+    """The registered model bound to the backend's ``model_id``, if any."""
+    from botlib.tracking import mlflow_client
+
+    wanted = _uuid(model_id, "model_id")
+    client = client or mlflow_client()
+    for model in client.search_registered_models():
+        if (model.tags or {}).get(MODEL_ID_TAG) == wanted:
+            return identity_of(model.name, client)
+    return None
+
+
+def bind_model(
+    name: str,
+    model_id: str,
+    *,
+    user_id: str | None = None,
+    spec: dict[str, Any] | None = None,
+    create: bool = False,
+) -> Identity:
+    """Bind the backend's ``model_id`` (and owner) to registered model ``name``;
+    ``create`` registers the name first if it does not exist (``create_model``).
+    ``spec``: what the backend asked for (type, algorithm, configuration,
+    hyperparameters), kept for its trainings."""
+    from mlflow.exceptions import MlflowException
+
+    from botlib.tracking import mlflow_client
+
+    model_id = _uuid(model_id, "model_id")
+    if user_id is not None:
+        user_id = _uuid(user_id, "user_id")
+    client = mlflow_client()
+    bound = find_bound(model_id, client)
+    if bound is not None and bound.name != name:
+        raise ConfigError(f"model_id {model_id} is already bound to {bound.name!r}")
+    try:
+        current = client.get_registered_model(name)
+    except MlflowException:
+        if not create:
+            raise ConfigError(f"no registered model named {name!r}") from None
+        current = client.create_registered_model(name)
+    held = (current.tags or {}).get(MODEL_ID_TAG)
+    if held and held != model_id:
+        raise ConfigError(f"{name!r} is already bound to model_id {held}")
+    client.set_registered_model_tag(name, MODEL_ID_TAG, model_id)
+    if user_id is not None:
+        client.set_registered_model_tag(name, USER_ID_TAG, user_id)
+    if spec is not None:
+        client.set_registered_model_tag(name, SPEC_TAG, json.dumps(spec, sort_keys=True))
+    return identity_of(name, client)
