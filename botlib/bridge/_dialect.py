@@ -10,6 +10,7 @@ refused by validation, naming the field, as before.
 
 | the backend sends | botlib reads |
 |---|---|
+| command ``createModel``, ``create_ai_model`` | ``create_model`` |
 | command ``start_training``, ``train_model``, ``startTraining`` | ``train`` |
 | command ``optimize_strategy``, ``optimizeStrategy`` | ``optimize`` |
 | command ``generate_trading_signal``, ``generateSignal`` | ``generate_signal`` |
@@ -20,7 +21,7 @@ refused by validation, naming the field, as before.
 | optimize ``algorithm`` ``genetic_algorithm``, ``differential_evolution`` | ``ga``, ``de`` |
 | ``objective`` ``sharpe_ratio``, ``sortino_ratio``, ``calmar_ratio`` | ``sharpe``, … |
 | optimize ``parameters`` ``[{name, min, max}, …]`` | ``{name: {min, max}}`` |
-| hyperparameter ``sequence_length``, ``hidden_units`` | ``seq_len``, ``units`` |
+| hyperparameter / configuration ``sequence_length``, ``hidden_units`` | ``seq_len``, ``units`` |
 
 A symbol without a separator is split at the longest known quote currency it ends
 with (``QUOTES``); one that ends with none is left as sent, and validation names it.
@@ -34,6 +35,7 @@ from typing import Any
 __all__ = ["COMMAND_ALIASES", "QUOTES", "canonical_symbol", "snake", "translate"]
 
 COMMAND_ALIASES = {
+    "create_ai_model": "create_model",
     "start_training": "train",
     "train_model": "train",
     "optimize_strategy": "optimize",
@@ -90,12 +92,13 @@ def translate(command: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         payload["objective"] = _OBJECTIVES.get(payload["objective"], payload["objective"])
     algorithm = payload.get("algorithm")
     if isinstance(algorithm, str):
-        table = _TRAIN_ALGORITHMS if name == "train" else _SEARCH_ALGORITHMS
+        table = _TRAIN_ALGORITHMS if name in ("train", "create_model") else _SEARCH_ALGORITHMS
         payload["algorithm"] = table.get(algorithm, algorithm)
-    hyper = payload.get("hyperparameters")
-    if isinstance(hyper, dict):
-        keys = _keys(hyper)
-        payload["hyperparameters"] = {_HYPERPARAMETERS.get(k, k): v for k, v in keys.items()}
+    for section in ("hyperparameters", "configuration"):
+        inner = payload.get(section)
+        if isinstance(inner, dict):
+            keys = _keys(inner)
+            payload[section] = {_HYPERPARAMETERS.get(k, k): v for k, v in keys.items()}
     params = payload.get("parameters")
     if name == "optimize" and isinstance(params, list):
         as_dict: dict[str, Any] = {}

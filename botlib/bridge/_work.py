@@ -24,6 +24,7 @@ def train(payload: dict[str, Any], experiment: str) -> dict[str, Any]:
         start=payload.get("start"),
         end=payload.get("end"),
         params=dict(payload.get("hyperparameters") or {}),
+        model_name=payload.get("model_name"),
     )
     return {
         "run_id": result.run_id,

@@ -105,13 +105,66 @@ def _known_model(value: str) -> str:
     return value
 
 
-class TrainCommand(_Market):
-    """The backend's "create model" / "train" request."""
+def _uuid(value: str | None) -> str | None:
+    import uuid
 
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"expected the backend's model id (a UUID), got {value!r}") from None
+
+
+class TrainCommand(_Market):
+    """A training: of ``algorithm``, or of the backend's model ``model_id`` (bound by
+    ``create_model``; its algorithm and hyperparameters are the defaults)."""
+
+    algorithm: str | None = None
+    model_id: str | None = None
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, max_length=50)
+
+    _check_algorithm = field_validator("algorithm")(
+        classmethod(lambda cls, v: v if v is None else _known_model(v))
+    )
+    _check_model_id = field_validator("model_id")(classmethod(lambda cls, v: _uuid(v)))
+
+    @model_validator(mode="after")
+    def _subject(self) -> TrainCommand:
+        if self.algorithm is None and self.model_id is None:
+            raise ValueError("give algorithm, or the model_id of a model made by create_model")
+        return self
+
+
+class CreateModelCommand(_Payload):
+    """The backend's ``createModel``: its ``ai_models`` row, registered and bound."""
+
+    model_id: str
+    user_id: str | None = None
+    name: str | None = Field(default=None, max_length=200)
+    model_type: str | None = Field(default=None, max_length=50)
     algorithm: str
+    configuration: dict[str, Any] = Field(default_factory=dict, max_length=50)
     hyperparameters: dict[str, Any] = Field(default_factory=dict, max_length=50)
 
     _check_algorithm = field_validator("algorithm")(classmethod(lambda cls, v: _known_model(v)))
+    _check_ids = field_validator("model_id", "user_id")(classmethod(lambda cls, v: _uuid(v)))
+
+    def params(self) -> dict[str, Any]:
+        """The model's hyperparameters: configuration (model shape) and training
+        settings in botlib's names; ``features`` (a count) is kept as information."""
+        shape = {k: v for k, v in self.configuration.items() if k != "features"}
+        return {**shape, **self.hyperparameters}
+
+    @model_validator(mode="after")
+    def _buildable(self) -> CreateModelCommand:
+        from botlib.models import create_model
+
+        try:
+            create_model(self.algorithm, **self.params())
+        except (BotlibError, TypeError, ValueError) as exc:
+            raise ValueError(f"{self.algorithm}: {exc}") from None
+        return self
 
 
 class BacktestCommand(_Market):
@@ -207,6 +260,7 @@ class RollbackCommand(_Payload):
 
 
 COMMANDS: dict[str, type[_Payload]] = {
+    "create_model": CreateModelCommand,
     "train": TrainCommand,
     "backtest": BacktestCommand,
     "optimize": OptimizeCommand,

@@ -81,6 +81,27 @@ def _no_ack() -> None:
     return None
 
 
+def _bound_training(payload: dict[str, Any]) -> dict[str, Any]:
+    """A training of the backend's model: its bound registered name, and the
+    algorithm and hyperparameters given at ``create_model`` under the command's own."""
+    from botlib.errors import ConfigError
+    from botlib.tracking.identity import find_bound
+
+    ident = find_bound(payload["model_id"])
+    if ident is None:
+        raise ConfigError(
+            f"model_id {payload['model_id']} is not bound to a registered model: send "
+            "create_model first (or bind one with `botlib bind NAME MODEL_ID`)"
+        )
+    spec = ident.spec or {}
+    algorithm = payload.get("algorithm") or spec.get("algorithm")
+    if not algorithm:
+        raise ConfigError(f"model {ident.name}: no algorithm given or recorded")
+    hyper = {**dict(spec.get("params") or {}), **dict(payload.get("hyperparameters") or {})}
+    return {**payload, "algorithm": algorithm, "hyperparameters": hyper,
+            "model_name": ident.name}  # fmt: skip
+
+
 class CommandService:
     def __init__(
         self,
@@ -269,6 +290,15 @@ class CommandService:
             from botlib.bridge._signal import generate_signal
 
             return generate_signal(self.r, self.names, p, self.model, self.runtime.current)
+        if cmd.name == "create_model":
+            from botlib.tracking.identity import bind_model
+
+            payload = cmd.payload
+            spec = {"model_type": p["model_type"], "algorithm": p["algorithm"],
+                    "name": p["name"], "params": payload.params()}  # type: ignore[attr-defined]  # fmt: skip
+            ident = bind_model(f"{p['algorithm']}-{p['model_id']}", p["model_id"],
+                               user_id=p["user_id"], spec=spec, create=True)  # fmt: skip
+            return {"modelId": ident.model_id, "name": ident.name, "status": "created"}
         raise AssertionError(cmd.name)
 
     def _start(self, cmd: Command, ack: Ack) -> None:
@@ -282,7 +312,10 @@ class CommandService:
             )
             ack()
             return
-        job = Job(cmd.name, cmd.payload.model_dump(), (cmd, ack), self.config.time_limit_s)
+        payload = cmd.payload.model_dump()
+        if cmd.name == "train" and payload.get("model_id"):
+            payload = _bound_training(payload)
+        job = Job(cmd.name, payload, (cmd, ack), self.config.time_limit_s)
         ahead = self.jobs.submit(job)
         self._result(cmd, "queued" if ahead else "started", {"ahead": ahead})
         self._gauges()
@@ -298,11 +331,15 @@ class CommandService:
 
     def _finished(self, done: Finished) -> None:
         cmd, ack = done.job.token
+        base = {"command": cmd.name, "request_id": cmd.request_id, "user_id": cmd.user_id}
+        model_id = done.job.payload.get("model_id")
+        if model_id:  # the backend's model: it reads data.modelId and the status
+            base["modelId"] = model_id
         if done.outcome == "ok":
-            base = {"command": cmd.name, "request_id": cmd.request_id, "user_id": cmd.user_id}
             if cmd.name == "train":
                 self.answers.emit(
-                    self.names.trained_channel, {"event": "model_trained", **base, **done.value}
+                    self.names.trained_channel,
+                    {"event": "model_trained", **base, "status": "trained", **done.value},
                 )
             elif cmd.name == "optimize":
                 self.answers.emit(
@@ -313,6 +350,11 @@ class CommandService:
                 self._result(cmd, "done", done.value)
         else:
             log.error("%s %s: %s", cmd.name, done.outcome, done.value)
+            if cmd.name == "train" and model_id:
+                # the backend listens on python:model_trained only: it writes the status
+                failed = {"event": "model_trained", **base, "status": "error",
+                          "reason": str(done.value)}  # fmt: skip
+                self.answers.emit(self.names.trained_channel, failed)
             self._error(cmd, str(done.value), "timeout" if done.outcome == "timeout" else "error")
         ack()
 

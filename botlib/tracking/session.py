@@ -76,9 +76,11 @@ def train_session(
     seed: int = 0,
     run_id: str | None = None,
     register: bool = True,
+    model_name: str | None = None,
 ) -> SessionResult:
     """Train ``algorithm`` on 70 % of the window, validate on 15 %, backtest on the last
-    15 %, and log it all to the MLflow run ``run_id`` (or a new one)."""
+    15 %, and log it all to the MLflow run ``run_id`` (or a new one). The version is
+    registered under ``model_name`` (default: family-model-market-timeframe)."""
     params = dict(params or {})
     if algorithm != "ensemble":
         params.setdefault("seed", seed)
@@ -120,7 +122,7 @@ def train_session(
         }
         for name, fig in figures.items():
             log_figure(fig, name)
-        name = registry_name(model, symbol, timeframe)
+        name = model_name or registry_name(model, symbol, timeframe)
         info = pyfunc.log_model(model, registered_model_name=name if register else None)
         version = str(info.registered_model_version or "")
         uri = f"models:/{name}/{version}" if version else info.model_uri

@@ -206,3 +206,28 @@ def test_train_maps_the_backends_evolutionary_algorithms() -> None:
         parsed = parse_command(_envelope("train", {"algorithm": sent}))
         assert isinstance(parsed, Command), parsed
         assert parsed.payload.model_dump()["algorithm"] == family
+
+
+API_CREATE_MODEL = {  # shared/backend/api.md §1, verbatim, plus the id the backend adds
+    "modelId": "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f",
+    "name": "LSTM Price Predictor",
+    "modelType": "neural_network",
+    "algorithm": "lstm",
+    "configuration": {"sequenceLength": 60, "features": 10, "hiddenUnits": 50},
+    "hyperparameters": {"learningRate": 0.001, "epochs": 100, "batchSize": 32},
+}
+
+
+def test_the_backends_create_model_body_validates() -> None:
+    parsed = parse_command(json.dumps({"command": "create_model", "data": API_CREATE_MODEL,
+                                       "timestamp": "2026-11-29T12:00:00.000Z"}))  # fmt: skip
+    assert isinstance(parsed, Command), parsed
+    params = parsed.payload.params()  # type: ignore[attr-defined]
+    assert params == {"seq_len": 60, "units": 50, "learning_rate": 0.001, "epochs": 100,
+                      "batch_size": 32}  # fmt: skip
+    bad = dict(API_CREATE_MODEL, hyperparameters={"learningRate": -1})
+    refused = parse_command(_envelope("create_model", bad))
+    assert isinstance(refused, Rejection) and "learning_rate" in refused.reason
+    not_uuid = dict(API_CREATE_MODEL, modelId="model-7")
+    refused = parse_command(_envelope("create_model", not_uuid))
+    assert isinstance(refused, Rejection) and "UUID" in refused.reason

@@ -459,3 +459,51 @@ def test_generate_signal_equals_the_loops_signal_for_the_same_bar(
     else:
         assert ours["metadata"]["target"] == pytest.approx(theirs["metadata"]["target"], rel=1e-6)
     r.close()
+
+
+def test_the_backends_model_is_created_trained_and_answered_by_its_id(
+    store: Store, redis_server: Any
+) -> None:
+    """createModel (api.md §1, budgets shrunk) -> startTraining (§2's window fields,
+    BTCUSDT) -> python:model_trained with modelId and status; the promoted version's
+    entry carries the UUID. A training that fails says status error on the same channel."""
+    import uuid
+
+    backend = Backend(redis_server.url)
+    service, thread = _serve(redis_server.url)
+    model_id, user_id = str(uuid.uuid4()), str(uuid.uuid4())
+    create = {"modelId": model_id, "userId": user_id, "name": "LSTM Price Predictor",
+              "modelType": "neural_network", "algorithm": "lstm",
+              "configuration": {"sequenceLength": 8, "features": 10, "hiddenUnits": 8},
+              "hyperparameters": {"learningRate": 0.001, "epochs": 1, "batchSize": 32}}  # fmt: skip
+    try:
+        backend.send("create_model", create, request_id="c-1")
+        made = backend.wait(lambda m: m[1].get("request_id") == "c-1")[0][1]
+        assert made["event"] == "done", made
+        assert made["result"] == {"modelId": model_id, "name": f"lstm-{model_id}",
+                                  "status": "created"}  # fmt: skip
+        backend.send("start_training", {"modelId": model_id, "startDate": "2025-01-01",
+                                        "endDate": "2025-03-01", "symbol": "BTCUSDT",
+                                        "timeframe": "1h"}, request_id="t-9")  # fmt: skip
+        trained = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
+        assert trained["modelId"] == model_id and trained["status"] == "trained", trained
+        assert trained["model_name"] == f"lstm-{model_id}" and trained["model_version"] == "1"
+        promote(trained["model_name"], 1, gate=GateConfig(margin=-10.0, min_trades=0))
+        entry = json.loads(backend.r.hget("botlib:active_models", trained["model_name"]) or "{}")
+        assert entry["model_id"] == model_id and entry["user_id"] == user_id
+
+        backend.heard.clear()
+        backend.send("start_training", {"modelId": model_id, "startDate": "2031-01-01",
+                                        "endDate": "2031-03-01", "symbol": "BTCUSDT"},
+                     request_id="t-10")  # fmt: skip
+        failed = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
+        assert failed["modelId"] == model_id and failed["status"] == "error"
+        assert failed["request_id"] == "t-10" and failed["reason"]
+        unbound = str(uuid.uuid4())
+        backend.send("start_training", {"modelId": unbound}, request_id="t-11")
+        refused = backend.wait(lambda m: m[1].get("request_id") == "t-11")[0][1]
+        assert refused["event"] == "error" and "create_model first" in refused["reason"]
+    finally:
+        service.stop()
+        thread.join(60)
+        backend.close()
