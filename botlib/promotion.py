@@ -290,7 +290,23 @@ def _announce(
     pipe.incr(names.active_revision)
     pipe.xadd(names.model_events, {"data": payload}, maxlen=10_000, approximate=True)
     pipe.publish(names.model_channel, payload)
+    model_id = str((entry or {}).get("model_id", ""))
+    if _is_uuid(model_id):
+        # the backend's model: it learns its status on the channel it listens to
+        status = {"event": event["event"], "modelId": model_id, "status": "active",
+                  "name": event["name"], "version": event.get("version")}  # fmt: skip
+        pipe.publish(names.trained_channel, dumps(status))
     pipe.execute()
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _redis(url: str | None) -> redis.Redis:

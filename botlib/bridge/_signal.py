@@ -108,4 +108,14 @@ def generate_signal(
                   "last_candle": candles.index[-1].isoformat(), "position_held": position},
     )[0]  # fmt: skip
     r.publish(names.signal_channel, dumps(data))
-    return data
+    # the answer also carries what the backend's generateTradingSignal reads, in its names
+    return {
+        **data,
+        "signalType": data["signal_type"],
+        "strength": data["signal_strength"],
+        "predictedPrice": data["predicted_price"],
+        "stopLoss": data["stop_loss"],
+        "takeProfit": data["take_profit"],
+        "positionSize": data["position_size"],
+        "userId": entry.get("user_id"),
+    }

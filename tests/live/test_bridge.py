@@ -488,9 +488,22 @@ def test_the_backends_model_is_created_trained_and_answered_by_its_id(
         trained = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
         assert trained["modelId"] == model_id and trained["status"] == "trained", trained
         assert trained["model_name"] == f"lstm-{model_id}" and trained["model_version"] == "1"
+        backend.heard.clear()
         promote(trained["model_name"], 1, gate=GateConfig(margin=-10.0, min_trades=0))
         entry = json.loads(backend.r.hget("botlib:active_models", trained["model_name"]) or "{}")
         assert entry["model_id"] == model_id and entry["user_id"] == user_id
+        active = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
+        assert active["modelId"] == model_id and active["status"] == "active"
+        # what generateTradingSignal reads, in its own names
+        ask = {"model": trained["model_name"], "symbol": "BTCUSDT"}
+        backend.send("generate_trading_signal", ask, request_id="g-9")
+        signal = backend.wait(lambda m: m[1].get("request_id") == "g-9")[0][1]["result"]
+        assert signal["model_id"] == model_id and signal["userId"] == user_id
+        assert signal["signalType"] == signal["signal_type"]
+        for theirs, ours in (("strength", "signal_strength"), ("stopLoss", "stop_loss"),
+                             ("takeProfit", "take_profit"), ("positionSize", "position_size"),
+                             ("predictedPrice", "predicted_price")):  # fmt: skip
+            assert signal[theirs] == signal[ours]
 
         backend.heard.clear()
         backend.send("start_training", {"modelId": model_id, "startDate": "2031-01-01",
