@@ -131,7 +131,7 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
             continue
         seen.add(stream)
         unread, pending = _group_info(r, stream, names.consumer_group)
-        last = state.get(f"last_ts|{stream}")
+        last = state.get(names.last_ts_field(stream))
         bar_s = timeframe_seconds(timeframe)
         # the last bar processed closed at its open time + one bar
         age = now - (int(last) / 1000 + bar_s) if last else None

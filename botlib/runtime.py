@@ -283,9 +283,9 @@ class RuntimeConfigWatcher:
             document = merge(document, stored_overrides(text, self.names.runtime_config))
             config = RuntimeConfig.from_document(document, self.base)
         except Exception as exc:  # any refusal keeps the old config; never fatal
-            self.error = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}"
-            if not isinstance(exc, ConfigError):
-                self.error += f": {str(exc)[:200]}"
+            self.error = (
+                str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc!s:.200}"
+            )
             log.error("%s: runtime config refused, keeping the old one: %s", self.component, exc)
             self._report(ok=False)
             return None

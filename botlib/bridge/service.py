@@ -40,7 +40,7 @@ from botlib.bridge._jobs import Finished, Job, Jobs
 from botlib.bridge._work import LONG
 from botlib.bridge.commands import Command, Rejection, parse_command
 from botlib.runtime import RateLimit, RuntimeConfig, RuntimeConfigWatcher
-from botlib.transport import RedisNames, connect, ensure_group, redis_names
+from botlib.transport import RedisNames, connect, dumps, ensure_group, redis_names
 from botlib.transport.stats import BridgeCounter
 
 __all__ = ["BridgeConfig", "CommandService"]
@@ -170,8 +170,6 @@ class CommandService:
         )  # fmt: skip
 
     def _deadletter(self, raw: str | bytes, source: str, reason: str) -> None:
-        from botlib.transport import dumps
-
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         self.r.xadd(
             self.names.deadletter,

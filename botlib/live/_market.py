@@ -71,6 +71,16 @@ EARLIEST_MS = 1_230_768_000_000
 Rejected = tuple[str, Any, str]
 
 
+def off_grid(ts: int, bar_ms: int) -> bool:
+    """Whether an open time is off its timeframe's grid (checked up to daily bars)."""
+    return bool(bar_ms <= 86_400_000 and ts % bar_ms)
+
+
+def price_jump(bar: Bar, previous: float) -> float:
+    """The largest factor between any of the bar's prices and ``previous``."""
+    return max(max(p / previous, previous / p) for p in (bar.open, bar.high, bar.low, bar.close))
+
+
 def check_bars(
     market: Market, items: list[Any], *, clock_skew_s: float, now_s: float | None = None
 ) -> tuple[list[tuple[str, Bar]], list[Rejected]]:
@@ -97,7 +107,7 @@ def check_bars(
                 f"ts {bar.ts} ({bar.time.isoformat()}): this {market.timeframe} bar cannot "
                 f"have closed yet (clock skew allowed: {clock_skew_s:g} s)"
             )
-        elif bar.ts % market.bar_ms and market.bar_ms <= 86_400_000:
+        elif off_grid(bar.ts, market.bar_ms):
             why = f"ts {bar.ts} is not on a {market.timeframe} boundary"
         elif last is not None and bar.ts == last:
             why = f"duplicate bar: ts {bar.ts} was already processed"
@@ -121,8 +131,7 @@ def plausible(
     rejected: list[Rejected] = []
     for entry_id, bar in good:
         if previous is not None:
-            prices = (bar.open, bar.high, bar.low, bar.close)
-            worst = max(max(p / previous, previous / p) for p in prices)
+            worst = price_jump(bar, previous)
             if worst > max_jump:
                 why = (
                     f"price jump: o={bar.open} h={bar.high} l={bar.low} c={bar.close} is "

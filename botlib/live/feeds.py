@@ -71,7 +71,7 @@ def stream_history(
     bars strictly before ``before_ts``. Skipped, as the loop sets them aside: records
     that are not valid bars, repeat or go back in time, lie before 2009, are off the
     ``bar_ms`` grid, or have a price more than ``max_jump`` times from the next bar's."""
-    from botlib.live._market import EARLIEST_MS
+    from botlib.live._market import EARLIEST_MS, off_grid, price_jump
 
     times: list[int] = []
     values: list[list[float]] = []
@@ -81,13 +81,10 @@ def stream_history(
         except BarError:
             continue
         bound = times[-1] if times else before_ts
-        if bar.ts < EARLIEST_MS or (bar_ms and bar_ms <= 86_400_000 and bar.ts % bar_ms):
+        if bar.ts < EARLIEST_MS or (bar_ms and off_grid(bar.ts, bar_ms)):
             continue
-        if values:
-            newer = values[-1][3]
-            prices = (bar.open, bar.high, bar.low, bar.close)
-            if max(max(p / newer, newer / p) for p in prices) > max_jump:
-                continue
+        if values and price_jump(bar, values[-1][3]) > max_jump:
+            continue
         if bound is None or bar.ts < bound:
             times.append(bar.ts)
             values.append([bar.open, bar.high, bar.low, bar.close, bar.volume])

@@ -239,7 +239,9 @@ class SignalLoop:
                 capacity,
             )
             last, since = self.r.hmget(
-                self.names.loop_state, f"last_ts|{stream}", f"window_from|{stream}"
+                self.names.loop_state,
+                self.names.last_ts_field(stream),
+                self.names.window_from_field(stream),
             )
             market.last_ts = int(last) if last else None
             market.window_from = int(since) if since else None
@@ -300,7 +302,7 @@ class SignalLoop:
         first_window = market.window_from is None
         n = seed_window(self.r, market, need, first_id, first_ts)
         if first_window and market.window_from is not None:
-            field_name = f"window_from|{market.stream}"
+            field_name = self.names.window_from_field(market.stream)
             batch.hset.append((self.names.loop_state, field_name, str(market.window_from)))
         log.info("%s: %d bars of history", market.stream, n)
 
@@ -390,7 +392,9 @@ class SignalLoop:
             positions[key] = pos
             state_updates.append((self.names.loop_state, key, repr(pos)))
         score(self.r, self.names, market, times, values, batch)
-        state_updates.append((self.names.loop_state, f"last_ts|{market.stream}", str(bars[-1].ts)))
+        state_updates.append(
+            (self.names.loop_state, self.names.last_ts_field(market.stream), str(bars[-1].ts))
+        )
         # how late the newest bar was processed after it closed (the loop's lag)
         lag_ms = int(time.time() * 1000) - (bars[-1].ts + market.bar_ms)
         lag_field = per_stream(LoopCounter.lag_ms, market.stream)

@@ -81,6 +81,14 @@ class RedisNames:
     def prediction_list_key(self, model_id: str, symbol: str) -> str:
         return self.prediction_list.format(model_id=model_id, symbol=symbol)
 
+    def last_ts_field(self, stream: str) -> str:
+        """The ``loop_state`` field holding the open time of a market's last bar."""
+        return f"last_ts|{stream}"
+
+    def window_from_field(self, stream: str) -> str:
+        """The ``loop_state`` field holding where a market's first window began."""
+        return f"window_from|{stream}"
+
     def position_field(self, model_name: str, stream: str) -> str:
         """The ``loop_state`` field holding a model's position on a market."""
         return f"position|{model_name}|{stream}"

@@ -11,7 +11,6 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 import redis
@@ -19,9 +18,9 @@ import redis
 from botlib.data import load_ohlcv
 from botlib.live import bars_from_candles, publish_bars
 from botlib.models import load_model
-from botlib.models.evaluate import model_signal_frame
 from tests.conftest import REPLAY_START, TINY_GA, TRAIN, Store, _use
 from tests.e2e.conftest import User, wait_for
+from tests.live.helpers import assert_backtest_parity
 
 pytestmark = pytest.mark.slow
 
@@ -138,20 +137,7 @@ def test_three_loops_six_markets_one_killed(
         assert len(unscored[model_id]) == BARS, name
         assert {m["exchange"] for m in live["metadata"]} == {entry["exchange"]}
         model = load_model(entry["model_uri"])
-        context = pd.concat([history.iloc[-model.meta.required_history :], candles])
-        expected = model_signal_frame(model, context, candles.index[0])
-        live.index = pd.to_datetime(live["created_at"]) - pd.Timedelta("1h")
-        live = live.sort_index()
-        assert live.index.equals(expected.index), name
-        assert (live["signal_type"].to_numpy() == expected["signal_type"].to_numpy()).all(), name
-        for col in ("position_size", "stop_loss", "take_profit"):
-            np.testing.assert_allclose(
-                live[col].astype("float64").to_numpy(),
-                expected[col].to_numpy(),
-                rtol=1e-9,
-                equal_nan=True,
-                err_msg=f"{name}: {col}",
-            )
+        assert_backtest_parity(signals[model_id], model, history, candles, name)
         traded += int((live["signal_type"] != "hold").sum())
     assert traded > 0, "no market traded: the parity check would prove little"
     user.botlib("down")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import redis
 
@@ -58,3 +59,33 @@ def by_model(items: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for item in items:
         out.setdefault(item["model_id"], []).append(item)
     return out
+
+
+def assert_backtest_parity(
+    signals: list[dict[str, Any]],
+    model: Any,
+    history: pd.DataFrame,
+    candles: pd.DataFrame,
+    name: str,
+) -> pd.DataFrame:
+    """The loop's ``signals`` over ``candles`` are the model's backtest signal frame
+    over them (``history`` before them): same bars, type exact, size / stop / take to
+    rtol 1e-9. Returns the live signals indexed by bar open time."""
+    from botlib.models.evaluate import model_signal_frame
+
+    context = pd.concat([history.iloc[-model.meta.required_history :], candles])
+    expected = model_signal_frame(model, context, candles.index[0])
+    live = pd.DataFrame(signals)
+    live.index = pd.to_datetime(live["created_at"]) - pd.Timedelta("1h")
+    live = live.sort_index()
+    assert live.index.equals(expected.index), name
+    assert (live["signal_type"].to_numpy() == expected["signal_type"].to_numpy()).all(), name
+    for col in ("position_size", "stop_loss", "take_profit"):
+        np.testing.assert_allclose(
+            live[col].astype("float64").to_numpy(),
+            expected[col].to_numpy(),
+            rtol=1e-9,
+            equal_nan=True,
+            err_msg=f"{name}: {col}",
+        )
+    return live

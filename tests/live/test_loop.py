@@ -15,12 +15,13 @@ import redis
 from botlib.backtest import run_backtest
 from botlib.data import load_ohlcv
 from botlib.models import load_model
-from botlib.models.evaluate import backtest_model, model_signal_frame
+from botlib.models.evaluate import backtest_model
 from botlib.promotion import GateConfig, promote
 from tests.conftest import Store
 from tests.live.helpers import (
     PREDICTION_FIELDS,
     SIGNAL_FIELDS,
+    assert_backtest_parity,
     by_model,
     feed,
     records,
@@ -134,21 +135,7 @@ def test_replay_yields_the_backtests_signals(
     history = everything.loc[everything.index < candles.index[0]]
     for name in (store.lstm, store.ga):
         model = load_model(f"models:/{name}/1")
-        context = pd.concat([history.iloc[-model.meta.required_history :], candles])
-        expected = model_signal_frame(model, context, candles.index[0])
-        live = pd.DataFrame(signals[f"{name}:1"])
-        live.index = pd.to_datetime(live["created_at"]) - pd.Timedelta("1h")
-        live = live.sort_index()
-        assert live.index.equals(expected.index)
-        assert (live["signal_type"].to_numpy() == expected["signal_type"].to_numpy()).all()
-        for col in ("position_size", "stop_loss", "take_profit"):
-            np.testing.assert_allclose(
-                live[col].astype("float64").to_numpy(),
-                expected[col].to_numpy(),
-                rtol=1e-9,
-                equal_nan=True,
-                err_msg=f"{name}: {col}",
-            )
+        live = assert_backtest_parity(signals[f"{name}:1"], model, history, candles, name)
         trades = (live["signal_type"] != "hold").sum()
         assert trades > 0, f"{name} never traded in the window: the test would prove little"
         # trading the loop's signals == the model's backtest
