@@ -20,6 +20,7 @@ numbers. ``rollback(name)`` moves ``@champion`` back to ``@previous``.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -260,6 +261,8 @@ def evaluate_gate(
             # the backend's UUID when the model is bound to one, else name:version
             "model_id": ident.model_id or f"{name}:{mv.version}",
             **({"user_id": ident.user_id} if ident.user_id else {}),
+            # how the backend spells the market: its records and list key use it
+            **({"symbol_as": ident.symbol_as} if ident.symbol_as else {}),
             "model_uri": uri,
             "run_id": mv.run_id,
             "symbol": params.get("symbol", tags.get("data_symbol", "BTC/USDT")),
@@ -279,8 +282,17 @@ def evaluate_gate(
 
 
 def _announce(
-    r: redis.Redis, names: RedisNames, event: dict[str, Any], entry: dict[str, Any] | None
+    r: redis.Redis,
+    names: RedisNames,
+    event: dict[str, Any],
+    entry: dict[str, Any] | None,
+    *,
+    was: dict[str, Any] | None = None,
 ) -> None:
+    """Publish a change of the active models (``entry`` None: ``event["name"]`` stops
+    serving; ``was`` is its last entry). A model bound to the backend's id is also
+    announced on ``python:model_trained`` as ``{modelId, status}``: ``active``, or
+    ``inactive`` once it stops serving — the status the backend keeps in ai_models."""
     payload = dumps(event)
     pipe = r.pipeline(transaction=True)
     if entry is None:
@@ -290,10 +302,11 @@ def _announce(
     pipe.incr(names.active_revision)
     pipe.xadd(names.model_events, {"data": payload}, maxlen=10_000, approximate=True)
     pipe.publish(names.model_channel, payload)
-    model_id = str((entry or {}).get("model_id", ""))
+    model_id = str((entry or was or {}).get("model_id", ""))
     if _is_uuid(model_id):
         # the backend's model: it learns its status on the channel it listens to
-        status = {"event": event["event"], "modelId": model_id, "status": "active",
+        status = {"event": event["event"], "modelId": model_id,
+                  "status": "active" if entry is not None else "inactive",
                   "name": event["name"], "version": event.get("version")}  # fmt: skip
         pipe.publish(names.trained_channel, dumps(status))
     pipe.execute()
@@ -391,6 +404,35 @@ def rollback(name: str, *, publish: bool = True, redis_url: str | None = None) -
         _announce(r, redis_names(), event, entry)
         r.close()
     return str(current.version), str(previous.version)
+
+
+def deactivate(name: str, *, redis_url: str | None = None) -> dict[str, Any] | None:
+    """Stop serving ``name``: it leaves ``botlib:active_models`` (the loop stops it at
+    its next step) and loses ``@champion`` (so ``botlib up`` does not serve it again);
+    its versions and ``@previous`` stay. Returns the entry it was served with (None if
+    it was not active). A bound model is announced ``inactive``."""
+    client = _client()
+    r = _redis(redis_url)
+    try:
+        raw = r.hget(redis_names().active_models, name)
+        was = json.loads(raw) if raw else None
+        try:
+            champion = client.get_model_version_by_alias(name, CHAMPION)
+        except Exception:
+            champion = None
+        if champion is not None:
+            client.delete_registered_model_alias(name, CHAMPION)
+            client.set_model_version_tag(
+                name, str(champion.version), "botlib.deactivated_at", str(time.time())
+            )
+        if was is None and champion is None:
+            raise ConfigError(f"{name} is not active (no @champion, not served)")
+        version = str((was or {}).get("version") or getattr(champion, "version", ""))
+        event = {"event": "deactivated", "name": name, "version": version}
+        _announce(r, redis_names(), event, None, was=was)
+    finally:
+        r.close()
+    return was
 
 
 def activate_champions(*, redis_url: str | None = None) -> list[tuple[str, str]]:

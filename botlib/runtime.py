@@ -90,6 +90,9 @@ class RuntimeConfig(_Strict):
     signal: SignalSettings = Field(default_factory=lambda: SignalSettings())
     rate_limits: dict[LimitedCommand, RateLimit] = Field(default_factory=_default_limits)
     max_model_age_days: float | None = Field(default=30.0, gt=0.0)
+    #: generate_signal's ``currentData.close`` may differ from the market's last close
+    #: by at most this fraction; beyond it the request is refused with both numbers
+    current_data_max_gap: float = Field(default=0.10, gt=0.0, le=10.0)
 
     @classmethod
     def from_parts(cls, signal: SignalConfig, max_model_age_days: float | None) -> RuntimeConfig:

@@ -22,6 +22,20 @@ refused by validation, naming the field, as before.
 | ``objective`` ``sharpe_ratio``, ``sortino_ratio``, ``calmar_ratio`` | ``sharpe``, … |
 | optimize ``parameters`` ``[{name, min, max}, …]`` | ``{name: {min, max}}`` |
 | hyperparameter / configuration ``sequence_length``, ``hidden_units`` | ``seq_len``, ``units`` |
+| train ``trainingData: {startDate, …, trainingData: {features, target}}`` | ``start``, …, |
+| | ``features``, ``target`` |
+| optimize ``strategyId`` | ``strategy_id`` (the rule strategy bound to it) |
+| optimize ``ranges`` ``{name: [min, max]}`` | ``parameters`` |
+| optimize parameter ``rsi_period``, ``fast_period``, … (``PARAMETER_ALIASES``) | the |
+| | strategy's own name (``window``, ``fast``) |
+| ``requestId`` / ``userId`` inside ``data`` | the envelope's ``request_id`` / ``user_id`` |
+
+The symbol the backend sent is kept as ``symbol_as`` when it differs from the
+canonical market: records and the predictions list of that model then use the
+backend's spelling (its ``symbol`` column holds ``BTCUSDT``), and say the market in
+``metadata``. ``trainingData`` may repeat the window fields of the command (the
+backend's ``trainModel`` sends both); a value that differs from the command's is
+refused, naming both.
 
 A symbol without a separator is split at the longest known quote currency it ends
 with (``QUOTES``); one that ends with none is left as sent, and validation names it.
@@ -32,7 +46,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["COMMAND_ALIASES", "QUOTES", "canonical_symbol", "snake", "translate"]
+__all__ = [
+    "COMMAND_ALIASES",
+    "PARAMETER_ALIASES",
+    "QUOTES",
+    "canonical_symbol",
+    "snake",
+    "strategy_parameter",
+    "translate",
+]
 
 COMMAND_ALIASES = {
     "create_ai_model": "create_model",
@@ -51,6 +73,23 @@ _OBJECTIVES = {"sharpe_ratio": "sharpe", "sortino_ratio": "sortino", "calmar_rat
 _TRAIN_ALGORITHMS = {"genetic_algorithm": "ga_rules", "differential_evolution": "de_rules"}
 _SEARCH_ALGORITHMS = {"genetic_algorithm": "ga", "differential_evolution": "de"}
 _HYPERPARAMETERS = {"sequence_length": "seq_len", "hidden_units": "units"}
+#: the names a backend or its users give a rule strategy's parameters -> the strategy's own
+_STOP_ALIASES = {"stop_loss_atr": "stop_atr", "take_profit_atr": "take_atr",
+                 "atr_period": "atr_window", "atr_length": "atr_window"}  # fmt: skip
+PARAMETER_ALIASES: dict[str, dict[str, str]] = {
+    "rsi_reversion": {
+        "rsi_period": "window", "rsi_window": "window", "rsi_length": "window",
+        "period": "window", "oversold": "lower", "rsi_lower": "lower",
+        "oversold_level": "lower", "overbought": "upper", "rsi_upper": "upper",
+        "overbought_level": "upper", **_STOP_ALIASES,
+    },
+    "sma_cross": {
+        "fast_period": "fast", "slow_period": "slow", "short_window": "fast",
+        "long_window": "slow", "fast_ma": "fast", "slow_ma": "slow", "sma_fast": "fast",
+        "sma_slow": "slow", "short_period": "fast", "long_period": "slow", **_STOP_ALIASES,
+    },
+}  # fmt: skip
+_TRAINING_DATA = ("start", "end", "symbol", "timeframe", "features", "target")
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
@@ -73,6 +112,46 @@ def canonical_symbol(value: str) -> str:
     return value
 
 
+def strategy_parameter(strategy: str, name: str) -> str:
+    """A parameter name of ``strategy`` in its own words (``rsi_period`` -> ``window``)."""
+    return PARAMETER_ALIASES.get(strategy, {}).get(name, name)
+
+
+def _training_data(payload: dict[str, Any]) -> None:
+    """Lift ``training_data`` (the backend's ``trainingData``, possibly holding the
+    window fields and a nested ``trainingData: {features, target}``) into the payload."""
+    given = payload.pop("training_data", None)
+    if given is None:
+        return
+    if not isinstance(given, dict):
+        raise ValueError(f"trainingData: expected an object, got {type(given).__name__}")
+    inner = _keys(given)
+    nested = inner.pop("training_data", None)
+    if isinstance(nested, dict):
+        inner.update(_keys(nested))
+    elif nested is not None:
+        raise ValueError("trainingData.trainingData: expected an object {features, target}")
+    unknown = sorted(set(inner) - set(_TRAINING_DATA))
+    if unknown:
+        raise ValueError(
+            f"trainingData: unknown field(s) {', '.join(unknown)}; expected "
+            "features, target, startDate, endDate, symbol, timeframe"
+        )
+    for key in _TRAINING_DATA:
+        if key not in inner:
+            continue
+        value = inner[key]
+        same = payload.get(key)
+        if key == "symbol" and isinstance(same, str) and isinstance(value, str):
+            agree = canonical_symbol(same) == canonical_symbol(value)
+        else:
+            agree = same == value
+        if key in payload and same is not None and not agree:
+            raise ValueError(f"trainingData.{key} {value!r} differs from {key} {same!r}")
+        if same is None:
+            payload[key] = value
+
+
 def _keys(data: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
@@ -86,8 +165,13 @@ def translate(command: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     name = snake(command)
     name = COMMAND_ALIASES.get(name, name)
     payload = _keys(data)
+    if name == "train":
+        _training_data(payload)
     if isinstance(payload.get("symbol"), str):
-        payload["symbol"] = canonical_symbol(payload["symbol"])
+        sent = payload["symbol"].strip()
+        payload["symbol"] = canonical_symbol(sent)
+        if sent != payload["symbol"] and "symbol_as" not in payload:
+            payload["symbol_as"] = sent  # the backend's spelling, for its records
     if isinstance(payload.get("objective"), str):
         payload["objective"] = _OBJECTIVES.get(payload["objective"], payload["objective"])
     algorithm = payload.get("algorithm")
@@ -99,6 +183,18 @@ def translate(command: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if isinstance(inner, dict):
             keys = _keys(inner)
             payload[section] = {_HYPERPARAMETERS.get(k, k): v for k, v in keys.items()}
+    ranges = payload.get("ranges")
+    if name == "optimize" and isinstance(ranges, dict):  # {name: [min, max]} beside them
+        payload.pop("ranges")
+        extra = {k: {"min": v[0], "max": v[1]} if isinstance(v, list) and len(v) == 2 else v
+                 for k, v in ranges.items()}  # fmt: skip
+        params = payload.get("parameters")
+        if isinstance(params, list):
+            params = params + [{"name": k, **v} if isinstance(v, dict) else {"name": k}
+                               for k, v in extra.items()]  # fmt: skip
+        else:
+            params = {**extra, **(params if isinstance(params, dict) else {})}
+        payload["parameters"] = params
     params = payload.get("parameters")
     if name == "optimize" and isinstance(params, list):
         as_dict: dict[str, Any] = {}

@@ -26,12 +26,21 @@ def train(payload: dict[str, Any], experiment: str) -> dict[str, Any]:
         params=dict(payload.get("hyperparameters") or {}),
         model_name=payload.get("model_name"),
     )
+    from botlib.tracking.compare import training_session_row
+
     return {
         "run_id": result.run_id,
         "model_name": result.model_name,
         "model_version": result.model_version,
         "model_uri": result.model_uri,
         "metrics": {f"test.{k}": v for k, v in result.result.metrics.items()},
+        # the backend's ai_training_sessions row of this training
+        "training_session": training_session_row(
+            result.run_id,
+            model_id=payload.get("model_id"),
+            user_id=payload.get("user_id"),
+            symbol=payload.get("symbol_as") or payload["symbol"],
+        ),
     }
 
 
@@ -58,6 +67,7 @@ def optimize(payload: dict[str, Any], experiment: str) -> dict[str, Any]:
             "generations": payload["generations"],
             **({"space": space} if space else {}),
         },
+        model_name=payload.get("model_name"),
     )
     best = load_model(result.model_uri).params.get("best_params", {})
     return {

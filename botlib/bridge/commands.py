@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from botlib.bridge._dialect import translate
+from botlib.bridge._dialect import strategy_parameter, translate
 from botlib.errors import BotlibError, did_you_mean
 
 __all__ = [
@@ -86,8 +86,13 @@ class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
 
+#: the symbol as the backend spelled it (``BTCUSDT``): its records use it (VARCHAR(20))
+_SYMBOL_AS = Field(default=None, min_length=1, max_length=20, pattern=r"^[A-Za-z0-9/_.:-]+$")
+
+
 class _Market(_Payload):
     symbol: str = "BTC/USDT"
+    symbol_as: str | None = _SYMBOL_AS
     timeframe: str = "1h"
     start: str | None = None
     end: str | None = None
@@ -123,6 +128,10 @@ class TrainCommand(_Market):
     algorithm: str | None = None
     model_id: str | None = None
     hyperparameters: dict[str, Any] = Field(default_factory=dict, max_length=50)
+    #: the backend's ``trainingData.features`` (``close``, ``volume``, ``rsi``, …): the
+    #: model's feature list; ``target`` (``close``): the price model's target
+    features: list[str] | None = Field(default=None, min_length=1, max_length=40)
+    target: str | None = Field(default=None, max_length=40)
 
     _check_algorithm = field_validator("algorithm")(
         classmethod(lambda cls, v: v if v is None else _known_model(v))
@@ -193,10 +202,16 @@ class Bounds(_Payload):
 
 
 class OptimizeCommand(_Market):
+    """An evolutionary search of a rule strategy's parameters: of ``strategy``, or of the
+    strategy bound to the backend's ``strategy_id`` (its parameters may be given by
+    the aliases of ``_dialect.PARAMETER_ALIASES``: ``rsi_period`` -> ``window``)."""
+
     strategy: str = "sma_cross"
+    strategy_id: str | None = None
     parameters: dict[str, Bounds] = Field(default_factory=dict, max_length=10)
     objective: str = "sharpe"
     algorithm: Literal["ga", "de"] = "ga"
+    _check_strategy_id = field_validator("strategy_id")(classmethod(lambda cls, v: _uuid(v)))
     population: int = Field(default=20, ge=4, le=500)
     generations: int = Field(default=8, ge=1, le=200)
 
@@ -213,6 +228,11 @@ class OptimizeCommand(_Market):
             raise ValueError(
                 f"unknown objective {self.objective!r}{did_you_mean(self.objective, OBJECTIVES)}"
             )
+        if self.strategy_id is not None and "strategy" not in self.model_fields_set:
+            return self  # the bound strategy is looked up, then checked, when it runs
+        self.parameters = {
+            strategy_parameter(self.strategy, k): v for k, v in self.parameters.items()
+        }
         known = STRATEGIES[self.strategy].params
         for name in self.parameters:
             if name not in known:
@@ -231,13 +251,47 @@ class Candle(_Payload):
     volume: float = Field(ge=0)
 
 
+class CurrentData(_Payload):
+    """The backend's ``currentData``: the newest bar's values as it sees them. ``close``
+    is needed; ``open``/``high``/``low``/``volume`` and the time are taken from the
+    stored bar when missing; indicator values it computed itself (``rsi``, ``macd``, …)
+    are compared with botlib's and the answer reports both."""
+
+    model_config = ConfigDict(extra="allow")
+
+    close: float = Field(gt=0)
+    open: float | None = Field(default=None, gt=0)
+    high: float | None = Field(default=None, gt=0)
+    low: float | None = Field(default=None, gt=0)
+    volume: float | None = Field(default=None, ge=0)
+    timestamp: int | str | None = None
+
+    @model_validator(mode="after")
+    def _numbers(self) -> CurrentData:
+        for key, value in (self.model_extra or {}).items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"currentData.{key}: expected a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"currentData.{key}: expected a finite number")
+        if len(self.model_extra or {}) > 30:
+            raise ValueError("currentData: at most 30 indicator values")
+        return self
+
+
 class GenerateSignalCommand(_Payload):
-    """A signal now, from the caller's recent candles (or the stored ones)."""
+    """A signal now, from the caller's recent candles (or the stored ones); of the model
+    ``model`` (registered name) or ``model_id`` (the backend's id), else the market's
+    active model. ``current_data`` is the newest bar, merged with the candles."""
 
     symbol: str = "BTC/USDT"
+    symbol_as: str | None = _SYMBOL_AS
     timeframe: str = "1h"
     model: str | None = Field(default=None, max_length=200)
+    model_id: str | None = None
     market_data: list[Candle] | None = Field(default=None, max_length=5000)
+    current_data: CurrentData | None = None
+
+    _check_model_id = field_validator("model_id")(classmethod(lambda cls, v: _uuid(v)))
 
     _check_symbol = field_validator("symbol")(classmethod(lambda cls, v: _symbol(v)))
     _check_timeframe = field_validator("timeframe")(classmethod(lambda cls, v: _timeframe(v)))
@@ -245,7 +299,11 @@ class GenerateSignalCommand(_Payload):
 
 class GetPredictionsCommand(_Payload):
     model: str | None = Field(default=None, max_length=200)
+    model_id: str | None = None
     symbol: str | None = None
+    symbol_as: str | None = _SYMBOL_AS
+
+    _check_model_id = field_validator("model_id")(classmethod(lambda cls, v: _uuid(v)))
     limit: int = Field(default=100, ge=1, le=1000)
 
 
@@ -259,6 +317,45 @@ class RollbackCommand(_Payload):
     model: str = Field(min_length=1, max_length=200)
 
 
+class DeactivateCommand(_Payload):
+    """Stop serving a model: by registered name, or by the backend's ``model_id``."""
+
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    model_id: str | None = None
+
+    _check_model_id = field_validator("model_id")(classmethod(lambda cls, v: _uuid(v)))
+
+    @model_validator(mode="after")
+    def _one(self) -> DeactivateCommand:
+        if (self.model is None) == (self.model_id is None):
+            raise ValueError("give exactly one of model or model_id")
+        return self
+
+
+class BindCommand(_Payload):
+    """Bind the backend's ids: ``model_id`` to registered model ``name``, or
+    ``strategy_id`` to rule strategy ``strategy``; ``user_id``: the owner."""
+
+    model_id: str | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    strategy_id: str | None = None
+    strategy: str | None = Field(default=None, min_length=1, max_length=64)
+    user_id: str | None = None
+    symbol_as: str | None = _SYMBOL_AS
+
+    _check_ids = field_validator("model_id", "strategy_id", "user_id")(
+        classmethod(lambda cls, v: _uuid(v))
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> BindCommand:
+        model = self.model_id is not None and self.name is not None
+        strategy = self.strategy_id is not None and self.strategy is not None
+        if model == strategy:
+            raise ValueError("give model_id and name, or strategy_id and strategy")
+        return self
+
+
 COMMANDS: dict[str, type[_Payload]] = {
     "create_model": CreateModelCommand,
     "train": TrainCommand,
@@ -268,6 +365,8 @@ COMMANDS: dict[str, type[_Payload]] = {
     "get_predictions": GetPredictionsCommand,
     "promote": PromoteCommand,
     "rollback": RollbackCommand,
+    "deactivate": DeactivateCommand,
+    "bind": BindCommand,
 }
 
 
@@ -317,9 +416,11 @@ def parse_command(raw: str | bytes) -> Command | Rejection:
         return Rejection(f"not JSON: {exc}")
     if not isinstance(body, dict):
         return Rejection(f"expected a JSON object, got {type(body).__name__}")
-    ids = {
-        k: body.get(k) if isinstance(body.get(k), str) else None for k in ("request_id", "user_id")
-    }
+    inside: dict[str, Any] = body["data"] if isinstance(body.get("data"), dict) else {}
+    ids = {}
+    for key, camel in (("request_id", "requestId"), ("user_id", "userId")):
+        given = body.get(key, inside.get(key, inside.get(camel)))
+        ids[key] = given if isinstance(given, str) else None
     name = body.get("command") if isinstance(body.get("command"), str) else None
     try:
         envelope = Envelope.model_validate(body)
@@ -327,8 +428,18 @@ def parse_command(raw: str | bytes) -> Command | Rejection:
         return Rejection(f"bad envelope: {_errors(exc)}", name, **ids)
     try:  # the backend's spelling (camelCase, BTCUSDT, sharpe_ratio, …) to botlib's
         name, data = translate(envelope.command, envelope.data)
+        # the backend's envelope is {command, data, timestamp}: its request id (and the
+        # user it acts for) travel inside data
+        lifted = {k: data.pop(k) for k in ("request_id",) if k in data}
+        if "user_id" in data and name not in ("create_model", "bind"):
+            lifted["user_id"] = data.pop("user_id")
+        if lifted:
+            kept = {k: v for k, v in lifted.items() if getattr(envelope, k) is None}
+            envelope = Envelope.model_validate({**envelope.model_dump(), **kept})
+    except ValidationError as exc:
+        return Rejection(f"bad envelope: {_errors(exc)}", name, **ids)
     except (RecursionError, TypeError, ValueError) as exc:
-        return Rejection(f"{envelope.command}: {exc}", envelope.command, envelope.request_id)
+        return Rejection(f"{envelope.command}: {exc}", envelope.command, **ids)
     kind = COMMANDS.get(name)
     if kind is None:
         return Rejection(

@@ -98,8 +98,91 @@ def _bound_training(payload: dict[str, Any]) -> dict[str, Any]:
     if not algorithm:
         raise ConfigError(f"model {ident.name}: no algorithm given or recorded")
     hyper = {**dict(spec.get("params") or {}), **dict(payload.get("hyperparameters") or {})}
+    if payload.get("symbol_as"):
+        from botlib.tracking.identity import set_symbol_as
+
+        set_symbol_as(ident.name, payload["symbol_as"])
     return {**payload, "algorithm": algorithm, "hyperparameters": hyper,
-            "model_name": ident.name}  # fmt: skip
+            "model_name": ident.name, "user_id": ident.user_id,
+            "features_asked": spec.get("features")}  # fmt: skip
+
+
+#: what each network predicts, and the names the backend may give that target
+_TARGETS = {
+    "lstm": ("price", {"close", "price", "return", "returns"}),
+    "gru": ("volatility", {"volatility"}),
+    "transformer": ("trend", {"trend", "direction"}),
+}
+
+
+def _training_inputs(payload: dict[str, Any]) -> dict[str, Any]:
+    """The backend's ``trainingData``: ``features`` become the network's feature list
+    (``feature_set``), ``target`` must name what the network predicts. Notes on what
+    was asked and what is used go into the answer."""
+    from botlib.errors import ConfigError
+    from botlib.features import get_feature_spec
+
+    algorithm = str(payload["algorithm"])
+    features, target = payload.get("features"), payload.get("target")
+    notes: list[str] = []
+    hyper = dict(payload.get("hyperparameters") or {})
+    if features:
+        if algorithm not in _TARGETS:
+            raise ConfigError(
+                f"trainingData.features applies to the networks (lstm, gru, transformer); "
+                f"{algorithm} computes its own inputs"
+            )
+        spec = get_feature_spec(list(features))  # an unknown name is refused by name
+        hyper["feature_set"] = list(features)
+        asked = payload.get("features_asked")
+        if isinstance(asked, int) and asked != len(spec.features):
+            notes.append(
+                f"configuration.features is {asked}; trainingData.features names "
+                f"{len(spec.features)}: {', '.join(features)}"
+            )
+    if target is not None:
+        kind, names = _TARGETS.get(algorithm, (None, set()))
+        if target not in names:
+            raise ConfigError(
+                f"trainingData.target {target!r}: {algorithm} predicts "
+                + (f"{kind} (target: {', '.join(sorted(names))})" if kind else "no target")
+            )
+    return {**payload, "hyperparameters": hyper, "notes": notes}
+
+
+def _bound_optimize(payload: dict[str, Any], explicit: set[str]) -> dict[str, Any]:
+    """An optimization of the strategy bound to the backend's ``strategy_id``: its rule
+    strategy, its parameters in the strategy's own names, and the registered model
+    the result is a version of."""
+    from pydantic import ValidationError
+
+    from botlib.bridge.commands import OptimizeCommand, _errors
+    from botlib.errors import ConfigError
+    from botlib.tracking.identity import find_strategy
+
+    bound = find_strategy(payload["strategy_id"])
+    if bound is None:
+        raise ConfigError(
+            f"strategy_id {payload['strategy_id']} is not bound to a rule strategy: bind it "
+            "with `botlib bind-strategy RULE STRATEGY_ID` (or the bind command)"
+        )
+    if "strategy" in explicit and payload["strategy"] != bound.strategy:
+        raise ConfigError(
+            f"strategy {payload['strategy']!r} differs from {bound.strategy!r}, "
+            f"bound to strategy_id {bound.strategy_id}"
+        )
+    fields = {k: v for k, v in payload.items() if k in OptimizeCommand.model_fields}
+    try:
+        checked = OptimizeCommand.model_validate({**fields, "strategy": bound.strategy})
+    except ValidationError as exc:
+        raise ConfigError(_errors(exc)) from None
+    return {**payload, **checked.model_dump(), "model_name": bound.name,
+            "user_id": bound.user_id}  # fmt: skip
+
+
+#: optimize settings a backend may leave out, and how the answer states the default
+_OPTIMIZE_DEFAULTS = ("symbol", "timeframe", "start", "end", "algorithm", "objective",
+                      "population", "generations")  # fmt: skip
 
 
 class CommandService:
@@ -261,14 +344,20 @@ class CommandService:
         return model
 
     def _quick_result(self, cmd: Command) -> Any:
+        from botlib.errors import ConfigError
+
         p = cmd.payload.model_dump()
         if cmd.name == "get_predictions":
+            from botlib.bridge._dialect import canonical_symbol
+
             out = []
             for _, fields in self.r.xrevrange(self.names.predictions, count=5000):
                 item = json.loads(fields["data"])
                 if p["model"] and not str(item["model_id"]).startswith(p["model"]):
                     continue
-                if p["symbol"] and item["symbol"] != p["symbol"]:
+                if p["model_id"] and item["model_id"] != p["model_id"]:
+                    continue
+                if p["symbol"] and canonical_symbol(str(item["symbol"])) != p["symbol"]:
                     continue
                 out.append(item)
                 if len(out) >= p["limit"]:
@@ -288,12 +377,35 @@ class CommandService:
             from botlib.bridge._signal import generate_signal
 
             return generate_signal(self.r, self.names, p, self.model, self.runtime.current)
+        if cmd.name == "deactivate":
+            from botlib.promotion import deactivate
+            from botlib.tracking.identity import find_bound
+
+            name = p["model"]
+            if name is None:
+                ident = find_bound(p["model_id"])
+                if ident is None:
+                    raise ConfigError(f"model_id {p['model_id']} is not bound to a model")
+                name = ident.name
+            was = deactivate(name)
+            return {"model": name, "modelId": (was or {}).get("model_id"), "status": "inactive"}
+        if cmd.name == "bind":
+            from botlib.tracking.identity import bind_model, bind_strategy, set_symbol_as
+
+            if p["strategy_id"]:
+                bound = bind_strategy(p["strategy"], p["strategy_id"], user_id=p["user_id"])
+                return {"strategyId": bound.strategy_id, "strategy": bound.strategy,
+                        "name": bound.name, "status": "bound"}  # fmt: skip
+            ident = bind_model(p["name"], p["model_id"], user_id=p["user_id"])
+            set_symbol_as(p["name"], p["symbol_as"])
+            return {"modelId": ident.model_id, "name": ident.name, "status": "bound"}
         if cmd.name == "create_model":
             from botlib.tracking.identity import bind_model
 
             payload = cmd.payload
             spec = {"model_type": p["model_type"], "algorithm": p["algorithm"],
-                    "name": p["name"], "params": payload.params()}  # type: ignore[attr-defined]  # fmt: skip
+                    "name": p["name"], "params": payload.params(),  # type: ignore[attr-defined]
+                    "features": p["configuration"].get("features")}  # fmt: skip
             ident = bind_model(f"{p['algorithm']}-{p['model_id']}", p["model_id"],
                                user_id=p["user_id"], spec=spec, create=True)  # fmt: skip
             return {"modelId": ident.model_id, "name": ident.name, "status": "created"}
@@ -311,12 +423,39 @@ class CommandService:
             ack()
             return
         payload = cmd.payload.model_dump()
-        if cmd.name == "train" and payload.get("model_id"):
-            payload = _bound_training(payload)
+        extra: dict[str, Any] = {}
+        try:
+            if cmd.name == "train":
+                if payload.get("model_id"):
+                    payload = _bound_training(payload)
+                if payload.get("features") or payload.get("target") is not None:
+                    payload = _training_inputs(payload)
+                if payload.get("notes"):
+                    extra["notes"] = payload["notes"]
+            if cmd.name == "optimize":
+                explicit = set(cmd.payload.model_fields_set)
+                if payload.get("strategy_id"):
+                    payload = _bound_optimize(payload, explicit)
+                # what the backend left out takes a documented default, stated here
+                payload["defaults"] = extra["defaults"] = {
+                    k: payload.get(k) if payload.get(k) is not None else "all stored data"
+                    for k in _OPTIMIZE_DEFAULTS if k not in explicit
+                }  # fmt: skip
+        except Exception as exc:
+            if cmd.name == "train" and payload.get("model_id"):
+                self._train_failed(cmd, str(payload["model_id"]), f"{type(exc).__name__}: {exc}")
+            raise
         job = Job(cmd.name, payload, (cmd, ack), self.config.time_limit_s)
         ahead = self.jobs.submit(job)
-        self._result(cmd, "queued" if ahead else "started", {"ahead": ahead})
+        self._result(cmd, "queued" if ahead else "started", {"ahead": ahead, **extra})
         self._gauges()
+
+    def _train_failed(self, cmd: Command, model_id: str, reason: str) -> None:
+        """The backend listens on python:model_trained only: it writes status error."""
+        failed = {"event": "model_trained", "command": cmd.name, "request_id": cmd.request_id,
+                  "user_id": cmd.user_id, "modelId": model_id, "status": "error",
+                  "reason": reason}  # fmt: skip
+        self.answers.emit(self.names.trained_channel, failed)
 
     def _gauges(self) -> None:
         self._count(
@@ -340,19 +479,20 @@ class CommandService:
                     {"event": "model_trained", **base, "status": "trained", **done.value},
                 )
             elif cmd.name == "optimize":
+                strategy_id = done.job.payload.get("strategy_id")
+                if strategy_id:
+                    base["strategyId"] = strategy_id
                 self.answers.emit(
                     self.names.optimized_channel,
-                    {"event": "optimization_complete", **base, **done.value},
-                )
+                    {"event": "optimization_complete", **base, **done.value,
+                     "defaults": done.job.payload.get("defaults", {})},
+                )  # fmt: skip
             else:
                 self._result(cmd, "done", done.value)
         else:
             log.error("%s %s: %s", cmd.name, done.outcome, done.value)
             if cmd.name == "train" and model_id:
-                # the backend listens on python:model_trained only: it writes the status
-                failed = {"event": "model_trained", **base, "status": "error",
-                          "reason": str(done.value)}  # fmt: skip
-                self.answers.emit(self.names.trained_channel, failed)
+                self._train_failed(cmd, str(model_id), str(done.value))
             self._error(cmd, str(done.value), "timeout" if done.outcome == "timeout" else "error")
         ack()
 

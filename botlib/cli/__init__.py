@@ -8,6 +8,7 @@ botlib backtest --strategy sma_cross --param fast=20 --param slow=100
 botlib promote nn-lstm-btc_usdt-1h     gate, then @champion and botlib:active_models
 botlib models                         registered models, aliases, metrics
 botlib bind NAME MODEL_ID             a registered model is the backend's ai_models row
+botlib bind-strategy RULE STRATEGY_ID  a rule strategy is the backend's strategy id
 botlib feed replay --last 500         candles onto the Redis bar stream
 botlib up --feed ccxt                 the trading server: Redis, loop, bridge, feeds
 botlib ps | down                      its services (pid, uptime, restarts) | stop them
@@ -62,8 +63,10 @@ app.command("train")(_train.train)
 app.command("demo")(_demo.demo)
 app.command("promote")(_live.promote)
 app.command("rollback")(_live.rollback)
+app.command("deactivate")(_live.deactivate)
 app.command("models")(_live.models)
 app.command("bind")(_live.bind)
+app.command("bind-strategy")(_live.bind_strategy)
 app.command("serve")(_live.serve)
 app.command("bridge")(_live.bridge)
 app.command("up")(_up.up)

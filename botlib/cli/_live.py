@@ -102,11 +102,26 @@ def rollback(
     console.print(f"{name}: @champion v{old} → v{new}")
 
 
+def deactivate(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+) -> None:
+    """Stop serving a model: it leaves the active models (the loop stops at once) and
+    loses @champion; a model bound to the backend's id is announced inactive."""
+    from botlib.promotion import deactivate as do_deactivate
+
+    was = do_deactivate(name)
+    console.print(f"{name}: no longer served" + (f" (was v{was['version']})" if was else ""))
+
+
 def bind(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
     model_id: Annotated[str, typer.Argument(help="The backend's model id (a UUID).")],
     user_id: Annotated[
         str | None, typer.Option(help="The owner's user id (a UUID), if known.")
+    ] = None,
+    symbol_as: Annotated[
+        str | None,
+        typer.Option(help="The market as the backend spells it (BTCUSDT): its records use it."),
     ] = None,
 ) -> None:
     """Bind a registered model to the backend's model id (its ai_models row): from its
@@ -114,14 +129,33 @@ def bind(
 
         botlib bind nn-lstm-btc_usdt-1h 6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f
     """
-    from botlib.tracking.identity import bind_model
+    from botlib.tracking.identity import bind_model, set_symbol_as
 
     ident = bind_model(name, model_id, user_id=user_id)
+    set_symbol_as(name, symbol_as)
     console.print(
         f"{name} is model {ident.model_id}"
         + (f" of user {ident.user_id}" if ident.user_id else "")
         + "; promote it again for the live records to carry the id"
     )
+
+
+def bind_strategy(
+    strategy: Annotated[str, typer.Argument(help="Rule strategy: sma_cross, rsi_reversion.")],
+    strategy_id: Annotated[str, typer.Argument(help="The backend's strategy id (a UUID).")],
+    user_id: Annotated[
+        str | None, typer.Option(help="The owner's user id (a UUID), if known.")
+    ] = None,
+) -> None:
+    """Bind the backend's strategy id to a rule strategy: its optimize_strategy commands
+    then search that strategy's parameters (aliases such as rsi_period are accepted).
+
+        botlib bind-strategy rsi_reversion 0b6f0d1e-3c2a-4f5e-8d7c-9a1b2c3d4e5f
+    """
+    from botlib.tracking.identity import bind_strategy as do_bind
+
+    bound = do_bind(strategy, strategy_id, user_id=user_id)
+    console.print(f"strategy {bound.strategy_id} is {bound.strategy} (registered as {bound.name})")
 
 
 def models(

@@ -99,9 +99,21 @@ def _obv_slope(b: Bars, *, window: int = 24) -> Columns:
     return {f"obv_slope_{window}": out}
 
 
+def _close(b: Bars) -> Columns:
+    """The close itself (a model scales it on its training split, like any feature)."""
+    return {"close": np.array(b["close"], dtype="float64")}
+
+
+def _volume(b: Bars) -> Columns:
+    """The volume itself (scaled on the training split by the model)."""
+    return {"volume": np.array(b["volume"], dtype="float64")}
+
+
 #: Feature functions by name. Each maps the candle columns (NumPy arrays) to one or
 #: more named columns; the public, pandas-level versions live in ``indicators``.
 FEATURES: dict[str, FeatureFn] = {
+    "close": _close,
+    "volume": _volume,
     "returns": _returns,
     "log_returns": _log_returns,
     "sma_ratio": _sma_ratio,
@@ -121,6 +133,8 @@ FEATURES: dict[str, FeatureFn] = {
 #: the last rows from a slice gives the very same bits. Recursive features (EMA, RSI,
 #: MACD, ATR, OBV) are absent: they read every row before.
 LOOKBACK: dict[str, Callable[..., int]] = {
+    "close": lambda: 0,
+    "volume": lambda: 0,
     "returns": lambda periods=1: periods,
     "log_returns": lambda periods=1: periods,
     "sma_ratio": lambda window=20: window - 1,
@@ -205,8 +219,31 @@ DEFAULT_SPEC = FeatureSpec(
 FEATURE_SETS: dict[str, FeatureSpec] = {DEFAULT_SPEC.name: DEFAULT_SPEC}
 
 
-def get_feature_spec(name: str) -> FeatureSpec:
-    """A registered feature set by name (with a did-you-mean hint)."""
+def _defaults(name: str) -> dict[str, Any]:
+    """A feature's default parameters, written out (so the warm-up and the schema hash
+    see them)."""
+    import inspect
+
+    if name not in FEATURES:
+        raise unknown_name("feature", name, FEATURES)
+    signature = inspect.signature(FEATURES[name])
+    return {
+        k: p.default for k, p in signature.parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty
+    }  # fmt: skip
+
+
+def get_feature_spec(name: str | list[str] | tuple[str, ...]) -> FeatureSpec:
+    """A registered feature set by name (with a did-you-mean hint), or a list of
+    feature names, each with its default parameters (the backend's
+    ``trainingData.features``: ``["close", "volume", "rsi", "macd"]``)."""
+    if isinstance(name, (list, tuple)):
+        if not name:
+            raise ConfigError("a feature list needs at least one feature")
+        defs = tuple(FeatureDef(str(n), _defaults(str(n))) for n in name)
+        if len(set(name)) != len(name):
+            raise ConfigError(f"feature list {list(name)} names a feature twice")
+        return FeatureSpec(name="+".join(name), features=defs)
     try:
         return FEATURE_SETS[name]
     except KeyError:

@@ -40,6 +40,10 @@ class Served:
     def model_id(self) -> str:
         return str(self.entry.get("model_id") or f"{self.name}:{self.entry['version']}")
 
+    def record_symbol(self, market_symbol: str) -> str:
+        """The symbol its records carry: as the backend spells it, when bound so."""
+        return str(self.entry.get("symbol_as") or market_symbol)
+
     def stream(self, names: RedisNames, default_exchange: str) -> str:
         exchange = str(self.entry.get("exchange") or default_exchange)
         return names.bar_stream(exchange, str(self.entry["symbol"]), str(self.entry["timeframe"]))

@@ -49,20 +49,22 @@ def add_predictions(
     horizon_min = int(meta.horizon * bar.total_seconds() // 60)
     pending_key = names.pending_key(market.exchange, market.symbol, market.timeframe)
     closes = candles["close"].to_numpy()[-k:]
+    symbol = served.record_symbol(market.symbol)
     for i, ts in enumerate(tail.index):
         if not ready[i]:
             continue
         out = {str(c): float(v) for c, v in tail.iloc[i].items() if np.isfinite(v)}
         created = pd.Timestamp(ts).to_pydatetime() + bar
         pred = Prediction(
-            id=record_id("prediction", served.model_id, market.symbol, created),
+            id=record_id("prediction", served.model_id, symbol, created),
             model_id=served.model_id,
-            symbol=market.symbol,
+            symbol=symbol,
             prediction_type=meta.prediction_type,  # type: ignore[arg-type]
             input_data={
                 "bar_time": pd.Timestamp(ts).isoformat(),
                 "close": float(closes[i]),
                 "outputs": out,
+                "market": market.symbol,
                 "exchange": market.exchange,
                 "timeframe": market.timeframe,
                 "model_name": served.name,
@@ -80,7 +82,7 @@ def add_predictions(
                 payload,
                 names.prediction_channel,
                 f"{names.seen_prefix}{pred.id}",
-                list_key=names.prediction_list_key(served.model_id, market.symbol),
+                list_key=names.prediction_list_key(served.model_id, symbol),
             )
         )
         due = int(pd.Timestamp(ts).value // 1_000_000) + meta.horizon * int(
@@ -105,10 +107,11 @@ def add_signals(
     records = signal_payloads(
         step,
         model_id=served.model_id,
-        symbol=market.symbol,
+        symbol=served.record_symbol(market.symbol),
         bar=bar,
         horizon=served.model.meta.horizon,
         metadata={
+            "market": market.symbol,
             "exchange": market.exchange,
             "timeframe": market.timeframe,
             "model_name": served.name,

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from botlib.live._market import Market
+from botlib.signals._columns import fit_decimals
 from botlib.transport import Batch, Output, RedisNames, dumps
 from botlib.transport.stats import LoopCounter, per_model
 
@@ -74,6 +75,9 @@ def score(
                 pd.Timestamp(int(times[j]) + market.bar_ms, unit="ms", tz="UTC").isoformat()
             ),
         )
+        clipped = fit_decimals(data, "ai_predictions")  # within the table's DECIMALs
+        if clipped:
+            data["input_data"]["clipped"] = {**data["input_data"].get("clipped", {}), **clipped}
         out = dumps(data)
         batch.outputs.append(
             Output(

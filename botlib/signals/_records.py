@@ -7,7 +7,9 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from botlib.signals._columns import fit_decimals
 
 __all__ = ["Prediction", "Signal", "record_id"]
 
@@ -50,6 +52,18 @@ class Signal(BaseModel):
     executed_at: datetime | None = None
     status: Literal["pending", "executed", "expired", "cancelled"] = "pending"
 
+    @model_validator(mode="after")
+    def _fits_its_table(self) -> Signal:
+        """Numbers within their DECIMAL columns (``_columns``): the clipped ones keep
+        their original value in ``metadata.clipped``."""
+        row = {k: getattr(self, k) for k in self.__class__.model_fields}
+        clipped = fit_decimals(row, "ai_signals")
+        for name in clipped:
+            object.__setattr__(self, name, row[name])
+        if clipped:
+            self.metadata["clipped"] = clipped
+        return self
+
 
 class Prediction(BaseModel):
     """A model's forecast for one bar, later scored against what happened."""
@@ -68,3 +82,15 @@ class Prediction(BaseModel):
     accuracy: float | None = None
     created_at: datetime
     validated_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _fits_its_table(self) -> Prediction:
+        """Numbers within their DECIMAL columns (``_columns``): the clipped ones keep
+        their original value in ``input_data.clipped``."""
+        row = {k: getattr(self, k) for k in self.__class__.model_fields}
+        clipped = fit_decimals(row, "ai_predictions")
+        for name in clipped:
+            object.__setattr__(self, name, row[name])
+        if clipped:
+            self.input_data["clipped"] = clipped
+        return self

@@ -66,8 +66,23 @@ def leaderboard_figure(board: pd.DataFrame, metric: str = "test.sharpe") -> go.F
     return fig
 
 
-def training_session_row(run_id: str) -> dict[str, object]:
-    """A run as the backend's ``ai_training_sessions`` row (DESIGN.md)."""
+def training_session_row(
+    run_id: str,
+    *,
+    model_id: str | None = None,
+    user_id: str | None = None,
+    symbol: str | None = None,
+) -> dict[str, object]:
+    """A training run as a row of the backend's ``ai_training_sessions`` table: its
+    columns and nothing else, enumerations from the schema's comments, integers where
+    the column is INTEGER, numbers fitted to their DECIMALs (``botlib.signals._columns``).
+    ``id`` is the run id as a UUID; ``model_id`` / ``user_id`` are the backend's ids
+    (None when the model is not bound — the backend fills ``user_id`` from its model);
+    ``symbol`` as the backend spells it (default: the run's market). The MLflow run,
+    the registered version and the out-of-sample metrics are in ``results``."""
+    import uuid
+
+    from botlib.signals._columns import fit_decimals
     from botlib.tracking import use_store
 
     use_store()
@@ -77,26 +92,47 @@ def training_session_row(run_id: str) -> dict[str, object]:
     def metric(*keys: str) -> float | None:
         return next((float(metrics[k]) for k in keys if k in metrics), None)
 
+    def whole(*keys: str) -> int | None:
+        value = metric(*keys)
+        return None if value is None else int(value)
+
+    def stamp(ms: int | None) -> str | None:
+        return None if not ms else pd.Timestamp(ms, unit="ms", tz="UTC").isoformat()
+
     status = {
         "FINISHED": "completed",
         "FAILED": "failed",
         "RUNNING": "running",
         "KILLED": "cancelled",
-    }.get(run.info.status, run.info.status.lower())
-    return {
-        "id": run.info.run_id,
-        "session_type": tags.get("session_type", "training"),
-        "start_date": params.get("start") or tags.get("data_start"),
-        "end_date": params.get("end") or tags.get("data_end"),
-        "symbol": params.get("symbol"),
+    }.get(run.info.status, "running")
+    results: dict[str, object] = {k: v for k, v in metrics.items() if k.startswith("test.")}
+    results.update(mlflow_run_id=run.info.run_id, model_uri=tags.get("model_uri"),
+                   model_name=tags.get("model_name"), model_version=tags.get("model_version"),
+                   algorithm=tags.get("algorithm"), market=params.get("symbol"))  # fmt: skip
+    row: dict[str, object] = {
+        "id": str(uuid.UUID(run.info.run_id)),
+        "model_id": model_id,
+        "user_id": user_id,
+        # the table's enumeration: training, validation, testing, reinforcement
+        "session_type": "reinforcement"
+        if tags.get("model_type") == "reinforcement_learning"
+        else "training",
+        "start_date": tags.get("data_start") or params.get("start"),
+        "end_date": tags.get("data_end") or params.get("end"),
+        "symbol": symbol or params.get("symbol"),
         "timeframe": params.get("timeframe"),
         "data_points": int(tags["data_points"]) if "data_points" in tags else None,
-        "training_epochs": metric("fit.epochs"),
+        "training_epochs": whole("fit.epochs"),
         "validation_accuracy": metric("fit.val_accuracy", "fit.val_directional_accuracy"),
-        "test_accuracy": None,
-        "loss": metric("fit.val_loss", "fit.loss"),
-        "convergence_epoch": metric("fit.best_epoch"),
+        "test_accuracy": metric("test.forecast.directional_accuracy"),
+        "loss_value": metric("fit.val_loss", "fit.loss"),
+        "convergence_epoch": whole("fit.best_epoch"),
         "status": status,
-        "results": {k: v for k, v in metrics.items() if k.startswith("test.")},
-        "model_uri": tags.get("model_uri"),
+        "results": results,
+        "created_at": stamp(run.info.start_time),
+        "completed_at": stamp(run.info.end_time),
     }
+    clipped = fit_decimals(row, "ai_training_sessions")
+    if clipped:
+        results["clipped"] = clipped
+    return row

@@ -17,11 +17,24 @@ from typing import Any
 
 from botlib.errors import ConfigError
 
-__all__ = ["Identity", "bind_model", "find_bound", "identity_of"]
+__all__ = [
+    "Identity",
+    "StrategyBinding",
+    "bind_model",
+    "bind_strategy",
+    "find_bound",
+    "find_strategy",
+    "identity_of",
+    "set_symbol_as",
+]
 
 MODEL_ID_TAG = "botlib.model_id"
 USER_ID_TAG = "botlib.user_id"
 SPEC_TAG = "botlib.spec"
+#: the symbol as the backend spells it for this model (``BTCUSDT``)
+SYMBOL_AS_TAG = "botlib.symbol_as"
+STRATEGY_ID_TAG = "botlib.strategy_id"
+STRATEGY_TAG = "botlib.strategy"
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,18 @@ class Identity:
     model_id: str | None = None
     user_id: str | None = None
     spec: dict[str, Any] | None = None
+    symbol_as: str | None = None
+
+
+@dataclass(frozen=True)
+class StrategyBinding:
+    """The backend's strategy id bound to a rule strategy; ``name``: the registered
+    model its optimizations are versions of."""
+
+    name: str
+    strategy_id: str
+    strategy: str
+    user_id: str | None = None
 
 
 def _uuid(value: str, what: str) -> str:
@@ -48,7 +73,9 @@ def identity_of(name: str, client: Any = None) -> Identity:
     client = client or mlflow_client()
     tags = client.get_registered_model(name).tags or {}
     spec = json.loads(tags[SPEC_TAG]) if SPEC_TAG in tags else None
-    return Identity(name, tags.get(MODEL_ID_TAG), tags.get(USER_ID_TAG), spec)
+    return Identity(
+        name, tags.get(MODEL_ID_TAG), tags.get(USER_ID_TAG), spec, tags.get(SYMBOL_AS_TAG)
+    )
 
 
 def find_bound(model_id: str, client: Any = None) -> Identity | None:
@@ -101,3 +128,56 @@ def bind_model(
     if spec is not None:
         client.set_registered_model_tag(name, SPEC_TAG, json.dumps(spec, sort_keys=True))
     return identity_of(name, client)
+
+
+def set_symbol_as(name: str, symbol_as: str | None, client: Any = None) -> None:
+    """Record how the backend spells the market of registered model ``name`` (its
+    records and predictions list then use that spelling)."""
+    from botlib.tracking import mlflow_client
+
+    if symbol_as:
+        (client or mlflow_client()).set_registered_model_tag(name, SYMBOL_AS_TAG, symbol_as)
+
+
+def find_strategy(strategy_id: str, client: Any = None) -> StrategyBinding | None:
+    """The rule strategy bound to the backend's ``strategy_id``, if any."""
+    from botlib.tracking import mlflow_client
+
+    wanted = _uuid(strategy_id, "strategy_id")
+    client = client or mlflow_client()
+    for model in client.search_registered_models():
+        tags = model.tags or {}
+        if tags.get(STRATEGY_ID_TAG) == wanted:
+            return StrategyBinding(model.name, wanted, tags[STRATEGY_TAG], tags.get(USER_ID_TAG))
+    return None
+
+
+def bind_strategy(
+    strategy: str, strategy_id: str, *, user_id: str | None = None
+) -> StrategyBinding:
+    """Bind the backend's ``strategy_id`` to rule strategy ``strategy`` (``sma_cross``,
+    ``rsi_reversion``, …): a registered model ``rules-STRATEGY-ID`` whose versions are
+    that strategy's optimizations. Binding the id to another strategy is refused."""
+    from botlib.backtest import get_strategy
+    from botlib.tracking import mlflow_client
+
+    get_strategy(strategy)  # an unknown name is refused with a hint
+    strategy_id = _uuid(strategy_id, "strategy_id")
+    if user_id is not None:
+        user_id = _uuid(user_id, "user_id")
+    client = mlflow_client()
+    bound = find_strategy(strategy_id, client)
+    if bound is not None and bound.strategy != strategy:
+        raise ConfigError(
+            f"strategy_id {strategy_id} is already bound to {bound.strategy!r} ({bound.name})"
+        )
+    name = bound.name if bound is not None else f"rules-{strategy}-{strategy_id}"
+    if bound is None:
+        client.create_registered_model(
+            name, tags={STRATEGY_ID_TAG: strategy_id, STRATEGY_TAG: strategy}
+        )
+    if user_id is not None:
+        client.set_registered_model_tag(name, USER_ID_TAG, user_id)
+    found = find_strategy(strategy_id, client)
+    assert found is not None
+    return found

@@ -182,7 +182,42 @@ def test_the_backends_training_command_reads_as_botlibs() -> None:
     mine = parse_command(_envelope("train", ours))
     assert isinstance(theirs, Command) and isinstance(mine, Command), theirs
     assert theirs.name == "train"
-    assert theirs.payload.model_dump() == mine.payload.model_dump()
+    assert theirs.payload.model_dump() == {**mine.payload.model_dump(), "symbol_as": "BTCUSDT"}
+
+
+API_TRAIN = {  # shared/backend/api.md §2, verbatim
+    "startDate": "2024-01-01",
+    "endDate": "2024-12-31",
+    "symbol": "BTCUSDT",
+    "timeframe": "1h",
+    "trainingData": {"features": ["close", "volume", "rsi", "macd"], "target": "close"},
+}
+
+
+def test_the_backends_train_model_call_reads_as_botlibs() -> None:
+    """What ``AIMLIntegrationService.trainModel`` publishes for api.md §2's body: the
+    whole body again under ``trainingData`` (whose own ``trainingData`` holds features
+    and target), and the request id inside ``data`` (its envelope has no other room)."""
+    model_id = "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f"
+    data = {"modelId": model_id, "trainingData": API_TRAIN, "startDate": "2024-01-01",
+            "endDate": "2024-12-31", "symbol": "BTCUSDT", "timeframe": "1h",
+            "requestId": "r-7"}  # fmt: skip
+    parsed = parse_command(json.dumps({"command": "start_training", "data": data,
+                                       "timestamp": "2026-11-29T12:00:00.000Z"}))  # fmt: skip
+    assert isinstance(parsed, Command), parsed
+    assert parsed.request_id == "r-7"
+    p = parsed.payload.model_dump()
+    assert p["model_id"] == model_id and p["symbol"] == "BTC/USDT" and p["symbol_as"] == "BTCUSDT"
+    assert (p["start"], p["end"]) == ("2024-01-01", "2024-12-31")
+    assert p["features"] == ["close", "volume", "rsi", "macd"] and p["target"] == "close"
+    # trainingData that contradicts the command is refused, naming both values
+    data["trainingData"] = {**API_TRAIN, "timeframe": "4h"}
+    refused = parse_command(_envelope("start_training", data))
+    assert isinstance(refused, Rejection) and "'4h'" in refused.reason and "'1h'" in refused.reason
+    assert refused.request_id == "r-7"  # the answer still reaches the waiting client
+    data["trainingData"] = {**API_TRAIN, "labels": "x"}
+    refused = parse_command(_envelope("start_training", data))
+    assert isinstance(refused, Rejection) and "labels" in refused.reason
 
 
 def test_the_backends_optimization_body_reads_as_botlibs() -> None:
@@ -195,10 +230,21 @@ def test_the_backends_optimization_body_reads_as_botlibs() -> None:
     p = parsed.payload.model_dump()
     assert parsed.name == "optimize" and p["objective"] == "sharpe" and p["algorithm"] == "ga"
     assert p["parameters"] == {"window": {"min": 10.0, "max": 30.0}}
-    # an unknown parameter name is still refused, named
+    # the backend's name for it (api.md §5's rsi_period) is the strategy's window
     body["parameters"] = [{"name": "rsi_period", "min": 10, "max": 30}]
+    parsed = parse_command(_envelope("optimize_strategy", body))
+    assert isinstance(parsed, Command), parsed
+    assert parsed.payload.model_dump()["parameters"] == {"window": {"min": 10.0, "max": 30.0}}
+    # a name neither the strategy nor its aliases know is still refused, named
+    body["strategy"] = "sma_cross"
     refused = parse_command(_envelope("optimize_strategy", body))
     assert isinstance(refused, Rejection) and "'rsi_period'" in refused.reason
+    # api.md §5 as optimizeStrategy sends it: a strategy id, no strategy, no dates
+    sent = {"strategyId": "0b6f0d1e-3c2a-4f5e-8d7c-9a1b2c3d4e5f", "objective": "sharpe_ratio",
+            "parameters": [{"name": "rsi_period", "min": 10, "max": 30}]}  # fmt: skip
+    parsed = parse_command(_envelope("optimize_strategy", sent))
+    assert isinstance(parsed, Command), parsed
+    assert parsed.payload.model_dump()["strategy_id"] == sent["strategyId"]
 
 
 def test_train_maps_the_backends_evolutionary_algorithms() -> None:

@@ -97,6 +97,8 @@ def test_tail_rows_are_the_same_bits_as_the_whole_matrix() -> None:
             FeatureDef("realized_volatility", {"window": 48}),
             FeatureDef("volume_zscore", {"window": 12}),
             FeatureDef("ema_ratio", {"window": 10}),
+            FeatureDef("close"),
+            FeatureDef("volume"),
         ),
     )
     assert {f.name for f in wide.features} >= set(LOOKBACK)
@@ -109,3 +111,22 @@ def test_tail_rows_are_the_same_bits_as_the_whole_matrix() -> None:
                 part, same = feature_matrix(candles, spec, tail=tail)
                 assert same == names and part.shape == (min(tail, len(candles)), len(names))
                 np.testing.assert_array_equal(part, full[len(full) - len(part) :])
+
+
+def test_a_list_of_feature_names_is_a_spec_with_their_defaults() -> None:
+    """The backend's ``trainingData.features``: raw close and volume, and indicators
+    with their default parameters written out (so warm-up and schema hash see them)."""
+    from botlib.errors import ConfigError
+    from botlib.features._spec import feature_matrix
+    from tests.conftest import synthetic_candles
+
+    spec = get_feature_spec(["close", "volume", "rsi", "macd"])
+    assert [f.name for f in spec.features] == ["close", "volume", "rsi", "macd"]
+    assert dict(spec.features[3].params) == {"fast": 12, "slow": 26, "signal": 9}
+    assert spec.warmup >= 26
+    candles = synthetic_candles(300)
+    matrix, names = feature_matrix(candles, spec)
+    assert names[:3] == ["close", "volume", "rsi_14"]
+    assert (matrix[:, 0] == candles["close"].to_numpy()).all()
+    with pytest.raises(ConfigError, match="did you mean 'rsi'"):
+        get_feature_spec(["close", "rsii"])

@@ -216,7 +216,8 @@ def test_rerun_reproduces_a_pipeline_and_names_a_difference(store: Path, tmp_pat
     row = training_session_row(first.steps[0].run_id)
     assert row["status"] == "completed" and row["symbol"] == "BTC/USDT"
     assert row["training_epochs"] == 1 and row["data_points"] == 2_880
-    assert "test.sharpe" in row["results"] and row["model_uri"].startswith("models:/")
+    assert "test.sharpe" in row["results"]
+    assert str(row["results"]["model_uri"]).startswith("models:/")
     # `botlib rerun` re-executes the recorded pipeline.yaml: every step's metrics match
     report = rerun(first.run_id)
     assert report.kind == "pipeline" and report.ok, report.mismatches()
