@@ -10,8 +10,42 @@ from typing import Any
 import pytest
 
 from botlib.bridge import MAX_BYTES, Command, Rejection, parse_command
+from botlib.bridge._dialect import COMMAND_ALIASES
 from botlib.bridge.commands import BacktestCommand, OptimizeCommand, TrainCommand
 
+API_CREATE_MODEL = {  # shared/backend/api.md §1, verbatim, plus the id the backend adds
+    "modelId": "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f",
+    "name": "LSTM Price Predictor",
+    "modelType": "neural_network",
+    "algorithm": "lstm",
+    "configuration": {"sequenceLength": 60, "features": 10, "hiddenUnits": 50},
+    "hyperparameters": {"learningRate": 0.001, "epochs": 100, "batchSize": 32},
+}
+
+API_TRAIN = {  # shared/backend/api.md §2, verbatim
+    "startDate": "2024-01-01",
+    "endDate": "2024-12-31",
+    "symbol": "BTCUSDT",
+    "timeframe": "1h",
+    "trainingData": {"features": ["close", "volume", "rsi", "macd"], "target": "close"},
+}
+#: what the backend's services send (backend-services.ts): api.md's bodies in its envelope
+MODEL_ID = "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f"
+SEED_FORMAT: dict[str, dict[str, Any]] = {
+    "create_model": API_CREATE_MODEL,
+    "start_training": {"modelId": MODEL_ID, "trainingData": API_TRAIN, "startDate": "2024-01-01",
+                       "endDate": "2024-12-31", "symbol": "BTCUSDT", "timeframe": "1h",
+                       "requestId": "r-1"},
+    "generate_trading_signal": {"modelId": MODEL_ID, "symbol": "BTCUSDT",
+                                "currentData": {"close": 50000, "volume": 1000, "rsi": 45,
+                                                "macd": 0.5}},
+    "optimize_strategy": {"strategyId": "0b6f0d1e-3c2a-4f5e-8d7c-9a1b2c3d4e5f",
+                          "parameters": [{"name": "rsi_period", "min": 10, "max": 30}],
+                          "objective": "sharpe_ratio"},
+    "get_predictions": {"modelId": MODEL_ID, "symbol": "BTCUSDT", "limit": 100},
+    "bind": {"strategyId": "0b6f0d1e-3c2a-4f5e-8d7c-9a1b2c3d4e5f", "strategy": "rsi_reversion"},
+    "deactivate": {"modelId": MODEL_ID},
+}  # fmt: skip
 VALID: dict[str, dict[str, Any]] = {
     "train": {"algorithm": "lstm", "symbol": "BTC/USDT", "timeframe": "1h",
               "start": "2024-01-01", "end": "2024-06-01", "hyperparameters": {"epochs": 3}},
@@ -24,17 +58,22 @@ VALID: dict[str, dict[str, Any]] = {
     "promote": {"model": "nn-lstm-btc_usdt-1h", "version": 3},
     "rollback": {"model": "nn-lstm-btc_usdt-1h"},
 }  # fmt: skip
+CORPUS = {**VALID, **{f"seed:{k}": v for k, v in SEED_FORMAT.items()}}
 
 
 def _envelope(command: str, data: Any, **extra: Any) -> str:
     return json.dumps({"command": command, "data": data, "timestamp": 1, **extra})
 
 
-@pytest.mark.parametrize("name", list(VALID))
+@pytest.mark.parametrize("name", list(CORPUS))
 def test_each_valid_command_parses(name: str) -> None:
-    parsed = parse_command(_envelope(name, VALID[name], request_id="r-1", user_id="u-1"))
+    """botlib's spelling, and the backend's (``seed:``: as its services send api.md's
+    bodies; the request id may travel inside ``data``)."""
+    command = name.removeprefix("seed:")
+    parsed = parse_command(_envelope(command, CORPUS[name], request_id="r-1", user_id="u-1"))
     assert isinstance(parsed, Command), parsed
-    assert parsed.name == name and parsed.request_id == "r-1" and parsed.user_id == "u-1"
+    assert parsed.name == COMMAND_ALIASES.get(command, command)
+    assert parsed.request_id == "r-1" and parsed.user_id == "u-1"
 
 
 def test_defaults_and_types() -> None:
@@ -111,8 +150,9 @@ def test_fuzz_1000_random_and_malformed_commands_never_raise() -> None:
     rng = random.Random(7)
     valid_seen = rejected = 0
     for i in range(1000):
-        name = rng.choice([*VALID, "train", "unknown", ""])
-        body: Any = {"command": name, "data": VALID.get(name, {}), "timestamp": i}
+        name = rng.choice([*CORPUS, "train", "unknown", ""])
+        body: Any = {"command": name.removeprefix("seed:"), "data": CORPUS.get(name, {}),
+                     "timestamp": i}  # fmt: skip
         roll = rng.random()
         if roll < 0.1:
             raw: str | bytes = bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 200)))
@@ -185,15 +225,6 @@ def test_the_backends_training_command_reads_as_botlibs() -> None:
     assert theirs.payload.model_dump() == {**mine.payload.model_dump(), "symbol_as": "BTCUSDT"}
 
 
-API_TRAIN = {  # shared/backend/api.md §2, verbatim
-    "startDate": "2024-01-01",
-    "endDate": "2024-12-31",
-    "symbol": "BTCUSDT",
-    "timeframe": "1h",
-    "trainingData": {"features": ["close", "volume", "rsi", "macd"], "target": "close"},
-}
-
-
 def test_the_backends_train_model_call_reads_as_botlibs() -> None:
     """What ``AIMLIntegrationService.trainModel`` publishes for api.md §2's body: the
     whole body again under ``trainingData`` (whose own ``trainingData`` holds features
@@ -252,16 +283,6 @@ def test_train_maps_the_backends_evolutionary_algorithms() -> None:
         parsed = parse_command(_envelope("train", {"algorithm": sent}))
         assert isinstance(parsed, Command), parsed
         assert parsed.payload.model_dump()["algorithm"] == family
-
-
-API_CREATE_MODEL = {  # shared/backend/api.md §1, verbatim, plus the id the backend adds
-    "modelId": "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f",
-    "name": "LSTM Price Predictor",
-    "modelType": "neural_network",
-    "algorithm": "lstm",
-    "configuration": {"sequenceLength": 60, "features": 10, "hiddenUnits": 50},
-    "hyperparameters": {"learningRate": 0.001, "epochs": 100, "batchSize": 32},
-}
 
 
 def test_the_backends_create_model_body_validates() -> None:

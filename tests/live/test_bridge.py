@@ -161,8 +161,13 @@ def test_fuzz_1000_commands_all_answered_and_valid_ones_succeed(
     try:
         for i in range(1000):
             roll = rng.random()
-            if roll < 0.2:
+            if roll < 0.1:
                 backend.send("get_predictions", {"limit": 2}, request_id=f"v-{i}")
+                sent_valid += 1
+            elif roll < 0.2:  # the backend's spelling, request id inside data (seed format)
+                seed = {"modelId": "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f", "symbol": "BTCUSDT",
+                        "limit": 2, "requestId": f"v-{i}"}  # fmt: skip
+                backend.send("get_predictions", seed)
                 sent_valid += 1
             elif roll < 0.4:
                 backend.r.publish("elysia:command", bytes(rng.getrandbits(8) for _ in range(40)))
@@ -514,8 +519,13 @@ def test_the_backends_model_is_created_trained_and_answered_by_its_id(
         assert failed["request_id"] == "t-10" and failed["reason"]
         unbound = str(uuid.uuid4())
         backend.send("start_training", {"modelId": unbound}, request_id="t-11")
-        refused = backend.wait(lambda m: m[1].get("request_id") == "t-11")[0][1]
+        refused = backend.wait(lambda m: m[0] == "python:command_error"
+                               and m[1].get("request_id") == "t-11")[0][1]  # fmt: skip
         assert refused["event"] == "error" and "create_model first" in refused["reason"]
+        # and the channel the backend listens on says so too, for that model id
+        status = backend.wait(lambda m: m[0] == "python:model_trained"
+                              and m[1].get("request_id") == "t-11")[0][1]  # fmt: skip
+        assert status["modelId"] == unbound and status["status"] == "error"
     finally:
         service.stop()
         thread.join(60)
