@@ -293,6 +293,9 @@ def _announce(
     serving; ``was`` is its last entry). A model bound to the backend's id is also
     announced on ``python:model_trained`` as ``{modelId, status}``: ``active``, or
     ``inactive`` once it stops serving — the status the backend keeps in ai_models."""
+    model_id = str((entry or was or {}).get("model_id", ""))
+    if _is_uuid(model_id):
+        event = {**event, "model_id": model_id}
     payload = dumps(event)
     pipe = r.pipeline(transaction=True)
     if entry is None:
@@ -302,7 +305,6 @@ def _announce(
     pipe.incr(names.active_revision)
     pipe.xadd(names.model_events, {"data": payload}, maxlen=10_000, approximate=True)
     pipe.publish(names.model_channel, payload)
-    model_id = str((entry or was or {}).get("model_id", ""))
     if _is_uuid(model_id):
         # the backend's model: it learns its status on the channel it listens to
         status = {"event": event["event"], "modelId": model_id,

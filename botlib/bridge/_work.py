@@ -28,6 +28,15 @@ def train(payload: dict[str, Any], experiment: str) -> dict[str, Any]:
     )
     from botlib.tracking.compare import training_session_row
 
+    if payload.get("model_id"):  # the backend's model: its run and version carry its ids
+        from botlib.tracking import mlflow_client
+
+        client = mlflow_client()
+        ids = {"botlib.model_id": payload["model_id"], "botlib.user_id": payload.get("user_id")}
+        for key, value in ids.items():
+            if value:
+                client.set_tag(result.run_id, key, value)
+                client.set_model_version_tag(result.model_name, result.model_version, key, value)
     return {
         "run_id": result.run_id,
         "model_name": result.model_name,

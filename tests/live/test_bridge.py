@@ -493,6 +493,17 @@ def test_the_backends_model_is_created_trained_and_answered_by_its_id(
         trained = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
         assert trained["modelId"] == model_id and trained["status"] == "trained", trained
         assert trained["model_name"] == f"lstm-{model_id}" and trained["model_version"] == "1"
+        # the run and the version carry the backend's ids; the session row is the table's
+        from botlib.tracking import mlflow_client
+
+        client = mlflow_client()
+        version = client.get_model_version(trained["model_name"], "1")
+        assert version.tags["botlib.model_id"] == model_id
+        assert version.tags["botlib.user_id"] == user_id
+        assert client.get_run(trained["run_id"]).data.tags["botlib.model_id"] == model_id
+        row = trained["training_session"]
+        assert row["model_id"] == model_id and row["user_id"] == user_id
+        assert row["symbol"] == "BTCUSDT" and row["status"] == "completed"
         backend.heard.clear()
         promote(trained["model_name"], 1, gate=GateConfig(margin=-10.0, min_trades=0))
         entry = json.loads(backend.r.hget("botlib:active_models", trained["model_name"]) or "{}")
