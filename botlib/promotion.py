@@ -235,8 +235,20 @@ def evaluate_gate(
         result.checks.append(Check(label, ok, f"{value:.3f}, need {bound} {limit}"))
     uri = f"models:/{name}/{mv.version}"
     model: BaseModel | None = None
+    digest = ""
     try:
-        model = load_model(uri)
+        from botlib.tracking.verify import DIGEST_TAG, artifact_digest, download_model
+
+        root, folder = download_model(uri)
+        digest = artifact_digest(root)
+        recorded = (mv.tags or {}).get(DIGEST_TAG)
+        if recorded:  # promoted before: its artifacts must be the ones promoted then
+            result.checks.append(
+                Check("artifacts unchanged", recorded == digest,
+                      f"sha256 {digest[:12]}…" + ("" if recorded == digest
+                                                  else f", recorded {recorded[:12]}…"))
+            )  # fmt: skip
+        model = load_model(folder)
     except Exception as exc:  # any failure to load is a refusal, with the reason
         result.checks.append(Check("loads", False, f"{uri}: {type(exc).__name__}: {exc}"))
     if model is not None:
@@ -264,6 +276,8 @@ def evaluate_gate(
             # how the backend spells the market: its records and list key use it
             **({"symbol_as": ident.symbol_as} if ident.symbol_as else {}),
             "model_uri": uri,
+            # what the loader checks the downloaded artifacts against (with the registry's)
+            "artifact_digest": digest,
             "run_id": mv.run_id,
             "symbol": params.get("symbol", tags.get("data_symbol", "BTC/USDT")),
             "timeframe": params.get("timeframe", tags.get("data_timeframe", "1h")),
@@ -279,6 +293,16 @@ def evaluate_gate(
             },
         }
     return result
+
+
+def _record_digest(client: MlflowClient, name: str, version: str, entry: dict[str, Any]) -> None:
+    """Record the artifacts' digest on the version the first time it is served (a
+    digest already there is never replaced: the loader compares against it)."""
+    from botlib.tracking.verify import DIGEST_TAG
+
+    tags = client.get_model_version(name, version).tags or {}
+    if entry.get("artifact_digest") and DIGEST_TAG not in tags:
+        client.set_model_version_tag(name, version, DIGEST_TAG, entry["artifact_digest"])
 
 
 def _announce(
@@ -360,6 +384,7 @@ def promote(
     if old is not None and str(old.version) != result.version:
         client.set_registered_model_alias(name, PREVIOUS, old.version)
     client.set_registered_model_alias(name, CHAMPION, result.version)
+    _record_digest(client, name, result.version, result.entry)
     failed = [c.name for c in result.checks if not c.passed]
     client.set_model_version_tag(name, result.version, "botlib.promoted_at", str(time.time()))
     client.set_model_version_tag(
@@ -392,6 +417,8 @@ def rollback(name: str, *, publish: bool = True, redis_url: str | None = None) -
     r = _redis(redis_url) if publish else None
     # the entry must be computed before the aliases move (it reads the version's run)
     entry = evaluate_gate(name, previous.version).entry if r is not None else {}
+    if entry:
+        _record_digest(client, name, str(previous.version), entry)
     client.set_registered_model_alias(name, CHAMPION, previous.version)
     client.delete_registered_model_alias(name, PREVIOUS)
     client.set_model_version_tag(name, current.version, "botlib.rolled_back_at", str(time.time()))
@@ -453,6 +480,7 @@ def activate_champions(*, redis_url: str | None = None) -> list[tuple[str, str]]
             result = evaluate_gate(model.name, version)
             if not result.entry:
                 continue  # cannot be served (its run or model is gone): said by `promote`
+            _record_digest(client, model.name, str(version), result.entry)
             tags = client.get_model_version(model.name, str(version)).tags or {}
             gate = str(tags.get("botlib.gate", "passed"))
             entry = {**result.entry, "promoted_at": time.time(),

@@ -153,7 +153,7 @@ def generate_signal(
         raise ConfigError(f"no active model for {wanted}")
     if entry.get("symbol") != p["symbol"] and (p["model"] or p.get("model_id")):
         raise ConfigError(f"{wanted_name(entry)} serves {entry.get('symbol')}, not {p['symbol']}")
-    model = load(str(entry["model_uri"]))
+    model = load(entry)
     need = model.meta.required_history
     exchange = str(entry.get("exchange") or get_settings().exchange_id)
     stream = names.bar_stream(exchange, p["symbol"], p["timeframe"])

@@ -322,9 +322,13 @@ class CommandService:
         self._result(cmd, "done", self._quick_result(cmd))
         ack()
 
-    def model(self, uri: str) -> Any:
-        """The loaded model of ``uri`` (a version's URI), loaded once and cached."""
-        from botlib.models import load_model
+    def model(self, entry: dict[str, Any]) -> Any:
+        """The model of an active-model entry: its registry version, loaded once (after
+        its artifacts' digest matched the promoted one: ``tracking.verify``) and cached."""
+        from botlib.tracking.verify import load_verified, registry_version
+
+        name, version = registry_version(entry)
+        uri = f"models:/{name}/{version}"
 
         with self._models_lock:
             loading = self._load_locks.setdefault(uri, threading.Lock())
@@ -334,7 +338,7 @@ class CommandService:
                     self._models.move_to_end(uri)
                     self._count(BridgeCounter.model_cache_hits)
                     return self._models[uri]
-            model = load_model(uri)
+            model = load_verified(entry)
             self._count(BridgeCounter.model_loads)
             with self._models_lock:
                 self._models[uri] = model

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from botlib.models import BaseModel, load_model
+from botlib.models import BaseModel
+from botlib.tracking.verify import load_verified
 from botlib.transport import RedisNames, active_models
 
 __all__ = ["ActiveModels", "Served"]
@@ -78,8 +79,9 @@ class ActiveModels:
     def _load(self, name: str, entry: dict[str, Any]) -> None:
         try:
             uri = str(entry["model_uri"])
-            # one loaded copy per version, shared by every market it serves
-            model = self._cache.get(uri) or load_model(uri)
+            # one loaded copy per version, shared by every market it serves; loaded only
+            # from the registry, its artifacts' digest checked first (tracking.verify)
+            model = self._cache.get(uri) or load_verified(entry)
             self._cache[uri] = model
             problem = _check(entry, model)
             self._loaded.put((name, entry, None if problem else model, problem))
@@ -98,7 +100,12 @@ class ActiveModels:
         for name, entry in wanted.items():
             current = self.served.get(name)
             version = str(entry.get("version"))
-            if current is not None and str(current.entry.get("version")) == version:
+            same = current is not None and str(current.entry.get("version")) == version
+            if (
+                same
+                and current is not None
+                and current.entry.get("model_uri") == entry.get("model_uri")
+            ):
                 continue
             if self._loading.get(name) == version:
                 continue

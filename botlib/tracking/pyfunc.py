@@ -98,10 +98,11 @@ def log_model(
         )
 
 
-def resolve_model_uri(uri: str) -> Path:
+def resolve_model_uri(uri: str, *, local: Path | None = None) -> Path:
     """Download a logged botlib model (``models:/…`` or ``runs:/…``) and return the
-    folder of the saved botlib model inside it."""
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    folder of the saved botlib model inside it (``local``: already downloaded there)."""
+    if local is None:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     candidate = local / "artifacts" / "model"
     if not candidate.exists():
         found = list(local.glob("artifacts/*/botlib_model.json"))

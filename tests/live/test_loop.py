@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -269,3 +270,62 @@ def test_refused_reload_keeps_the_old_model_and_stale_models_stop_signalling(
     stale.run(idle_exit_s=1.5)
     assert stale.stats.bars == 50 and stale.stats.signals == 0
     assert stale.stats.predictions == 50 and "days old" in stale.stats.last_error
+
+
+def test_only_registry_versions_with_their_promoted_artifacts_are_served(
+    store: Store, redis_server: Any, r: redis.Redis
+) -> None:
+    """An entry naming a local folder, and a version whose artifact bytes changed after
+    promotion, are both refused by the running loop with the reason (``botlib status``
+    reads it from the loop's counters); the previous model keeps serving."""
+    from mlflow import MlflowClient
+
+    from botlib.live import SignalLoop
+    from botlib.tracking.session import train_session
+    from botlib.tracking.verify import DIGEST_TAG
+    from tests.conftest import TINY_GA, TRAIN
+    from tests.live.helpers import loop_config
+
+    promote(store.ga, 1, gate=LENIENT)
+    entry = json.loads(r.hget("botlib:active_models", store.ga) or "{}")
+    assert len(entry["artifact_digest"]) == 64
+    loop = SignalLoop(r, config=loop_config())
+    loop.load_active()
+
+    # a local folder in the entry: never loaded
+    local = {**entry, "version": "1", "model_uri": "/tmp/evil-model"}
+    r.hset("botlib:active_models", store.ga, json.dumps(local))
+    r.incr("botlib:active_models:rev")
+    bars = window(60)
+    feed(r, bars.iloc[:30])
+    loop.run(idle_exit_s=1.5)
+    assert loop.stats.refused_models == 1
+    assert "is not a registry version" in loop.stats.last_error
+    assert r.hget("botlib:loop:stats", "last_error") == loop.stats.last_error
+
+    # a new version, promoted, then its artifacts changed on disk
+    fresh = train_session("ga_rules", start=TRAIN[0], end=TRAIN[1], params={**TINY_GA, "seed": 9})
+    client = MlflowClient()
+    promote(store.ga, fresh.model_version, gate=LENIENT, force=True, publish=False)
+    version = client.get_model_version(store.ga, fresh.model_version)
+    assert version.tags[DIGEST_TAG]
+    logged = client.get_logged_model(str(version.source).removeprefix("models:/"))
+    folder = Path(str(logged.artifact_location).removeprefix("file://"))
+    target = next(p for p in sorted(folder.rglob("*.json")) if p.is_file())
+    original = target.read_bytes()
+    try:
+        target.write_bytes(original + b" ")
+        tampered = {**entry, "version": fresh.model_version,
+                    "model_uri": f"models:/{store.ga}/{fresh.model_version}"}  # fmt: skip
+        tampered.pop("artifact_digest")
+        r.hset("botlib:active_models", store.ga, json.dumps(tampered))
+        r.incr("botlib:active_models:rev")
+        feed(r, bars.iloc[30:])
+        loop.run(idle_exit_s=1.5)
+        assert loop.stats.refused_models == 2
+        assert "artifacts changed after promotion" in loop.stats.last_error
+    finally:
+        target.write_bytes(original)
+        client.delete_model_version(store.ga, fresh.model_version)
+    signals = records(r, "botlib:signals")
+    assert len(signals) == 60 and {s["model_id"] for s in signals} == {f"{store.ga}:1"}

@@ -33,6 +33,8 @@ def test_gate_reports_every_check_with_numbers(store: Store) -> None:
     strict = GateConfig(margin=5.0, min_trades=10_000)  # +500 % over buy-and-hold
     result = evaluate_gate(store.lstm, 1, gate=strict)
     by_name = {c.name: c for c in result.checks}
+    # a version promoted before (by an earlier test) also has its artifacts compared
+    assert by_name.pop("artifacts unchanged").passed if "artifacts unchanged" in by_name else True
     assert set(by_name) == {
         "out-of-sample",
         "beats buy-and-hold",
