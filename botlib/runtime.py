@@ -46,7 +46,10 @@ __all__ = [
 
 log = logging.getLogger("botlib.runtime")
 
-LimitedCommand = Literal["train", "optimize", "backtest", "generate_signal"]
+LimitedCommand = Literal[
+    "train", "optimize", "backtest", "generate_signal", "get_predictions", "promote", "rollback",
+    "create_model", "bind", "deactivate",
+]  # fmt: skip
 
 
 class _Strict(BaseModel):
@@ -81,6 +84,13 @@ def _default_limits() -> dict[LimitedCommand, RateLimit]:
         "train": RateLimit(requests=5, per_s=3600),
         "optimize": RateLimit(requests=5, per_s=3600),
         "generate_signal": RateLimit(requests=120, per_s=60),
+        "backtest": RateLimit(requests=30, per_s=3600),
+        "get_predictions": RateLimit(requests=600, per_s=60),
+        "promote": RateLimit(requests=20, per_s=3600),
+        "rollback": RateLimit(requests=20, per_s=3600),
+        "create_model": RateLimit(requests=30, per_s=3600),
+        "bind": RateLimit(requests=30, per_s=3600),
+        "deactivate": RateLimit(requests=30, per_s=3600),
     }
 
 
@@ -93,6 +103,10 @@ class RuntimeConfig(_Strict):
     #: generate_signal's ``currentData.close`` may differ from the market's last close
     #: by at most this fraction; beyond it the request is refused with both numbers
     current_data_max_gap: float = Field(default=0.10, gt=0.0, le=10.0)
+    #: the rate limits hold per user_id; all users of one path (the backend's channel
+    #: and stream, or the admin stream) together get this many times a user's limit —
+    #: a ceiling no payload can dodge by changing its user_id
+    path_ceiling: int = Field(default=10, ge=1, le=10_000)
 
     @classmethod
     def from_parts(cls, signal: SignalConfig, max_model_age_days: float | None) -> RuntimeConfig:

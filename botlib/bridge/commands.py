@@ -26,10 +26,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from botlib.bridge._bounds import check_hyperparameters
 from botlib.bridge._dialect import strategy_parameter, translate
 from botlib.errors import BotlibError, did_you_mean
 
 __all__ = [
+    "ADMIN_ONLY",
     "COMMANDS",
     "MAX_BYTES",
     "Command",
@@ -142,6 +144,10 @@ class TrainCommand(_Market):
     def _subject(self) -> TrainCommand:
         if self.algorithm is None and self.model_id is None:
             raise ValueError("give algorithm, or the model_id of a model made by create_model")
+        if self.algorithm is not None:  # a bound model's are checked once merged
+            problems = check_hyperparameters(self.algorithm, self.hyperparameters)
+            if problems:
+                raise ValueError("; ".join(problems[:5]))
         return self
 
 
@@ -169,6 +175,9 @@ class CreateModelCommand(_Payload):
     def _buildable(self) -> CreateModelCommand:
         from botlib.models import create_model
 
+        problems = check_hyperparameters(self.algorithm, self.params())
+        if problems:
+            raise ValueError("; ".join(problems[:5]))
         try:
             create_model(self.algorithm, **self.params())
         except (BotlibError, TypeError, ValueError) as exc:
@@ -387,6 +396,9 @@ class Command:
     request_id: str | None
     user_id: str | None
     timestamp: Any
+    #: where it came in: ``backend`` (elysia:command, botlib:commands) or ``admin``
+    #: (botlib:admin:commands, which only the admin role may write)
+    path: str = "backend"
 
 
 @dataclass(frozen=True)
@@ -405,8 +417,14 @@ def _errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def parse_command(raw: str | bytes) -> Command | Rejection:
-    """Validate one envelope (see the module doc). Never raises."""
+#: what only the admin path may ask for (the backend's path is refused, by name)
+ADMIN_ONLY = {"bind": "binding an existing model or strategy",
+              "deactivate": "stopping a model"}  # fmt: skip
+
+
+def parse_command(raw: str | bytes, path: str = "backend") -> Command | Rejection:
+    """Validate one envelope (see the module doc) that came in on ``path`` (``backend``
+    or ``admin``). Never raises."""
     try:
         if len(raw) > MAX_BYTES:
             return Rejection(f"payload of {len(raw)} bytes is over the {MAX_BYTES}-byte limit")
@@ -460,4 +478,14 @@ def parse_command(raw: str | bytes) -> Command | Rejection:
         )
     except (RecursionError, TypeError, ValueError) as exc:  # pathological nesting or types
         return Rejection(f"{envelope.command}: {exc}", envelope.command, envelope.request_id)
-    return Command(name, payload, envelope.request_id, envelope.user_id, envelope.timestamp)
+    if path != "admin":
+        why = ADMIN_ONLY.get(name)
+        if name == "promote" and payload.model_dump().get("force"):
+            why = "a forced promotion (force skips the gate)"
+        if why:
+            return Rejection(
+                f"{envelope.command}: {why} is accepted only on the admin path "
+                "(botlib:admin:commands), not from the backend",
+                envelope.command, envelope.request_id, envelope.user_id,
+            )  # fmt: skip
+    return Command(name, payload, envelope.request_id, envelope.user_id, envelope.timestamp, path)

@@ -40,7 +40,7 @@ from botlib.bridge._jobs import Finished, Job, Jobs
 from botlib.bridge._work import LONG
 from botlib.bridge.commands import Command, Rejection, parse_command
 from botlib.runtime import RateLimit, RuntimeConfig, RuntimeConfigWatcher
-from botlib.transport import RedisNames, connect, dumps, ensure_group, redis_names
+from botlib.transport import RedisNames, connect, dumps, ensure_group, redis_names, trim_read
 from botlib.transport.stats import BridgeCounter
 
 __all__ = ["BridgeConfig", "CommandService"]
@@ -98,6 +98,11 @@ def _bound_training(payload: dict[str, Any]) -> dict[str, Any]:
     if not algorithm:
         raise ConfigError(f"model {ident.name}: no algorithm given or recorded")
     hyper = {**dict(spec.get("params") or {}), **dict(payload.get("hyperparameters") or {})}
+    from botlib.bridge._bounds import check_hyperparameters
+
+    problems = check_hyperparameters(str(algorithm), hyper)
+    if problems:
+        raise ConfigError("; ".join(problems[:5]))
     if payload.get("symbol_as"):
         from botlib.tracking.identity import set_symbol_as
 
@@ -221,7 +226,9 @@ class CommandService:
             base=RuntimeConfig(rate_limits=limits),  # type: ignore[arg-type]
         )
         self.rate_limits = dict(self.config.rate_limits)
+        self.path_ceiling = RuntimeConfig().path_ceiling
         self._next_check = 0.0
+        self._next_trim = 0.0
         self._recover = True  # read this consumer's unacknowledged commands first
 
     # -- answers ------------------------------------------------------------------
@@ -266,18 +273,31 @@ class CommandService:
         )
 
     # -- rate limits ----------------------------------------------------------------
-    def _allowed(self, cmd: Command) -> bool:
+    def _allowed(self, cmd: Command) -> str | None:
+        """None when ``cmd`` is within its limits, else why not: per ``user_id`` (the
+        backend vouches for its users), and per path (all its users together: a ceiling
+        no payload can dodge by changing its user_id)."""
         limit = self.rate_limits.get(cmd.name)
         if limit is None:
-            return True
+            return None
         count, seconds = limit
+        ceiling = count * self.path_ceiling
         window = int(time.time() // seconds)
-        key = f"{self.names.rate_limit_prefix}{cmd.user_id or 'anonymous'}:{cmd.name}:{window}"
+        prefix = self.names.rate_limit_prefix
+        user_key = f"{prefix}{cmd.user_id or 'anonymous'}:{cmd.name}:{window}"
+        path_key = f"{prefix}path:{cmd.path}:{cmd.name}:{window}"
         pipe = self.r.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, seconds + 1)
-        used = int(pipe.execute()[0])
-        return used <= count
+        pipe.incr(user_key)
+        pipe.expire(user_key, seconds + 1)
+        pipe.incr(path_key)
+        pipe.expire(path_key, seconds + 1)
+        used = pipe.execute()
+        if int(used[2]) > ceiling:
+            return (f"rate limit: at most {ceiling} {cmd.name} per {seconds} s on the "
+                    f"{cmd.path} path (all users)")  # fmt: skip
+        if int(used[0]) > count:
+            return f"rate limit: at most {count} {cmd.name} per {seconds} s per user"
+        return None
 
     # -- commands -------------------------------------------------------------------
     def handle(self, raw: str | bytes, source: str, ack: Ack = _no_ack) -> None:
@@ -285,7 +305,7 @@ class CommandService:
         answered. Never raises on bad input."""
         self.handled += 1
         self._count(BridgeCounter.handled)
-        parsed = parse_command(raw)
+        parsed = parse_command(raw, "admin" if source == self.names.admin_commands else "backend")
         if isinstance(parsed, Rejection):
             self._deadletter(raw, source, parsed.reason)
             self._error(parsed, parsed.reason, "invalid")
@@ -294,13 +314,9 @@ class CommandService:
         if self.answers.claim(parsed.request_id).state != "run":
             ack()  # answered again, or still running under its first delivery
             return
-        if not self._allowed(parsed):
-            limit = self.rate_limits[parsed.name]
-            self._error(
-                parsed,
-                f"rate limit: at most {limit[0]} {parsed.name} per {limit[1]} s per user",
-                "rate_limited",
-            )
+        refused = self._allowed(parsed)
+        if refused:
+            self._error(parsed, refused, "rate_limited")
             ack()
             return
         if parsed.name in LONG:
@@ -517,9 +533,14 @@ class CommandService:
         self.answers.count(pipe, (), {BridgeCounter.heartbeat: time.time()})
         self.answers.beat(pipe, self.config.reload_check_s)
         pipe.execute()
+        if now >= self._next_trim:  # the command streams: bounded, never past the unread
+            self._next_trim = now + 5.0
+            for stream in (self.names.commands, self.names.admin_commands):
+                trim_read(self.r, stream, 10_000)
         config = self.runtime.poll()
         if config is not None:
             self.rate_limits = config.limits()
+            self.path_ceiling = config.path_ceiling
 
     # -- the loop ---------------------------------------------------------------------
     def _raw_client(self) -> Any:
@@ -532,16 +553,17 @@ class CommandService:
             connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
         )
 
-    def _acker(self, entry_id: str) -> Ack:
+    def _acker(self, stream: str, entry_id: str) -> Ack:
         def ack() -> None:
-            self._in_hand.discard(entry_id)
+            self._in_hand.discard(f"{stream}|{entry_id}")
             with contextlib.suppress(redis.RedisError):  # unacked: read again, answered again
-                self.r.xack(self.names.commands, self.names.command_group, entry_id)
+                self.r.xack(stream, self.names.command_group, entry_id)
 
         return ack
 
     def _read_commands(self, raw: Any, pubsub: Any) -> bool:
-        """Handle what arrived on the channel and the stream; True if anything did."""
+        """Handle what arrived on the channel and the two streams (the backend's and the
+        admin one); True if anything did."""
         busy = False
         message = pubsub.get_message(timeout=0.05)
         while message is not None:
@@ -551,21 +573,26 @@ class CommandService:
             message = pubsub.get_message(timeout=0)
         # after a start or an outage, first the entries this consumer read but never
         # acknowledged (answered at least once), then new ones
+        start = "0" if self._recover else ">"
         got = raw.xreadgroup(
             self.names.command_group,
             self.config.consumer,
-            {self.names.commands: "0" if self._recover else ">"},
+            {self.names.commands: start, self.names.admin_commands: start},
             count=100,
         )
         fresh = [
-            (entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields)
-            for _, items in got or []
+            (
+                stream.decode() if isinstance(stream, bytes) else stream,
+                entry_id.decode() if isinstance(entry_id, bytes) else entry_id,
+                fields,
+            )
+            for stream, items in got or []
             for entry_id, fields in items
         ]
-        if self._recover and not any(e not in self._in_hand for e, _ in fresh):
+        if self._recover and not any(f"{s}|{e}" not in self._in_hand for s, e, _ in fresh):
             self._recover = False
-        for entry_id, fields in fresh:
-            if entry_id in self._in_hand:
+        for stream, entry_id, fields in fresh:
+            if f"{stream}|{entry_id}" in self._in_hand:
                 continue  # still being answered by this process
             fields = fields or {}
             data = fields.get(b"data")
@@ -574,8 +601,8 @@ class CommandService:
                     {k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
                      for k, v in fields.items()}
                 )  # fmt: skip
-            self._in_hand.add(entry_id)
-            self.handle(data, self.names.commands, self._acker(entry_id))
+            self._in_hand.add(f"{stream}|{entry_id}")
+            self.handle(data, stream, self._acker(stream, entry_id))
             busy = True
         return busy
 
@@ -594,9 +621,8 @@ class CommandService:
                 try:
                     if not connected:
                         pubsub.subscribe(self.names.command_channel)
-                        ensure_group(
-                            self.r, self.names.commands, self.names.command_group, start="$"
-                        )
+                        for stream in (self.names.commands, self.names.admin_commands):
+                            ensure_group(self.r, stream, self.names.command_group, start="$")
                         connected, self._recover = True, True
                     busy = self._read_commands(raw, pubsub)
                     self.poll_finished()

@@ -23,6 +23,7 @@ import redis
 
 from botlib.data import timeframe_seconds
 from botlib.transport import Bar, BarError, RedisNames, decode_bar, encode_bar, redis_names
+from botlib.transport.client import TRIM_READ
 from botlib.transport.stats import FeedCounter, feed_field
 
 __all__ = ["bars_from_candles", "last_published", "poll_ccxt", "publish_bars", "replay"]
@@ -125,11 +126,18 @@ def publish_bars(
     while True:
         try:
             pipe = client.pipeline(transaction=True)
+            streams = []
             for bar in bars:
                 payload = encode_bar(bar)
                 stream = names.bar_stream(bar.exchange, bar.symbol, bar.timeframe)
-                pipe.xadd(stream, {"data": payload}, maxlen=maxlen, approximate=True)
+                pipe.xadd(stream, {"data": payload})
                 pipe.publish(names.market_data_channel, payload)
+                if stream not in streams:
+                    streams.append(stream)
+            # bounded, but never past bars the signal loop has not read yet
+            trim = client.register_script(TRIM_READ)
+            for stream in streams:
+                trim(keys=[stream], args=[maxlen], client=pipe)
             pipe.execute()
             return len(bars)
         except _RETRYABLE as exc:

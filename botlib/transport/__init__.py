@@ -2,7 +2,15 @@
 project runs, connections, stream and channel names, and the JSON encoding of bars and
 records."""
 
-from botlib.transport.client import Batch, Output, active_models, commit, connect, ensure_group
+from botlib.transport.client import (
+    Batch,
+    Output,
+    active_models,
+    commit,
+    connect,
+    ensure_group,
+    trim_read,
+)
 from botlib.transport.codec import Bar, BarError, decode_bar, dumps, encode_bar
 from botlib.transport.names import RedisNames, redis_names
 from botlib.transport.server import RedisServer, find_redis_server, free_port
@@ -24,4 +32,5 @@ __all__ = [
     "find_redis_server",
     "free_port",
     "redis_names",
+    "trim_read",
 ]

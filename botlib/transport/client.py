@@ -19,7 +19,16 @@ import redis
 from botlib.errors import BotlibError
 from botlib.transport.names import RedisNames, redis_names
 
-__all__ = ["Batch", "Output", "active_models", "commit", "connect", "ensure_group"]
+__all__ = [
+    "TRIM_READ",
+    "Batch",
+    "Output",
+    "active_models",
+    "commit",
+    "connect",
+    "ensure_group",
+    "trim_read",
+]
 
 
 def connect(url: str | None = None, *, timeout: float = 5.0) -> redis.Redis:
@@ -167,6 +176,43 @@ def commit(
     # cjson decodes an empty JSON array as an empty table, which ipairs handles
     script = client.register_script(_COMMIT)
     return int(script(args=[json.dumps(plan), maxlen, remember_s, list_len]))
+
+
+TRIM_READ = """
+-- Trim a stream to about ARGV[1] entries, but never past what a consumer group has not
+-- yet read or acknowledged: entries older than every group's first unread or pending
+-- entry may go, the newest ARGV[1] always stay.
+local key, keep = KEYS[1], tonumber(ARGV[1])
+local excess = redis.call('XLEN', key) - keep
+if excess <= 0 then return 0 end
+local function older(a, b)  -- stream ids 'ms-seq': a < b
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local head = redis.call('XRANGE', key, '-', '+', 'COUNT', excess + 1)
+local limit = head[#head][1]  -- keeps this entry and every newer one
+for _, group in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+  local info = {}
+  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+  local last = info['last-delivered-id']
+  -- the first entry after the last delivered one is unread: keep from 'last' on
+  if older(last, limit) then limit = last end
+  if tonumber(info['pending']) > 0 then
+    local summary = redis.call('XPENDING', key, info['name'])
+    if summary[2] and older(summary[2], limit) then limit = summary[2] end
+  end
+end
+return redis.call('XTRIM', key, 'MINID', limit)
+"""
+
+
+def trim_read(client: Any, stream: str, keep: int) -> int:
+    """Trim ``stream`` to about ``keep`` entries without dropping anything a consumer
+    group has not read and acknowledged yet (a stream whose reader is down grows until
+    it is back). Returns the number of entries removed."""
+    return int(client.register_script(TRIM_READ)(keys=[stream], args=[int(keep)]))
 
 
 def active_models(r: Any, names: RedisNames | None = None) -> dict[str, dict[str, Any]]:

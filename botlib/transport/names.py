@@ -46,6 +46,8 @@ class RedisNames:
     #: the command bridge: commands in, answers out
     command_channel: str = "elysia:command"
     commands: str = "botlib:commands"
+    #: admin commands (promote --force, bind, deactivate): only the admin role may write
+    admin_commands: str = "botlib:admin:commands"
     command_group: str = "botlib-bridge"
     events: str = "botlib:events"
     trained_channel: str = "python:model_trained"

@@ -11,7 +11,7 @@ import pytest
 
 from botlib.bridge import MAX_BYTES, Command, Rejection, parse_command
 from botlib.bridge._dialect import COMMAND_ALIASES
-from botlib.bridge.commands import BacktestCommand, OptimizeCommand, TrainCommand
+from botlib.bridge.commands import ADMIN_ONLY, BacktestCommand, OptimizeCommand, TrainCommand
 
 API_CREATE_MODEL = {  # shared/backend/api.md §1, verbatim, plus the id the backend adds
     "modelId": "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f",
@@ -43,6 +43,7 @@ SEED_FORMAT: dict[str, dict[str, Any]] = {
                           "parameters": [{"name": "rsi_period", "min": 10, "max": 30}],
                           "objective": "sharpe_ratio"},
     "get_predictions": {"modelId": MODEL_ID, "symbol": "BTCUSDT", "limit": 100},
+    # the admin path's (botlib:admin:commands)
     "bind": {"strategyId": "0b6f0d1e-3c2a-4f5e-8d7c-9a1b2c3d4e5f", "strategy": "rsi_reversion"},
     "deactivate": {"modelId": MODEL_ID},
 }  # fmt: skip
@@ -70,7 +71,8 @@ def test_each_valid_command_parses(name: str) -> None:
     """botlib's spelling, and the backend's (``seed:``: as its services send api.md's
     bodies; the request id may travel inside ``data``)."""
     command = name.removeprefix("seed:")
-    parsed = parse_command(_envelope(command, CORPUS[name], request_id="r-1", user_id="u-1"))
+    path = "admin" if command in ADMIN_ONLY else "backend"
+    parsed = parse_command(_envelope(command, CORPUS[name], request_id="r-1", user_id="u-1"), path)
     assert isinstance(parsed, Command), parsed
     assert parsed.name == COMMAND_ALIASES.get(command, command)
     assert parsed.request_id == "r-1" and parsed.user_id == "u-1"
@@ -298,3 +300,45 @@ def test_the_backends_create_model_body_validates() -> None:
     not_uuid = dict(API_CREATE_MODEL, modelId="model-7")
     refused = parse_command(_envelope("create_model", not_uuid))
     assert isinstance(refused, Rejection) and "UUID" in refused.reason
+
+
+HOSTILE = {
+    "a Dask scheduler to connect to": (
+        "train", {"algorithm": "ga_rules", "hyperparameters": {"compute": "tcp://10.0.0.5:8786"}},
+        "compute is not accepted over Redis"),
+    "ensemble members as paths": (
+        "train", {"algorithm": "ensemble", "hyperparameters": {"members": ["/tmp/evil"]}},
+        "paths are not accepted over Redis"),
+    "a hundred million epochs": (
+        "train", {"algorithm": "lstm", "hyperparameters": {"epochs": 100_000_000}},
+        "epochs=100000000 outside [1, 500]"),
+    "a forced promotion": (
+        "promote", {"model": "nn-lstm-btc_usdt-1h", "force": True},
+        "accepted only on the admin path"),
+    "binding from the backend": (
+        "bind", {"modelId": "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f", "name": "x"},
+        "accepted only on the admin path"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_commands_are_refused_with_the_reason(case: str) -> None:
+    """issue 15: each parsed as a valid command before; each is refused now, by name."""
+    command, data, reason = HOSTILE[case]
+    parsed = parse_command(_envelope(command, data, request_id="h-1"))
+    assert isinstance(parsed, Rejection), parsed
+    assert reason in parsed.reason and parsed.request_id == "h-1"
+
+
+def test_the_admin_path_may_force_and_bind() -> None:
+    for command, data, _ in (HOSTILE["a forced promotion"], HOSTILE["binding from the backend"]):
+        parsed = parse_command(_envelope(command, data), path="admin")
+        assert isinstance(parsed, Command) and parsed.path == "admin", parsed
+
+
+def test_registry_members_and_bounded_hyperparameters_pass() -> None:
+    ok = {"algorithm": "ensemble", "hyperparameters": {"members": ["models:/nn-lstm-x/3"]}}
+    assert isinstance(parse_command(_envelope("train", ok)), Command)
+    unknown = {"algorithm": "lstm", "hyperparameters": {"optimizer": "adam"}}
+    refused = parse_command(_envelope("train", unknown))
+    assert isinstance(refused, Rejection) and "optimizer is not a hyperparameter" in refused.reason

@@ -110,7 +110,13 @@ def test_every_command_answered_as_the_backend_expects(store: Store, redis_serve
         assert optimized["request_id"] == "o-1"
         assert 5 <= optimized["best_parameters"]["fast"] <= 30 and optimized["run_id"]
 
-        backend.send("promote", {"model": store.ga, "force": True}, request_id="p-1")
+        # a forced promotion is the admin's: refused from the backend, done on the admin path
+        backend.send("promote", {"model": store.ga, "force": True}, request_id="p-0")
+        refused = backend.wait(lambda m: m[1].get("request_id") == "p-0")[0]
+        assert refused[0] == "python:command_error" and "admin path" in refused[1]["reason"]
+        admin = {"command": "promote", "data": {"model": store.ga, "force": True},
+                 "request_id": "p-1"}  # fmt: skip
+        backend.r.xadd("botlib:admin:commands", {"data": json.dumps(admin)})
         done = backend.wait(lambda m: m[1].get("request_id") == "p-1")[0]
         assert done[0] == "python:command_result" and done[1]["result"]["name"] == store.ga
 
@@ -144,7 +150,7 @@ def test_every_command_answered_as_the_backend_expects(store: Store, redis_serve
         backend.send("trian", {}, request_id="x-1")
         bad = backend.wait(lambda m: m[1].get("request_id") == "x-1")[0][1]
         assert bad["event"] == "invalid" and "did you mean 'train'" in bad["reason"]
-        assert backend.r.xlen("botlib:deadletter") == 1
+        assert backend.r.xlen("botlib:deadletter") == 2  # and the backend's forced promotion
     finally:
         service.stop()
         thread.join(60)
@@ -235,10 +241,23 @@ def test_rate_limit_holds_for_one_user_while_another_passes(
         # the limit changes at runtime: bob (2 used) now gets no third one
         backend.r.set("botlib:config", json.dumps({"rate_limits": {"generate_signal":
                                                                    {"requests": 2}}}))  # fmt: skip
-        _wait_applied(backend.r, "bridge", lambda s: s["ok"] and s["digest"] != before)
+        mid = _wait_applied(backend.r, "bridge", lambda s: s["ok"] and s["digest"] != before)
         backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id="b-2", user_id="bob")
         late = backend.wait(lambda m: m[1].get("request_id") == "b-2")[0][1]
         assert late["event"] == "rate_limited" and "at most 2 generate_signal" in late["reason"]
+
+        # a burst under rotating user_ids is held by the path's ceiling (2 x 2 here)
+        backend.r.set("botlib:config", json.dumps({"path_ceiling": 2, "rate_limits": {
+            "generate_signal": {"requests": 2}}}))  # fmt: skip
+        _wait_applied(backend.r, "bridge", lambda s: s["ok"] and s["digest"] != mid["digest"])
+        backend.r.delete(*backend.r.keys("botlib:ratelimit:*"))
+        for i in range(8):
+            backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id=f"m-{i}",
+                         user_id=f"mallory-{i}")  # fmt: skip
+        answers = [backend.wait(lambda m, i=i: m[1].get("request_id") == f"m-{i}")[0][1]
+                   for i in range(8)]  # fmt: skip
+        held = [a for a in answers if a["event"] == "rate_limited"]
+        assert len(held) == 4 and "on the backend path (all users)" in held[0]["reason"]
     finally:
         service.stop()
         thread.join(60)
