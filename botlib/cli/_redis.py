@@ -32,12 +32,30 @@ def _server() -> RedisServer:
 @app.command("start")
 def start() -> None:
     """Start redis-server on 127.0.0.1 (port from BOTLIB_REDIS_URL), append-only
-    persistence on, data under .cache/redis. A no-op when it already runs."""
+    persistence on, data under .cache/redis, a generated password (kept in a file only
+    you can read; `botlib redis url` prints the URL with it), administrative commands
+    off. A no-op when it already runs."""
     server = _server().start()
     console.print(
         f"redis-server up on 127.0.0.1:{server.port} (pid {server.pid()}), "
-        f"data in {server.data_dir}"
+        f"data in {server.data_dir}, password in {server.secret_file}"
     )
+
+
+@app.command("url")
+def url() -> None:
+    """Print the local server's URL with its password (for the backend's configuration:
+    botlib's own commands find the password themselves). Keep it out of logs."""
+    from botlib.transport.client import with_local_secret
+
+    server = _server()
+    full = with_local_secret(f"redis://127.0.0.1:{server.port}/0")
+    if full == f"redis://127.0.0.1:{server.port}/0":
+        raise ConfigError(
+            f"no password kept for port {server.port} in {server.data_dir}: "
+            "start it with `botlib redis start`"
+        )
+    print(full)
 
 
 @app.command("stop")

@@ -117,6 +117,8 @@ def up(
         ).start()
         started_redis = True
         console.print(f"redis-server started on 127.0.0.1:{server.port} (pid {server.pid()})")
+        r.close()
+        r = connect()  # now with the password it generated
     names = redis_names()
     entries = active_models(r, names)
     if not entries:

@@ -42,6 +42,7 @@ def connect(url: str | None = None, *, timeout: float = 5.0) -> redis.Redis:
         raise BotlibError(
             f"BOTLIB_REDIS_URL must start with redis://, rediss:// or unix://, got {url[:12]!r}…"
         )
+    url = with_local_secret(url)
     return redis.Redis.from_url(
         url,
         decode_responses=True,
@@ -49,6 +50,25 @@ def connect(url: str | None = None, *, timeout: float = 5.0) -> redis.Redis:
         socket_connect_timeout=timeout,
         health_check_interval=30,
     )
+
+
+def with_local_secret(url: str) -> str:
+    """``url`` with the password of the project's local server (``botlib redis start``)
+    when it names 127.0.0.1/localhost without one and that server keeps a secret file."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.password or parsed.hostname not in ("127.0.0.1", "localhost"):
+        return url
+    from botlib.settings import get_settings
+    from botlib.transport.server import local_secret
+
+    secret = local_secret(get_settings().redis_data_dir, parsed.port or 6379)
+    if secret is None:
+        return url
+    user = parsed.username or ""
+    netloc = f"{user}:{secret}@{parsed.hostname}:{parsed.port or 6379}"
+    return parsed._replace(netloc=netloc).geturl()
 
 
 def ensure_group(client: redis.Redis, stream: str, group: str, *, start: str = "0") -> None:

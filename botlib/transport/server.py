@@ -6,11 +6,19 @@ The binary is ``redis-server`` from ``PATH`` or, failing that, the one shipped i
 append-only persistence on, and is stopped by the pid file it writes there.
 Anywhere else, point ``BOTLIB_REDIS_URL`` at any Redis 6.2+ (``redis://`` or
 ``rediss://`` with AUTH in the URL).
+
+It is never open: it starts from a configuration file (readable by its owner only)
+that sets a generated password — kept in ``redis-PORT.secret`` beside its data, mode
+0600, never on a command line or in a log; ``connect`` finds it for a local URL
+without a password, so no botlib command asks for it — and that disables the
+administrative commands an intruder would use (``CONFIG``, ``DEBUG``, ``MODULE``,
+replication, ``SHUTDOWN``, ``MIGRATE``; ``botlib redis stop`` signals the process).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,7 +29,30 @@ from pathlib import Path
 
 from botlib.errors import BotlibError, ConfigError
 
-__all__ = ["RedisServer", "find_redis_server", "free_port"]
+__all__ = ["DISABLED_COMMANDS", "RedisServer", "find_redis_server", "free_port", "local_secret"]
+
+#: administrative commands the local server does not offer to any client
+DISABLED_COMMANDS = ("CONFIG", "DEBUG", "MODULE", "SLAVEOF", "REPLICAOF", "SYNC", "PSYNC",
+                     "SHUTDOWN", "MIGRATE")  # fmt: skip
+
+
+def _private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable and writable by its owner only (created so:
+    never readable by others, not even for an instant)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+
+
+def local_secret(data_dir: Path, port: int) -> str | None:
+    """The generated password of the local server on ``port`` with data in ``data_dir``
+    (None when there is none)."""
+    path = Path(data_dir) / f"redis-{port}.secret"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def find_redis_server() -> Path:
@@ -63,8 +94,17 @@ class RedisServer:
         return self.data_dir / f"redis-{self.port}.pid"
 
     @property
+    def secret_file(self) -> Path:
+        return self.data_dir / f"redis-{self.port}.secret"
+
+    def _password(self) -> str | None:
+        return self.password or local_secret(self.data_dir, self.port)
+
+    @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
+        """The URL with the password (keep it out of logs)."""
+        password = self._password()
+        auth = f":{password}@" if password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def pid(self) -> int | None:
@@ -94,31 +134,30 @@ class RedisServer:
         if self.pid() is not None and self.ping():
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            str(find_redis_server()),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfilename",
-            f"appendonly-{self.port}.aof",
-            "--dbfilename",
-            f"dump-{self.port}.rdb",
-            "--daemonize",
-            "yes",
-            "--pidfile",
-            str(self.pidfile),
-            "--logfile",
-            str(self.data_dir / f"redis-{self.port}.log"),
-            "--save",
-            "",
+        self.data_dir.chmod(0o700)
+        password = self._password()
+        if password is None:
+            password = secrets.token_urlsafe(32)
+            _private(self.secret_file, password + "\n")
+        elif self.password and local_secret(self.data_dir, self.port) != self.password:
+            _private(self.secret_file, self.password + "\n")
+        lines = [
+            f"port {self.port}",
+            "bind 127.0.0.1",
+            f'dir "{self.data_dir}"',
+            "appendonly yes",
+            f'appendfilename "appendonly-{self.port}.aof"',
+            f'dbfilename "dump-{self.port}.rdb"',
+            "daemonize yes",
+            f'pidfile "{self.pidfile}"',
+            f'logfile "{self.data_dir / f"redis-{self.port}.log"}"',
+            'save ""',
+            f'requirepass "{password}"',
+            *(f'rename-command {name} ""' for name in DISABLED_COMMANDS),
         ]
-        if self.password:
-            args += ["--requirepass", self.password]
+        conf = self.data_dir / f"redis-{self.port}.conf"
+        _private(conf, "\n".join(lines) + "\n")
+        args = [str(find_redis_server()), str(conf)]
         result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=30)
         if result.returncode != 0:
             raise BotlibError(f"redis-server did not start: {result.stderr or result.stdout}")

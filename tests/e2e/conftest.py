@@ -42,6 +42,7 @@ class User:
     cwd: Path
     env: dict[str, str]
     run_dir: Path
+    _redis_url: str | None = None
 
     def botlib(
         self, *args: str, check: bool = True, timeout: float = 180
@@ -61,6 +62,15 @@ class User:
                 f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
             )
         return done
+
+    def redis_url(self) -> str:
+        """The user's Redis, started the way the README says (``botlib redis start``),
+        and its URL with the generated password (``botlib redis url``): what a backend
+        is configured with. botlib's own commands find the password themselves."""
+        if self._redis_url is None:
+            self.botlib("redis", "start")
+            self._redis_url = self.botlib("redis", "url").stdout.strip()
+        return self._redis_url
 
     def state(self) -> dict[str, Any]:
         """``botlib up``'s state file."""
@@ -120,8 +130,7 @@ def user(live_store: Store, tmp_path: Path) -> Iterator[User]:
 @pytest.fixture
 def r(user: User) -> Iterator[redis.Redis]:
     """The user's Redis, started the way the README says (``botlib redis start``)."""
-    user.botlib("redis", "start")
-    client = redis.Redis.from_url(user.env["BOTLIB_REDIS_URL"], decode_responses=True)
+    client = redis.Redis.from_url(user.redis_url(), decode_responses=True)
     yield client
     client.close()
 
@@ -166,7 +175,7 @@ def backend(node_backend: Path, user: User, tmp_path: Path) -> Iterator[Any]:
         proc = subprocess.Popen(
             ["node", str(node_backend / "standin.mjs"), "--out", str(out),
              "--until-signals", str(until_signals), "--idle-ms", str(idle_ms)],
-            env={**user.env, "REDIS_URL": user.env["BOTLIB_REDIS_URL"]},
+            env={**user.env, "REDIS_URL": user.redis_url()},
             stdout=subprocess.PIPE,
             text=True,
         )  # fmt: skip

@@ -80,7 +80,7 @@ def test_three_loops_six_markets_one_killed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert len(ga_versions) == MARKETS
-    entries = _activate(r, user.env["BOTLIB_REDIS_URL"], live_store, ga_versions, monkeypatch)
+    entries = _activate(r, user.redis_url(), live_store, ga_versions, monkeypatch)
     user.botlib("up", "--loops", "3", "--no-bridge", "--lease-ttl", "3")
     # every market is owned by one loop, and each loop holds its share (two)
     wait_for(
@@ -98,7 +98,7 @@ def test_three_loops_six_markets_one_killed(
     ]
 
     def publish() -> None:
-        feeder = redis.Redis.from_url(user.env["BOTLIB_REDIS_URL"], decode_responses=True)
+        feeder = redis.Redis.from_url(user.redis_url(), decode_responses=True)
         for t in range(BARS):
             publish_bars(feeder, [bars[t] for bars in per_market])
             time.sleep(0.03)

@@ -143,7 +143,7 @@ def test_the_demos_hint_on_a_fresh_redis_serves_the_champion(user: User, live_st
     up = user.botlib("up", "--no-bridge", "--feed", "replay", "--replay-last", "50")
     assert f"activated {live_store.ga} v1" in up.stdout
     assert "redis-server started" in up.stdout
-    r = redis.Redis.from_url(user.env["BOTLIB_REDIS_URL"], decode_responses=True)
+    r = redis.Redis.from_url(user.redis_url(), decode_responses=True)
     wait_for(lambda: r.xlen("botlib:signals") == 50, 120, "50 signals")
     feed = next(c for c in user.state()["children"] if c["name"].startswith("feed-"))
     # again: the replay finds its bars already on the stream and skips them
@@ -159,7 +159,7 @@ def test_the_demos_hint_on_a_fresh_redis_serves_the_champion(user: User, live_st
     )
     log = (user.run_dir.parent / "logs" / f"{feed['name']}.log").read_text()
     assert "50 bars skipped: the stream already holds bars up to" in log
-    r = redis.Redis.from_url(user.env["BOTLIB_REDIS_URL"], decode_responses=True)
+    r = redis.Redis.from_url(user.redis_url(), decode_responses=True)
     time.sleep(1.0)
     assert r.xlen("botlib:signals") == 50 and r.xlen("botlib:deadletter") == 0
     r.close()

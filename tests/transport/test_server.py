@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 
 from botlib.transport import RedisServer, find_redis_server, free_port
@@ -16,8 +17,7 @@ def test_start_persist_restart_stop(tmp_path: Path) -> None:
         assert server.ping() and server.pid() is not None
         assert server.start() is server  # idempotent
         client = redis.Redis.from_url(server.url)
-        assert client.config_get("appendonly")["appendonly"] == "yes"
-        assert client.config_get("bind")["bind"] == "127.0.0.1"
+        assert client.info("persistence")["aof_enabled"] == 1
         client.xadd("botlib:test", {"n": "1"})
         client.close()
         assert server.stop()
@@ -79,3 +79,35 @@ def test_cli_start_status_stop(tmp_path: Path, monkeypatch) -> None:  # type: ig
     finally:
         assert "stopped" in botlib("stop").stdout
     assert botlib("status").returncode == 1
+
+
+def test_the_local_server_is_locked(tmp_path: Path) -> None:
+    """issue 15: a generated password (a file only its owner reads, never on the command
+    line), and CONFIG / MODULE / DEBUG refused to everyone."""
+    import stat
+    import subprocess
+
+    server = RedisServer(port=free_port(), data_dir=tmp_path / "r").start()
+    try:
+        secret = server.secret_file
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "r").stat().st_mode) == 0o700
+        password = secret.read_text().strip()
+        assert len(password) >= 32
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert password not in ps and "requirepass" not in ps
+        anonymous = redis.Redis(host="127.0.0.1", port=server.port)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        anonymous.close()
+        client = redis.Redis.from_url(server.url)
+        for command in (("CONFIG", "SET", "dir", "/tmp"), ("MODULE", "LOAD", "/tmp/x.so"),
+                        ("DEBUG", "SLEEP", "0")):  # fmt: skip
+            with pytest.raises(redis.ResponseError, match="unknown command"):
+                client.execute_command(*command)
+        assert client.ping()
+        client.close()
+        log = (tmp_path / "r" / f"redis-{server.port}.log").read_text()
+        assert password not in log
+    finally:
+        server.stop()
