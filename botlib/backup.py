@@ -119,6 +119,9 @@ def create_backup(
     summary = BackupSummary(dest)
     sums: dict[str, str] = {}
     partial = dest.with_name(dest.name + ".partial")
+    # the archive holds the whole registry and the Redis history: its owner's alone
+    partial.touch(mode=0o600, exist_ok=True)
+    partial.chmod(0o600)
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(partial, "w:gz") as tar:
         copy = Path(tmp) / "mlflow.db"
         with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:

@@ -366,8 +366,16 @@ def serve_metrics(
     """Serve ``/metrics`` (Prometheus text) and ``/status`` (JSON) in a background
     thread; ``server.shutdown()`` stops it. Figures are read from Redis per request."""
 
+    allowed_hosts = {host, "127.0.0.1", "localhost", "[::1]"}
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            # a page on another site can make a browser ask this loopback port (DNS
+            # rebinding); only requests naming this host are answered
+            given = (self.headers.get("Host") or "").rsplit(":", 1)[0].lower()
+            if given not in allowed_hosts:
+                self._send(421, "text/plain", f"unexpected Host header {given[:80]!r}\n")
+                return
             path = self.path.split("?", 1)[0]
             if path not in ("/metrics", "/status"):
                 self._send(404, "text/plain", "not found: try /metrics or /status\n")

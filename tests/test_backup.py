@@ -51,6 +51,7 @@ def test_mlflow_store_round_trip_and_bad_archives(
     archive = tmp_path / "b.tar.gz"
     made = create_backup(archive, client=False)
     assert (made.runs, made.artifact_files) == (1, 1)
+    assert archive.stat().st_mode & 0o777 == 0o600  # the registry and history: owner only
     with pytest.raises(ConfigError, match="never overwrites"):
         create_backup(archive, client=False)
 

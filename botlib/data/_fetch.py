@@ -31,8 +31,12 @@ T = TypeVar("T")
 ProgressFn = Callable[[int, int], None]
 
 
-def make_exchange(exchange_id: str, settings: Settings | None = None) -> Any:
-    """A ccxt exchange with rate limiting on and the configured keys (if any)."""
+def make_exchange(
+    exchange_id: str, settings: Settings | None = None, *, private: bool = False
+) -> Any:
+    """A ccxt exchange with rate limiting on. The configured API keys are handed over
+    only with ``private`` (an account call); candles are public, so botlib's own
+    fetches and feeds never hold them — a leaked client object leaks no key."""
     settings = settings or get_settings()
     if exchange_id not in ccxt.exchanges:
         hint = get_close_matches(exchange_id, ccxt.exchanges, n=1)
@@ -42,9 +46,9 @@ def make_exchange(exchange_id: str, settings: Settings | None = None) -> Any:
     config: dict[str, Any] = {"enableRateLimit": True}
     if settings.exchange_options:
         config["options"] = dict(settings.exchange_options)
-    if settings.exchange_api_key is not None:
+    if private and settings.exchange_api_key is not None:
         config["apiKey"] = settings.exchange_api_key.get_secret_value()
-    if settings.exchange_api_secret is not None:
+    if private and settings.exchange_api_secret is not None:
         config["secret"] = settings.exchange_api_secret.get_secret_value()
     exchange = getattr(ccxt, exchange_id)(config)
     if settings.exchange_urls:

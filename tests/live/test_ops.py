@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,11 @@ def test_status_and_prometheus_metrics_agree_with_the_streams(
                 assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
             with urllib.request.urlopen(url + "/status", timeout=10) as resp:
                 assert json.loads(resp.read())["loop"]["bars"] == 120
+            # a request made for another site's name (DNS rebinding) is not answered
+            rebound = urllib.request.Request(url + "/status", headers={"Host": "evil.example"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(rebound, timeout=10)
+            assert refused.value.code == 421
         finally:
             server.shutdown()
     finally:
