@@ -452,6 +452,12 @@ class CommandService:
                     payload = _training_inputs(payload)
                 if payload.get("notes"):
                     extra["notes"] = payload["notes"]
+                members = (payload.get("hyperparameters") or {}).get("members") or []
+                if members:  # registry versions, their artifacts as recorded
+                    from botlib.tracking.verify import verify_member
+
+                    for member in members:
+                        verify_member(str(member))
             if cmd.name == "optimize":
                 explicit = set(cmd.payload.model_fields_set)
                 if payload.get("strategy_id"):

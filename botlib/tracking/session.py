@@ -127,6 +127,10 @@ def train_session(
         version = str(info.registered_model_version or "")
         uri = f"models:/{name}/{version}" if version else info.model_uri
         mlflow.set_tags({"model_name": name, "model_version": version, "model_uri": uri})
+        if version:  # the bytes botlib wrote: what serving will verify against
+            from botlib.tracking.verify import record_digest
+
+            mlflow.set_tag("artifact_digest", record_digest(name, version))
         return SessionResult(active.info.run_id, name, version, uri, report, result, test, figures)
 
 

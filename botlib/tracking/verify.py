@@ -6,7 +6,8 @@ at: they load ``models:/NAME/VERSION`` — the entry's ``model_uri`` must be exa
 form, of the entry's version (a local path, a ``runs:/`` URI or any other scheme is
 refused) — and before a byte of it is deserialized, the SHA-256 digest of the
 downloaded artifacts is compared with the digest recorded on that registered version
-when it was promoted (tag ``botlib.artifact_digest``). A mismatch — artifacts changed
+when it was trained — or, for a version trained before digests were kept, first
+promoted (tag ``botlib.artifact_digest``). A mismatch — artifacts changed
 after promotion — or a version with no recorded digest is refused with the reason.
 
 Some of a model's files can execute code when loaded: the pyfunc wrapper
@@ -29,7 +30,10 @@ __all__ = [
     "artifact_digest",
     "download_model",
     "load_verified",
+    "record_digest",
     "registry_version",
+    "verified_folder",
+    "verify_member",
 ]
 
 DIGEST_TAG = "botlib.artifact_digest"
@@ -74,10 +78,26 @@ def registry_version(entry: dict[str, Any]) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+def verify_member(uri: str, client: Any = None) -> None:
+    """An ensemble member named over Redis: a registry version whose artifacts still
+    have the digest recorded when it was trained or promoted."""
+    match = _REGISTRY_URI.fullmatch(uri)
+    if match is None:
+        raise ConfigError(f"ensemble member {uri[:200]!r} is not a registry version")
+    verified_folder({"model_uri": uri, "version": match.group(2)}, client)
+
+
 def load_verified(entry: dict[str, Any], client: Any = None) -> Any:
     """The model of an active-model entry, loaded only after its artifacts' digest
-    matched the one recorded on the registered version at promotion."""
+    matched the one recorded on the registered version."""
     from botlib.models import load_model
+
+    return load_model(verified_folder(entry, client))
+
+
+def verified_folder(entry: dict[str, Any], client: Any = None) -> Path:
+    """The downloaded model folder of an entry's registry version, once its digest
+    matched the recorded one (see the module doc)."""
     from botlib.tracking import mlflow_client
 
     name, version = registry_version(entry)
@@ -102,4 +122,16 @@ def load_verified(entry: dict[str, Any], client: Any = None) -> Any:
             f"{name} v{version}: artifacts changed after promotion (sha256 {actual[:12]}…, "
             f"recorded {recorded[:12]}…); not loaded"
         )
-    return load_model(folder)
+    return folder
+
+
+def record_digest(name: str, version: str, client: Any = None) -> str:
+    """Record the digest of a freshly registered version's artifacts on it (at
+    training: the bytes botlib wrote). Returns the digest."""
+    from botlib.tracking import mlflow_client
+
+    client = client or mlflow_client()
+    root, _ = download_model(f"models:/{name}/{version}")
+    digest = artifact_digest(root)
+    client.set_model_version_tag(name, version, DIGEST_TAG, digest)
+    return digest

@@ -280,9 +280,10 @@ def test_only_registry_versions_with_their_promoted_artifacts_are_served(
     reads it from the loop's counters); the previous model keeps serving."""
     from mlflow import MlflowClient
 
+    from botlib.errors import ConfigError
     from botlib.live import SignalLoop
     from botlib.tracking.session import train_session
-    from botlib.tracking.verify import DIGEST_TAG
+    from botlib.tracking.verify import DIGEST_TAG, verify_member
     from tests.conftest import TINY_GA, TRAIN
     from tests.live.helpers import loop_config
 
@@ -306,9 +307,14 @@ def test_only_registry_versions_with_their_promoted_artifacts_are_served(
     # a new version, promoted, then its artifacts changed on disk
     fresh = train_session("ga_rules", start=TRAIN[0], end=TRAIN[1], params={**TINY_GA, "seed": 9})
     client = MlflowClient()
+    # the digest is recorded when botlib writes the version (training), not on first use
+    trained = client.get_model_version(store.ga, fresh.model_version).tags[DIGEST_TAG]
+    assert client.get_run(fresh.run_id).data.tags["artifact_digest"] == trained
+    member = f"models:/{store.ga}/{fresh.model_version}"
+    verify_member(member)  # an ensemble member over Redis: checked the same way
     promote(store.ga, fresh.model_version, gate=LENIENT, force=True, publish=False)
     version = client.get_model_version(store.ga, fresh.model_version)
-    assert version.tags[DIGEST_TAG]
+    assert version.tags[DIGEST_TAG] == trained
     logged = client.get_logged_model(str(version.source).removeprefix("models:/"))
     folder = Path(str(logged.artifact_location).removeprefix("file://"))
     target = next(p for p in sorted(folder.rglob("*.json")) if p.is_file())
@@ -324,6 +330,8 @@ def test_only_registry_versions_with_their_promoted_artifacts_are_served(
         loop.run(idle_exit_s=1.5)
         assert loop.stats.refused_models == 2
         assert "artifacts changed after promotion" in loop.stats.last_error
+        with pytest.raises(ConfigError, match="artifacts changed"):
+            verify_member(member)
     finally:
         target.write_bytes(original)
         client.delete_model_version(store.ga, fresh.model_version)
