@@ -67,7 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bridge.py
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # The MLflow UI on the project's sqlite store; one worker and no job runner
 # (the defaults start ~10 processes and ~2.8 GB on 2 cores).
