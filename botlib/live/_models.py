@@ -100,13 +100,13 @@ class ActiveModels:
         for name, entry in wanted.items():
             current = self.served.get(name)
             version = str(entry.get("version"))
-            same = current is not None and str(current.entry.get("version")) == version
+            wanted_key = (version, entry.get("model_uri"))
             if (
-                same
-                and current is not None
-                and current.entry.get("model_uri") == entry.get("model_uri")
+                current is not None
+                and (str(current.entry.get("version")), current.entry.get("model_uri"))
+                == wanted_key
             ):
-                continue
+                continue  # the same version from the same place: nothing to reload
             if self._loading.get(name) == version:
                 continue
             self._loading[name] = version

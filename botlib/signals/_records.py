@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from botlib.signals._columns import fit_decimals
+from botlib.signals._columns import DECIMALS, fit_decimals
 
 __all__ = ["Prediction", "Signal", "record_id"]
 
@@ -20,6 +20,17 @@ def record_id(kind: str, model_id: str, symbol: str, bar_time: datetime) -> str:
     """A stable id per (kind, model version, symbol, bar): reprocessing a bar yields the
     same id, so consumers can de-duplicate."""
     return str(uuid.uuid5(_NAMESPACE, f"{kind}|{model_id}|{symbol}|{bar_time.isoformat()}"))
+
+
+def _fit(record: BaseModel, table: str, notes: dict[str, Any]) -> None:
+    """Clip ``record``'s numbers to ``table``'s DECIMAL columns (``_columns``); the
+    originals of clipped ones go to ``notes["clipped"]``."""
+    row = {name: getattr(record, name) for name in DECIMALS[table]}
+    clipped = fit_decimals(row, table)
+    for name in clipped:
+        object.__setattr__(record, name, row[name])
+    if clipped:
+        notes["clipped"] = clipped
 
 
 class Signal(BaseModel):
@@ -54,14 +65,8 @@ class Signal(BaseModel):
 
     @model_validator(mode="after")
     def _fits_its_table(self) -> Signal:
-        """Numbers within their DECIMAL columns (``_columns``): the clipped ones keep
-        their original value in ``metadata.clipped``."""
-        row = {k: getattr(self, k) for k in self.__class__.model_fields}
-        clipped = fit_decimals(row, "ai_signals")
-        for name in clipped:
-            object.__setattr__(self, name, row[name])
-        if clipped:
-            self.metadata["clipped"] = clipped
+        """Numbers within their DECIMAL columns; clipped ones noted in ``metadata``."""
+        _fit(self, "ai_signals", self.metadata)
         return self
 
 
@@ -85,12 +90,6 @@ class Prediction(BaseModel):
 
     @model_validator(mode="after")
     def _fits_its_table(self) -> Prediction:
-        """Numbers within their DECIMAL columns (``_columns``): the clipped ones keep
-        their original value in ``input_data.clipped``."""
-        row = {k: getattr(self, k) for k in self.__class__.model_fields}
-        clipped = fit_decimals(row, "ai_predictions")
-        for name in clipped:
-            object.__setattr__(self, name, row[name])
-        if clipped:
-            self.input_data["clipped"] = clipped
+        """Numbers within their DECIMAL columns; clipped ones noted in ``input_data``."""
+        _fit(self, "ai_predictions", self.input_data)
         return self
