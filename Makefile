@@ -15,7 +15,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format bench lab mlflow-ui clean
+.PHONY: help install redis demo test lint format bench lab mlflow-ui clean
 
 help:
 	@echo "make demo   - backtest the rule strategies on the reference data, write reports/demo.html"
@@ -41,9 +41,13 @@ $(NODE_STAMP): tests/backend/package-lock.json
 	cd tests/backend && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-install: $(STAMP)
+# redis-server 7+ (users per role need it): Debian's, installed as root if missing.
+redis:
+	@bash scripts/ensure-redis.sh
 
-demo: $(STAMP)
+install: $(STAMP) redis
+
+demo: $(STAMP) redis
 	$(BIN)/botlib demo
 
 lint: $(STAMP)
@@ -52,7 +56,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint $(NODE_STAMP)
+test: lint redis $(NODE_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 format: $(STAMP)

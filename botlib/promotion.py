@@ -348,8 +348,8 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def _redis(url: str | None) -> redis.Redis:
-    r = connect(url)
+def _redis(url: str | None, role: str) -> redis.Redis:
+    r = connect(url, role=role)
     try:
         r.ping()
     except redis.RedisError as exc:
@@ -368,6 +368,7 @@ def promote(
     force: bool = False,
     publish: bool = True,
     redis_url: str | None = None,
+    role: str = "admin",
 ) -> GateResult:
     """Gate, then move ``@champion`` and publish the active model. Raises
     ``PromotionRefusedError`` when a check fails (unless ``force``, which promotes anyway and
@@ -375,7 +376,7 @@ def promote(
     result = evaluate_gate(name, version, gate=gate)
     if not result.passed and (not force or not result.entry):
         raise PromotionRefusedError(result)
-    r = _redis(redis_url) if publish else None
+    r = _redis(redis_url, role) if publish else None
     client = mlflow_client()
     try:
         old = client.get_model_version_by_alias(name, CHAMPION)
@@ -406,7 +407,9 @@ def promote(
     return result
 
 
-def rollback(name: str, *, publish: bool = True, redis_url: str | None = None) -> tuple[str, str]:
+def rollback(
+    name: str, *, publish: bool = True, redis_url: str | None = None, role: str = "admin"
+) -> tuple[str, str]:
     """Move ``@champion`` back to ``@previous``; returns (from version, to version)."""
     client = _client()
     try:
@@ -414,7 +417,7 @@ def rollback(name: str, *, publish: bool = True, redis_url: str | None = None) -
     except Exception:
         raise ConfigError(f"{name} has no @previous version to roll back to") from None
     current = client.get_model_version_by_alias(name, CHAMPION)
-    r = _redis(redis_url) if publish else None
+    r = _redis(redis_url, role) if publish else None
     # the entry must be computed before the aliases move (it reads the version's run)
     entry = evaluate_gate(name, previous.version).entry if r is not None else {}
     if entry:
@@ -435,13 +438,15 @@ def rollback(name: str, *, publish: bool = True, redis_url: str | None = None) -
     return str(current.version), str(previous.version)
 
 
-def deactivate(name: str, *, redis_url: str | None = None) -> dict[str, Any] | None:
+def deactivate(
+    name: str, *, redis_url: str | None = None, role: str = "admin"
+) -> dict[str, Any] | None:
     """Stop serving ``name``: it leaves ``botlib:active_models`` (the loop stops it at
     its next step) and loses ``@champion`` (so ``botlib up`` does not serve it again);
     its versions and ``@previous`` stay. Returns the entry it was served with (None if
     it was not active). A bound model is announced ``inactive``."""
     client = _client()
-    r = _redis(redis_url)
+    r = _redis(redis_url, role)
     try:
         raw = r.hget(redis_names().active_models, name)
         was = json.loads(raw) if raw else None
@@ -464,13 +469,15 @@ def deactivate(name: str, *, redis_url: str | None = None) -> dict[str, Any] | N
     return was
 
 
-def activate_champions(*, redis_url: str | None = None) -> list[tuple[str, str]]:
+def activate_champions(
+    *, redis_url: str | None = None, role: str = "admin"
+) -> list[tuple[str, str]]:
     """Write every registered model's ``@champion`` into ``botlib:active_models`` (the
     registry is the source of truth, the hash its copy in Redis: a fresh or wiped Redis
     serves the champions again). No gate is run — each was gated, or forced, when it
     was promoted. Returns the (name, version) pairs activated."""
     client = _client()
-    r = _redis(redis_url)
+    r = _redis(redis_url, role)
     done = []
     try:
         for model in client.search_registered_models():

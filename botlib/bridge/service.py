@@ -199,7 +199,7 @@ class CommandService:
         names: RedisNames | None = None,
         config_file: Path | None = None,
     ) -> None:
-        self.r: Any = client if client is not None else connect()
+        self.r: Any = client if client is not None else connect(role="bridge")
         self.config = config or BridgeConfig()
         self.names = names or redis_names()
         self.answers = Answers(self.r, self.names, ttl_s=self.config.answer_ttl_s)
@@ -386,12 +386,12 @@ class CommandService:
         if cmd.name == "promote":
             from botlib.promotion import promote
 
-            result = promote(p["model"], p["version"], force=p["force"])
+            result = promote(p["model"], p["version"], force=p["force"], role="bridge")
             return result.to_dict()
         if cmd.name == "rollback":
             from botlib.promotion import rollback
 
-            old, new = rollback(p["model"])
+            old, new = rollback(p["model"], role="bridge")
             return {"model": p["model"], "from_version": old, "to_version": new}
         if cmd.name == "generate_signal":
             from botlib.bridge._signal import generate_signal
@@ -407,7 +407,7 @@ class CommandService:
                 if ident is None:
                     raise ConfigError(f"model_id {p['model_id']} is not bound to a model")
                 name = ident.name
-            was = deactivate(name)
+            was = deactivate(name, role="bridge")
             return {"model": name, "modelId": (was or {}).get("model_id"), "status": "inactive"}
         if cmd.name == "bind":
             from botlib.tracking.identity import bind_model, bind_strategy, set_symbol_as

@@ -225,7 +225,7 @@ def feed_replay(
     if last is not None:
         candles = candles.iloc[-last:]
     ex = exchange or get_settings().exchange_id
-    r = connect()
+    r = connect(role="feed")
     # like a restarted live feed: only bars after the newest one already on the stream
     newest = last_published(r, ex, symbol, timeframe)
     if newest is not None:
@@ -263,7 +263,9 @@ def feed_ccxt(
     from botlib.live import poll_ccxt
     from botlib.transport import connect
 
-    n = poll_ccxt(connect(), symbol, timeframe, exchange=exchange, poll_s=poll, max_polls=max_polls)
+    n = poll_ccxt(
+        connect(role="feed"), symbol, timeframe, exchange=exchange, poll_s=poll, max_polls=max_polls
+    )
     console.print(f"published {n} bars")
 
 
@@ -280,7 +282,9 @@ def feed_watch(
     from botlib.transport import connect
 
     try:
-        n = watch_ccxt(connect(), symbol, timeframe, exchange=exchange, lookback=lookback)
+        n = watch_ccxt(
+            connect(role="feed"), symbol, timeframe, exchange=exchange, lookback=lookback
+        )
     except KeyboardInterrupt:
         n = 0
     console.print(f"published {n} bars")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from rich.table import Table
 
 from botlib.cli._common import console
+
+if TYPE_CHECKING:
+    from botlib.transport import RedisServer
 
 #: bars of the reference data replayed through the loop
 REPLAY_BARS = 200
@@ -55,7 +58,7 @@ def live_demo(uris: list[str], candles: pd.DataFrame) -> None:
     server = RedisServer(port=free_port(), data_dir=Path(scratch.name)).start()
     console.print(f"a throwaway redis-server for the demo on 127.0.0.1:{server.port}")
     try:
-        _serve_demo(uris, candles, server.url, settings.exchange_id)
+        _serve_demo(uris, candles, server, settings.exchange_id)
     finally:
         server.stop()
         scratch.cleanup()
@@ -64,20 +67,25 @@ def live_demo(uris: list[str], candles: pd.DataFrame) -> None:
                   "@champion), then `botlib status`, `botlib ps`, `botlib down`.")  # fmt: skip
 
 
-def _serve_demo(uris: list[str], candles: pd.DataFrame, url: str, exchange: str) -> None:
+def _serve_demo(uris: list[str], candles: pd.DataFrame, server: RedisServer, exchange: str) -> None:
     from botlib.live import LoopConfig, SignalLoop, replay
     from botlib.transport import connect, redis_names
 
-    name, version = _promote_best(uris, url)
-    r: Any = connect(url)
+    name, version = _promote_best(uris, server.url)
+    r: Any = connect(server.url)
     names = redis_names()
     symbol, timeframe = str(candles.attrs["symbol"]), str(candles.attrs["timeframe"])
     last = candles.iloc[-REPLAY_BARS:]
-    loop = SignalLoop(r, config=LoopConfig(exchange=exchange, consumer="demo"))
+    # the loop and the feed each under their own Redis user, as `botlib up` runs them
+    loop = SignalLoop(
+        connect(server.role_url("loop")), config=LoopConfig(exchange=exchange, consumer="demo")
+    )
     loop.load_active()
     runner = threading.Thread(target=loop.run, kwargs={"idle_exit_s": 2.0})
     runner.start()
-    replay(r, last, exchange=exchange, symbol=symbol, timeframe=timeframe, speed=0)
+    feed = connect(server.role_url("feed"))
+    replay(feed, last, exchange=exchange, symbol=symbol, timeframe=timeframe, speed=0)
+    feed.close()
     runner.join()
     _print_signals(r, names.signals, f"{name}:{version}")
     stats = loop.stats

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlparse
 
 import typer
 
-from botlib.cli._common import console
+from botlib.cli._common import console, err_console
 from botlib.errors import ConfigError
 from botlib.settings import get_settings
 from botlib.transport import RedisServer
@@ -35,27 +36,100 @@ def start() -> None:
     persistence on, data under .cache/redis, a generated password (kept in a file only
     you can read; `botlib redis url` prints the URL with it), administrative commands
     off. A no-op when it already runs."""
+    from botlib.transport.server import local_roles
+
     server = _server().start()
+    roles = local_roles(server.data_dir, server.port)
     console.print(
         f"redis-server up on 127.0.0.1:{server.port} (pid {server.pid()}), "
-        f"data in {server.data_dir}, password in {server.secret_file}"
+        f"data in {server.data_dir}, password in {server.secret_file}; "
+        + (f"users per role: {', '.join(roles)}" if roles else "no users per role")
     )
 
 
 @app.command("url")
-def url() -> None:
-    """Print the local server's URL with its password (for the backend's configuration:
-    botlib's own commands find the password themselves). Keep it out of logs."""
-    from botlib.transport.client import with_local_secret
+def url(
+    role: Annotated[
+        str, typer.Option(help="Whose URL: loop, bridge, feed, backend or admin.")
+    ] = "admin",
+) -> None:
+    """Print the local server's URL for a role, with its password (`--role backend` is
+    the one for the backend's configuration; botlib's own commands find theirs
+    themselves). Keep it out of logs."""
+    from botlib.transport.acl import ROLES
 
+    if role not in ROLES:
+        raise ConfigError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
     server = _server()
-    full = with_local_secret(f"redis://127.0.0.1:{server.port}/0")
-    if full == f"redis://127.0.0.1:{server.port}/0":
+    if server._password() is None:
         raise ConfigError(
             f"no password kept for port {server.port} in {server.data_dir}: "
             "start it with `botlib redis start`"
         )
-    print(full)
+    print(server.role_url(role))
+
+
+@app.command("users")
+def users(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object, role -> URL.")] = False,
+) -> None:
+    """Print the URL (with its password) of each role's Redis user: loop (`botlib
+    serve`), bridge (`botlib bridge`), feed (`botlib feed`), backend (the TypeScript
+    backend) and admin (operators' commands). botlib's own processes pick theirs
+    themselves; give the backend its `backend` URL. Keep them out of logs."""
+    import json
+
+    from botlib.transport.acl import ROLES, stored_role_url
+
+    configured = get_settings().redis_url.get_secret_value()
+    if urlparse(configured).hostname in ("127.0.0.1", "localhost"):
+        server = _server()
+        if server._password() is None:
+            raise ConfigError(
+                f"no password kept for port {server.port} in {server.data_dir}: "
+                "start it with `botlib redis start`"
+            )
+        urls = {role: server.role_url(role) for role in ROLES}
+        if len(set(urls.values())) == 1:
+            err_console.print(
+                "[bold red]WARNING[/]: this Redis has no users per role (Redis < 7): every "
+                "role shares the admin URL. Install Redis 7+ and restart it."
+            )
+    else:
+        found = {role: stored_role_url(configured, role) for role in ROLES}
+        if not all(found.values()):
+            raise ConfigError(
+                "no users per role recorded for this Redis: create them with "
+                "`botlib redis acl` (needs an admin URL in BOTLIB_REDIS_URL)"
+            )
+        urls = {role: str(url) for role, url in found.items()}
+    if as_json:
+        print(json.dumps(urls, indent=1))
+    else:
+        for role, url in urls.items():
+            print(f"{role:8} {url}")
+
+
+@app.command("acl")
+def acl(
+    url: Annotated[
+        str | None, typer.Option(help="An admin URL of the Redis (default: BOTLIB_REDIS_URL).")
+    ] = None,
+) -> None:
+    """Create or reset a user per role (loop, bridge, feed, backend, admin) on an
+    external Redis 7+, each with a new random password and only the keys, channels and
+    commands its role needs; their URLs are kept in a file only you can read, where
+    every botlib command finds its own (`botlib redis users` prints them). Running it
+    again rotates every password. The local server (`botlib redis start`) has them
+    already."""
+    from botlib.transport.acl import apply_users
+
+    target = url or get_settings().redis_url.get_secret_value()
+    urls = apply_users(target)
+    console.print(
+        f"users {', '.join(sorted(urls))} set on {urlparse(target).hostname}; "
+        "`botlib redis users` prints their URLs"
+    )
 
 
 @app.command("stop")

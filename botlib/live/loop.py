@@ -153,7 +153,7 @@ class SignalLoop:
         settings = get_settings()
         self.config = config or LoopConfig(exchange=settings.exchange_id)
         # typed as Any: with decode_responses every reply is str, which the stubs ignore
-        self.r: Any = client if client is not None else connect()
+        self.r: Any = client if client is not None else connect(role="loop")
         self.names = names or redis_names()
         self.maxlen = maxlen or settings.redis_stream_maxlen
         self.stats = LoopStats()

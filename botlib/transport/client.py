@@ -31,9 +31,13 @@ __all__ = [
 ]
 
 
-def connect(url: str | None = None, *, timeout: float = 5.0) -> redis.Redis:
+def connect(url: str | None = None, *, timeout: float = 5.0, role: str = "admin") -> redis.Redis:
     """A client for ``url`` (default: the configured ``BOTLIB_REDIS_URL``); replies are
-    ``str``. Nothing is sent until the first command."""
+    ``str``. Nothing is sent until the first command.
+
+    ``role`` is what the caller does (``loop``, ``bridge``, ``feed``, ``backend``,
+    ``admin``): on the project's local server it connects as that role's Redis user
+    (see ``botlib.transport.acl``); a URL that names a user is used as given."""
     if url is None:
         from botlib.settings import get_settings
 
@@ -42,7 +46,7 @@ def connect(url: str | None = None, *, timeout: float = 5.0) -> redis.Redis:
         raise BotlibError(
             f"BOTLIB_REDIS_URL must start with redis://, rediss:// or unix://, got {url[:12]!r}…"
         )
-    url = with_local_secret(url)
+    url = with_local_secret(url, role=role)
     return redis.Redis.from_url(
         url,
         decode_responses=True,
@@ -52,22 +56,48 @@ def connect(url: str | None = None, *, timeout: float = 5.0) -> redis.Redis:
     )
 
 
-def with_local_secret(url: str) -> str:
-    """``url`` with the password of the project's local server (``botlib redis start``)
-    when it names 127.0.0.1/localhost without one and that server keeps a secret file."""
+_WARNED: set[str] = set()
+
+
+def with_local_secret(url: str, *, role: str = "admin") -> str:
+    """``url`` with the credentials of ``role`` on the project's local server (``botlib
+    redis start``) when it names 127.0.0.1/localhost without a user name: the generated
+    admin password (from the URL or the server's secret file) and, for any other role
+    where the server has roles (Redis 7+), that role's user and derived password."""
     from urllib.parse import urlparse
 
-    parsed = urlparse(url)
-    if parsed.password or parsed.hostname not in ("127.0.0.1", "localhost"):
-        return url
-    from botlib.settings import get_settings
-    from botlib.transport.server import local_secret
+    from botlib.transport.acl import role_password, stored_role_url, username
 
-    secret = local_secret(get_settings().redis_data_dir, parsed.port or 6379)
+    parsed = urlparse(url)
+    if parsed.username:
+        return url
+    if parsed.hostname not in ("127.0.0.1", "localhost"):
+        # an external Redis: the role's user, when `botlib redis acl` created them
+        return (stored_role_url(url, role) or url) if role != "admin" else url
+    from botlib.settings import get_settings
+    from botlib.transport.server import local_roles, local_secret
+
+    data_dir, port = get_settings().redis_data_dir, parsed.port or 6379
+    secret = parsed.password or local_secret(data_dir, port)
     if secret is None:
         return url
-    user = parsed.username or ""
-    netloc = f"{user}:{secret}@{parsed.hostname}:{parsed.port or 6379}"
+    user = ""
+    if role != "admin":
+        if role in local_roles(data_dir, port):
+            user, secret = username(role), role_password(secret, role)
+        elif role not in _WARNED:
+            _WARNED.add(role)
+            import logging
+
+            logging.getLogger("botlib").warning(
+                "WARNING: the Redis on port %d has no user for role %r (Redis < 7, or not "
+                "started by `botlib redis start` with data in %s): connecting with the "
+                "admin password",
+                port,
+                role,
+                data_dir,
+            )
+    netloc = f"{user}:{secret}@{parsed.hostname}:{port}"
     return parsed._replace(netloc=netloc).geturl()
 
 

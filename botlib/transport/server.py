@@ -17,7 +17,9 @@ replication, ``SHUTDOWN``, ``MIGRATE``; ``botlib redis stop`` signals the proces
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -29,7 +31,15 @@ from pathlib import Path
 
 from botlib.errors import BotlibError, ConfigError
 
-__all__ = ["DISABLED_COMMANDS", "RedisServer", "find_redis_server", "free_port", "local_secret"]
+__all__ = [
+    "DISABLED_COMMANDS",
+    "RedisServer",
+    "find_redis_server",
+    "free_port",
+    "local_roles",
+    "local_secret",
+    "redis_version",
+]
 
 #: administrative commands the local server does not offer to any client
 DISABLED_COMMANDS = ("CONFIG", "DEBUG", "MODULE", "SLAVEOF", "REPLICAOF", "SYNC", "PSYNC",
@@ -53,6 +63,39 @@ def local_secret(data_dir: Path, port: int) -> str | None:
         return path.read_text().strip() or None
     except OSError:
         return None
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (an exited daemon waiting for a busy or absent
+    init to reap it counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def local_roles(data_dir: Path, port: int) -> tuple[str, ...]:
+    """The roles (Redis users) the local server on ``port`` was started with: none for
+    a Redis older than 7, which has no per-key permissions."""
+    path = Path(data_dir) / f"redis-{port}.roles"
+    try:
+        return tuple(path.read_text().split())
+    except OSError:
+        return ()
+
+
+def redis_version(binary: Path) -> tuple[int, ...]:
+    """``redis-server --version`` of ``binary`` as numbers, e.g. (7, 0, 15)."""
+    out = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, check=False, timeout=30
+    ).stdout
+    found = re.search(r"v=(\d+(?:\.\d+)*)", out)
+    return tuple(int(x) for x in found.group(1).split(".")) if found else (0,)
 
 
 def find_redis_server() -> Path:
@@ -97,6 +140,21 @@ class RedisServer:
     def secret_file(self) -> Path:
         return self.data_dir / f"redis-{self.port}.secret"
 
+    @property
+    def roles_file(self) -> Path:
+        return self.data_dir / f"redis-{self.port}.roles"
+
+    def role_url(self, role: str) -> str:
+        """The URL of ``role``'s user (the admin's without a user name); the admin URL
+        when this server has no roles (Redis < 7)."""
+        from botlib.transport.acl import role_password, username
+
+        password = self._password()
+        if role == "admin" or password is None or role not in local_roles(self.data_dir, self.port):
+            return self.url
+        auth = f"{username(role)}:{role_password(password, role)}@"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
     def _password(self) -> str | None:
         return self.password or local_secret(self.data_dir, self.port)
 
@@ -111,10 +169,9 @@ class RedisServer:
         """The server's pid if it is running, else None."""
         try:
             pid = int(self.pidfile.read_text().strip())
-            os.kill(pid, 0)
         except (OSError, ValueError):
             return None
-        return pid
+        return pid if _running(pid) else None
 
     def ping(self, timeout: float = 1.0) -> bool:
         import redis
@@ -155,21 +212,58 @@ class RedisServer:
             f'requirepass "{password}"',
             *(f'rename-command {name} ""' for name in DISABLED_COMMANDS),
         ]
+        binary = find_redis_server()
+        roles = self._role_lines(binary, password)
+        lines += [line for line, _ in roles]
         conf = self.data_dir / f"redis-{self.port}.conf"
         _private(conf, "\n".join(lines) + "\n")
-        args = [str(find_redis_server()), str(conf)]
+        _private(self.roles_file, " ".join(role for _, role in roles) + "\n")
+        args = [str(binary), str(conf)]
         result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=30)
         if result.returncode != 0:
             raise BotlibError(f"redis-server did not start: {result.stderr or result.stdout}")
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+        log = self.data_dir / f"redis-{self.port}.log"
+        started = time.monotonic()
+        while time.monotonic() < started + wait:
             if self.ping():
                 return self
+            if time.monotonic() > started + 2 and self.pid() is None:
+                break  # it exited (a bad configuration): its log says why
             time.sleep(0.05)
+        tail = log.read_text(errors="replace").splitlines()[-3:] if log.exists() else []
         raise BotlibError(
-            f"redis-server on port {self.port} did not answer within {wait} s; "
-            f"see {self.data_dir / f'redis-{self.port}.log'}"
+            f"redis-server on port {self.port} did not answer within "
+            f"{time.monotonic() - started:.0f} s; see {log}" + "".join(f"\n  {t}" for t in tail)
         )
+
+    def _role_lines(self, binary: Path, password: str) -> list[tuple[str, str]]:
+        """A ``user`` line per service and backend role (password stored as its
+        SHA-256), or none, with a loud warning, on a Redis older than 7."""
+        from botlib.transport.acl import ROLES, acl_rules, role_password, username
+        from botlib.transport.names import redis_names
+
+        version = redis_version(binary)
+        if version < (7,):
+            import logging
+
+            logging.getLogger("botlib").warning(
+                "WARNING: %s is Redis %s, which has no per-key permissions: every botlib "
+                "process and the backend share the admin password. Install Redis 7 or "
+                "newer (`apt-get install redis-server`; `make install` does it as root) "
+                "for a user per role.",
+                binary,
+                ".".join(map(str, version)),
+            )
+            return []
+        names = redis_names()
+        out = []
+        for role in ROLES:
+            if role == "admin":
+                continue
+            hashed = hashlib.sha256(role_password(password, role).encode()).hexdigest()
+            rules = " ".join(acl_rules(role, names))
+            out.append((f"user {username(role)} on #{hashed} {rules}", role))
+        return out
 
     def stop(self, *, wait: float = 20.0) -> bool:
         """Stop it (SIGTERM: Redis flushes its append-only file); False if not running."""
@@ -179,9 +273,7 @@ class RedisServer:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except OSError:
+            if not _running(pid):
                 self.pidfile.unlink(missing_ok=True)
                 return True
             time.sleep(0.05)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ class User:
     cwd: Path
     env: dict[str, str]
     run_dir: Path
-    _redis_url: str | None = None
+    _redis_urls: dict[str, str] = field(default_factory=dict)
 
     def botlib(
         self, *args: str, check: bool = True, timeout: float = 180
@@ -63,14 +63,29 @@ class User:
             )
         return done
 
-    def redis_url(self) -> str:
+    def redis_url(self, role: str = "admin") -> str:
         """The user's Redis, started the way the README says (``botlib redis start``),
-        and its URL with the generated password (``botlib redis url``): what a backend
-        is configured with. botlib's own commands find the password themselves."""
-        if self._redis_url is None:
+        and the URL of ``role``'s user with its password (``botlib redis url --role``):
+        ``backend`` is what a backend is configured with. botlib's own commands find
+        theirs themselves."""
+        if role not in self._redis_urls:
             self.botlib("redis", "start")
-            self._redis_url = self.botlib("redis", "url").stdout.strip()
-        return self._redis_url
+            url = self.botlib("redis", "url", "--role", role).stdout.strip()
+            self._redis_urls[role] = url
+        return self._redis_urls[role]
+
+    def acl_denials(self) -> list[dict[str, Any]]:
+        """What Redis refused to any role since it started (``ACL LOG``): botlib's
+        services, each under its own role, must never be refused."""
+        if "admin" not in self._redis_urls:
+            return []
+        client = redis.Redis.from_url(self._redis_urls["admin"], decode_responses=True)
+        try:
+            return list(client.acl_log(count=50))
+        except redis.ConnectionError:
+            return []  # the test stopped it
+        finally:
+            client.close()
 
     def state(self) -> dict[str, Any]:
         """``botlib up``'s state file."""
@@ -120,6 +135,8 @@ def user(live_store: Store, tmp_path: Path) -> Iterator[User]:
     shell = User(live_store.home, cwd, env, tmp_path / "run")
     try:
         yield shell
+        denied = shell.acl_denials()
+        assert not denied, f"Redis refused a botlib service: {denied}"
     finally:
         shell.botlib("down", check=False)
         shell.botlib("redis", "stop", check=False)
@@ -175,7 +192,7 @@ def backend(node_backend: Path, user: User, tmp_path: Path) -> Iterator[Any]:
         proc = subprocess.Popen(
             ["node", str(node_backend / "standin.mjs"), "--out", str(out),
              "--until-signals", str(until_signals), "--idle-ms", str(idle_ms)],
-            env={**user.env, "REDIS_URL": user.redis_url()},
+            env={**user.env, "REDIS_URL": user.redis_url("backend")},
             stdout=subprocess.PIPE,
             text=True,
         )  # fmt: skip

@@ -82,7 +82,7 @@ class BackendError(Exception):
 def real_backend(node_backend: Path, user: User) -> Iterator[RealBackend]:
     proc = subprocess.Popen(
         [str(node_backend / "node_modules" / ".bin" / "tsx"), str(node_backend / "backend.mts")],
-        env={**user.env, "REDIS_URL": user.redis_url(), "ANSWER_MS": "180000"},
+        env={**user.env, "REDIS_URL": user.redis_url("backend"), "ANSWER_MS": "180000"},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

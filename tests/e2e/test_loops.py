@@ -98,7 +98,7 @@ def test_three_loops_six_markets_one_killed(
     ]
 
     def publish() -> None:
-        feeder = redis.Redis.from_url(user.redis_url(), decode_responses=True)
+        feeder = redis.Redis.from_url(user.redis_url("feed"), decode_responses=True)
         for t in range(BARS):
             publish_bars(feeder, [bars[t] for bars in per_market])
             time.sleep(0.03)

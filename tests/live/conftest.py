@@ -31,11 +31,21 @@ def store(live_store: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
 
 @pytest.fixture
 def redis_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[RedisServer]:
+    """A real redis-server with its users per role (Redis 7+), started the way ``botlib
+    redis start`` starts it; services in the test find their role's credentials in its
+    data folder, as deployed. Afterwards no role may have been refused anything
+    (``ACL LOG``) unless the test resets the log itself."""
     server = RedisServer(port=free_port(), data_dir=tmp_path / "redis").start()
     monkeypatch.setenv("BOTLIB_REDIS_URL", server.url)
+    monkeypatch.setenv("BOTLIB_REDIS_DATA_DIR", str(server.data_dir))
     get_settings.cache_clear()
     try:
         yield server
+        if server.ping():
+            admin = redis.Redis.from_url(server.url, decode_responses=True)
+            denied = admin.acl_log(count=50)
+            admin.close()
+            assert not denied, f"Redis refused a botlib service: {denied}"
     finally:
         server.stop()
 

@@ -30,8 +30,29 @@ def window(n: int, start: str = REPLAY_START) -> pd.DataFrame:
     return load_ohlcv("BTC/USDT", "1h", start=start).iloc[:n]
 
 
+def as_role(r: redis.Redis, role: str) -> redis.Redis:
+    """A client of ``r``'s server as ``role``'s Redis user (``r`` connects as admin, the
+    test's own rights): what ``botlib serve`` or a feed would hold, as deployed."""
+    from botlib.transport.acl import role_password, username
+
+    kw = r.connection_pool.connection_kwargs
+    assert not kw.get("username"), f"as_role needs the admin client, got {kw['username']}'s"
+    return redis.Redis(
+        host=kw["host"],
+        port=kw["port"],
+        username=username(role),
+        password=role_password(kw["password"], role),
+        decode_responses=True,
+    )
+
+
 def feed(r: redis.Redis, candles: pd.DataFrame, **kw: Any) -> int:
-    return replay(r, candles, exchange="binance", symbol="BTC/USDT", timeframe="1h", **kw)
+    """Replay ``candles`` as a feed (the feed's Redis user) would."""
+    client = as_role(r, "feed")
+    try:
+        return replay(client, candles, exchange="binance", symbol="BTC/USDT", timeframe="1h", **kw)
+    finally:
+        client.close()
 
 
 def loop_config(**kw: Any) -> LoopConfig:
@@ -45,7 +66,7 @@ def loop_config(**kw: Any) -> LoopConfig:
 
 
 def serve(r: redis.Redis, *, idle_exit_s: float = 1.5, **kw: Any) -> SignalLoop:
-    loop = SignalLoop(r, config=loop_config(**kw))
+    loop = SignalLoop(as_role(r, "loop"), config=loop_config(**kw))
     loop.run(idle_exit_s=idle_exit_s)
     return loop
 

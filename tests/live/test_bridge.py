@@ -14,6 +14,7 @@ import redis
 
 from botlib.bridge.service import BridgeConfig, CommandService
 from botlib.promotion import GateConfig, promote
+from botlib.transport import RedisServer
 from tests.conftest import Store
 
 pytestmark = pytest.mark.slow
@@ -28,10 +29,12 @@ CHANNELS = [
 
 
 class Backend:
-    """A plain client, as the TypeScript backend would be."""
+    """A plain client, as the TypeScript backend would be, under the backend's Redis
+    user (``admin`` is the operator's client, for what the backend may not do)."""
 
-    def __init__(self, url: str) -> None:
-        self.r = redis.Redis.from_url(url, decode_responses=True)
+    def __init__(self, server: RedisServer) -> None:
+        self.r = redis.Redis.from_url(server.role_url("backend"), decode_responses=True)
+        self.admin = redis.Redis.from_url(server.url, decode_responses=True)
         self.sub = self.r.pubsub(ignore_subscribe_messages=True)
         self.sub.subscribe(*CHANNELS)
         self.heard: list[tuple[str, dict[str, Any]]] = []
@@ -54,6 +57,7 @@ class Backend:
     def close(self) -> None:
         self.sub.close()
         self.r.close()
+        self.admin.close()
 
 
 def _serve(url: str, **config: Any) -> tuple[CommandService, threading.Thread]:
@@ -79,8 +83,8 @@ def _wait_applied(r: redis.Redis, component: str, ok: Any, timeout: float = 5.0)
 
 
 def test_every_command_answered_as_the_backend_expects(store: Store, redis_server: Any) -> None:
-    backend = Backend(redis_server.url)
-    service, thread = _serve(redis_server.url, max_queue=1)
+    backend = Backend(redis_server)
+    service, thread = _serve(redis_server.role_url("bridge"), max_queue=1)
     try:
         backend.send("train", {"algorithm": "ga_rules", "start": "2025-01-01", "end": "2025-03-01",
                                "hyperparameters": {"population": 6, "generations": 1}},
@@ -116,7 +120,7 @@ def test_every_command_answered_as_the_backend_expects(store: Store, redis_serve
         assert refused[0] == "python:command_error" and "admin path" in refused[1]["reason"]
         admin = {"command": "promote", "data": {"model": store.ga, "force": True},
                  "request_id": "p-1"}  # fmt: skip
-        backend.r.xadd("botlib:admin:commands", {"data": json.dumps(admin)})
+        backend.admin.xadd("botlib:admin:commands", {"data": json.dumps(admin)})
         done = backend.wait(lambda m: m[1].get("request_id") == "p-1")[0]
         assert done[0] == "python:command_result" and done[1]["result"]["name"] == store.ga
 
@@ -161,8 +165,8 @@ def test_fuzz_1000_commands_all_answered_and_valid_ones_succeed(
     store: Store, redis_server: Any
 ) -> None:
     rng = random.Random(3)
-    backend = Backend(redis_server.url)
-    service, thread = _serve(redis_server.url)
+    backend = Backend(redis_server)
+    service, thread = _serve(redis_server.role_url("bridge"))
     sent_valid = 0
     try:
         for i in range(1000):
@@ -211,9 +215,11 @@ def test_rate_limit_holds_for_one_user_while_another_passes(
     store: Store, redis_server: Any
 ) -> None:
     promote(store.ga, 1, gate=GateConfig(margin=-10, min_trades=0))
-    backend = Backend(redis_server.url)
-    service, thread = _serve(redis_server.url, rate_limits={"generate_signal": (3, 60)})
-    before = _wait_applied(backend.r, "bridge", lambda s: s["ok"])["digest"]
+    backend = Backend(redis_server)
+    service, thread = _serve(
+        redis_server.role_url("bridge"), rate_limits={"generate_signal": (3, 60)}
+    )
+    before = _wait_applied(backend.admin, "bridge", lambda s: s["ok"])["digest"]
     try:
         for i in range(8):
             backend.send(
@@ -234,23 +240,23 @@ def test_rate_limit_holds_for_one_user_while_another_passes(
         assert len(limited) == 5 and "at most 3 generate_signal per 60 s" in limited[0]["reason"]
         assert [e["event"] for e in bob] == ["done", "done"]
         # five signals, one model version: loaded once, then served from the cache
-        stats = backend.r.hgetall("botlib:bridge:stats")
+        stats = backend.admin.hgetall("botlib:bridge:stats")
         assert (stats["model_loads"], stats["model_cache_hits"]) == ("1", "4")
         assert stats["rate_limited"] == "5" and stats["done"] == "5"
 
         # the limit changes at runtime: bob (2 used) now gets no third one
-        backend.r.set("botlib:config", json.dumps({"rate_limits": {"generate_signal":
+        backend.admin.set("botlib:config", json.dumps({"rate_limits": {"generate_signal":
                                                                    {"requests": 2}}}))  # fmt: skip
-        mid = _wait_applied(backend.r, "bridge", lambda s: s["ok"] and s["digest"] != before)
+        mid = _wait_applied(backend.admin, "bridge", lambda s: s["ok"] and s["digest"] != before)
         backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id="b-2", user_id="bob")
         late = backend.wait(lambda m: m[1].get("request_id") == "b-2")[0][1]
         assert late["event"] == "rate_limited" and "at most 2 generate_signal" in late["reason"]
 
         # a burst under rotating user_ids is held by the path's ceiling (2 x 2 here)
-        backend.r.set("botlib:config", json.dumps({"path_ceiling": 2, "rate_limits": {
+        backend.admin.set("botlib:config", json.dumps({"path_ceiling": 2, "rate_limits": {
             "generate_signal": {"requests": 2}}}))  # fmt: skip
-        _wait_applied(backend.r, "bridge", lambda s: s["ok"] and s["digest"] != mid["digest"])
-        backend.r.delete(*backend.r.keys("botlib:ratelimit:*"))
+        _wait_applied(backend.admin, "bridge", lambda s: s["ok"] and s["digest"] != mid["digest"])
+        backend.admin.delete(*backend.admin.keys("botlib:ratelimit:*"))
         for i in range(8):
             backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id=f"m-{i}",
                          user_id=f"mallory-{i}")  # fmt: skip
@@ -269,12 +275,12 @@ def test_generate_signal_uses_the_live_bar_stream(store: Store, redis_server: An
     (not from the possibly stale data store) and says so."""
     from tests.live.helpers import feed, window
 
-    backend = Backend(redis_server.url)
+    backend = Backend(redis_server)
     promote(store.ga, 1, gate=GateConfig(margin=-10.0, min_trades=0))
-    need = int(json.loads(backend.r.hget("botlib:active_models", store.ga))["required_history"])
+    need = int(json.loads(backend.admin.hget("botlib:active_models", store.ga))["required_history"])
     candles = window(need + 20)
-    feed(backend.r, candles)
-    service, thread = _serve(redis_server.url)
+    feed(backend.admin, candles)
+    service, thread = _serve(redis_server.role_url("bridge"))
     try:
         backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id="live-1")
         answer = backend.wait(lambda m: m[1].get("request_id") == "live-1")[0][1]
@@ -291,14 +297,14 @@ def test_bridge_rides_out_a_redis_restart(store: Store, redis_server: Any) -> No
     """redis-server stops and comes back: the bridge reconnects, subscribes again and
     answers commands on the channel and the stream."""
     service = CommandService(
-        redis.Redis.from_url(redis_server.url, decode_responses=True),
+        redis.Redis.from_url(redis_server.role_url("bridge"), decode_responses=True),
         config=BridgeConfig(experiment="bridge-tests"),
     )
     thread = threading.Thread(target=service.run, kwargs={"backoff_max_s": 0.5}, daemon=True)
     thread.start()
     time.sleep(0.3)
     try:
-        backend = Backend(redis_server.url)
+        backend = Backend(redis_server)
         backend.send("get_predictions", {"limit": 1}, request_id="before")
         assert backend.wait(lambda m: m[1].get("request_id") == "before")[0][1]["event"] == "done"
         backend.close()
@@ -308,14 +314,14 @@ def test_bridge_rides_out_a_redis_restart(store: Store, redis_server: Any) -> No
         redis_server.start()
         assert thread.is_alive()
 
-        backend = Backend(redis_server.url)
+        backend = Backend(redis_server)
         body = {"command": "get_predictions", "data": {"limit": 1}, "request_id": "stream"}
         backend.r.xadd("botlib:commands", {"data": json.dumps(body)})
         events = _wait_events(backend.r, lambda e: e.get("request_id") == "stream")
         assert events[0]["event"] == "done"
         # the channel too, once the bridge has subscribed again
         deadline = time.monotonic() + 30
-        while backend.r.pubsub_numsub("elysia:command")[0][1] < 1:
+        while backend.admin.pubsub_numsub("elysia:command")[0][1] < 1:
             assert time.monotonic() < deadline, "the bridge never subscribed again"
             time.sleep(0.05)
         backend.send("get_predictions", {"limit": 1}, request_id="after")
@@ -353,8 +359,8 @@ def _raw_events(r: redis.Redis, request_id: str) -> list[str]:
 
 
 def test_a_request_id_runs_once_and_its_answer_comes_again(store: Store, redis_server: Any) -> None:
-    backend = Backend(redis_server.url)
-    service, thread = _serve(redis_server.url)
+    backend = Backend(redis_server)
+    service, thread = _serve(redis_server.role_url("bridge"))
     body = {"strategy": "sma_cross", "parameters": {"fast": 10, "slow": 50},
             "start": "2025-02-01", "end": "2025-03-01"}  # fmt: skip
     try:
@@ -372,11 +378,11 @@ def test_a_request_id_runs_once_and_its_answer_comes_again(store: Store, redis_s
         answers = [e for e in _raw_events(backend.r, "dup-1") if '"done"' in e]
         assert answers[0] == answers[1], "the repeated request got a different answer"
         assert json.loads(answers[0])["result"] == first["result"]
-        stats = backend.r.hgetall("botlib:bridge:stats")
+        stats = backend.admin.hgetall("botlib:bridge:stats")
         assert stats["started"] == "1", stats  # one run
         assert stats["replayed"] == "1" and stats["duplicates"] == "1"
         # the stream entry is acknowledged once answered
-        _wait_acked(backend.r)
+        _wait_acked(backend.admin)
     finally:
         service.stop()
         thread.join(60)
@@ -389,8 +395,8 @@ def test_a_killed_worker_is_answered_and_the_next_train_succeeds(
     import os
     import signal
 
-    backend = Backend(redis_server.url)
-    service, thread = _serve(redis_server.url)
+    backend = Backend(redis_server)
+    service, thread = _serve(redis_server.role_url("bridge"))
     train = {"algorithm": "ga_rules", "start": "2025-01-01", "end": "2025-03-01",
              "hyperparameters": {"population": 6, "generations": 1}}  # fmt: skip
     try:
@@ -402,12 +408,12 @@ def test_a_killed_worker_is_answered_and_the_next_train_succeeds(
             assert time.monotonic() < deadline
             time.sleep(0.05)
         # still running, so not acknowledged yet: a restart would run it again
-        assert backend.r.xpending("botlib:commands", "botlib-bridge")["pending"] == 1
+        assert backend.admin.xpending("botlib:commands", "botlib-bridge")["pending"] == 1
         os.kill(service.jobs.running[0].process.pid, signal.SIGKILL)
         dead = backend.wait(lambda m: m[1].get("request_id") == "k-1"
                             and m[1]["event"] == "error")[0]  # fmt: skip
         assert dead[0] == "python:command_error" and "SIGKILL" in dead[1]["reason"]
-        _wait_acked(backend.r)
+        _wait_acked(backend.admin)
         backend.send("train", train, request_id="k-2")
         trained = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
         assert trained["request_id"] == "k-2" and trained["model_name"] == store.ga
@@ -420,8 +426,8 @@ def test_a_killed_worker_is_answered_and_the_next_train_succeeds(
 def test_a_long_command_past_its_time_limit_is_answered_timeout(
     store: Store, redis_server: Any
 ) -> None:
-    backend = Backend(redis_server.url)
-    service, thread = _serve(redis_server.url, time_limit_s=1.0)
+    backend = Backend(redis_server)
+    service, thread = _serve(redis_server.role_url("bridge"), time_limit_s=1.0)
     try:
         backend.send("train", {"algorithm": "lstm", "start": "2024-01-01", "end": "2025-06-01",
                                "hyperparameters": {"epochs": 50}}, request_id="slow-1")  # fmt: skip
@@ -441,7 +447,7 @@ def test_generate_signal_equals_the_loops_signal_for_the_same_bar(
     """Non-default runtime signal settings and a position held by the loop: the
     bridge's on-demand signal for the newest bar is the loop's signal for that bar."""
     from botlib.live import SignalLoop
-    from tests.live.helpers import feed, loop_config, records, window
+    from tests.live.helpers import as_role, feed, loop_config, records, window
 
     r = redis.Redis.from_url(redis_server.url, decode_responses=True)
     promote(store.ga, 1, gate=GateConfig(margin=-10.0, min_trades=0))
@@ -450,13 +456,13 @@ def test_generate_signal_equals_the_loops_signal_for_the_same_bar(
     need = int(json.loads(r.hget("botlib:active_models", store.ga) or "{}")["required_history"])
     candles = window(need + 100)
     feed(r, candles.iloc[:-1])
-    loop = SignalLoop(r, config=loop_config())
+    loop = SignalLoop(as_role(r, "loop"), config=loop_config())
     loop.run(idle_exit_s=1.5)
     held = [float(v) for k, v in r.hgetall("botlib:loop:state").items() if k.startswith("position")]
     assert held and held[0] != 0.0, "the loop should hold a position here"
     feed(r, candles.iloc[-1:])  # the newest bar: on the stream, not yet served
-    backend = Backend(redis_server.url)
-    service, thread = _serve(redis_server.url)
+    backend = Backend(redis_server)
+    service, thread = _serve(redis_server.role_url("bridge"))
     try:
         _wait_applied(r, "bridge", lambda s: s["ok"])
         backend.send("generate_signal", {"symbol": "BTC/USDT"}, request_id="same-1")
@@ -469,7 +475,7 @@ def test_generate_signal_equals_the_loops_signal_for_the_same_bar(
     ours = answer["result"]
     assert ours["metadata"]["candles_from"] == "stream"
     assert ours["metadata"]["position_held"] == held[0]
-    SignalLoop(r, config=loop_config()).run(idle_exit_s=1.5)
+    SignalLoop(as_role(r, "loop"), config=loop_config()).run(idle_exit_s=1.5)
     theirs = records(r, "botlib:signals")[-1]
     assert theirs["created_at"] == ours["created_at"]
     assert theirs["signal_type"] == ours["signal_type"]
@@ -493,8 +499,8 @@ def test_the_backends_model_is_created_trained_and_answered_by_its_id(
     entry carries the UUID. A training that fails says status error on the same channel."""
     import uuid
 
-    backend = Backend(redis_server.url)
-    service, thread = _serve(redis_server.url)
+    backend = Backend(redis_server)
+    service, thread = _serve(redis_server.role_url("bridge"))
     model_id, user_id = str(uuid.uuid4()), str(uuid.uuid4())
     create = {"modelId": model_id, "userId": user_id, "name": "LSTM Price Predictor",
               "modelType": "neural_network", "algorithm": "lstm",
@@ -525,7 +531,9 @@ def test_the_backends_model_is_created_trained_and_answered_by_its_id(
         assert row["symbol"] == "BTCUSDT" and row["status"] == "completed"
         backend.heard.clear()
         promote(trained["model_name"], 1, gate=GateConfig(margin=-10.0, min_trades=0))
-        entry = json.loads(backend.r.hget("botlib:active_models", trained["model_name"]) or "{}")
+        entry = json.loads(
+            backend.admin.hget("botlib:active_models", trained["model_name"]) or "{}"
+        )
         assert entry["model_id"] == model_id and entry["user_id"] == user_id
         active = backend.wait(lambda m: m[0] == "python:model_trained")[0][1]
         assert active["modelId"] == model_id and active["status"] == "active"

@@ -17,7 +17,7 @@ import redis
 from botlib.live import SignalLoop
 from botlib.promotion import GateConfig, promote
 from tests.conftest import Store
-from tests.live.helpers import by_model, feed, loop_config, records, window
+from tests.live.helpers import as_role, by_model, feed, loop_config, records, window
 
 LENIENT = GateConfig(margin=-10.0, min_trades=0)
 STREAM = "botlib:bars:binance:BTC/USDT:1h"
@@ -80,7 +80,7 @@ def test_bars_read_by_a_crashed_consumer_are_reclaimed(
     taken = r.xreadgroup("botlib-signal-loop", "crashed", {STREAM: ">"}, count=40)
     assert len(taken[0][1]) == 40  # read, never acknowledged: that consumer died
     time.sleep(0.3)
-    survivor = SignalLoop(r, config=loop_config(consumer="b", claim_idle_ms=200))
+    survivor = SignalLoop(as_role(r, "loop"), config=loop_config(consumer="b", claim_idle_ms=200))
     survivor.run(idle_exit_s=1.5)
     _assert_exactly_once(r, 120, {f"{store.ga}:1"})
 
@@ -89,7 +89,7 @@ def test_redis_restarted_mid_stream(store: Store, redis_server: Any, r: redis.Re
     promote(store.ga, 1, gate=LENIENT)
     candles = window(400)
     loop = SignalLoop(
-        redis.Redis.from_url(redis_server.url, decode_responses=True),
+        redis.Redis.from_url(redis_server.role_url("loop"), decode_responses=True),
         config=loop_config(backoff_max_s=0.5),
     )
     runner = threading.Thread(target=loop.run, kwargs={"idle_exit_s": 4.0})
@@ -121,7 +121,7 @@ def test_a_bar_that_makes_a_model_raise_is_set_aside_alone(
     magic = 4242.4242
     candles.iloc[100, candles.columns.get_loc("volume")] = magic
     feed(r, candles)
-    loop = SignalLoop(r, config=loop_config())
+    loop = SignalLoop(as_role(r, "loop"), config=loop_config())
     loop.load_active()
     served = next(iter(loop.served.values()))
     real = served.model.predict_tail
@@ -153,7 +153,7 @@ def test_a_dead_loops_market_is_taken_over_with_its_window_and_position(
     promote(store.ga, 1, gate=LENIENT)
     candles = window(300)
     feed(r, candles.iloc[:150])
-    a = SignalLoop(r, config=loop_config(consumer="a", lease_ttl_s=1.0, batch=50))
+    a = SignalLoop(as_role(r, "loop"), config=loop_config(consumer="a", lease_ttl_s=1.0, batch=50))
     a.load_active()
     while a.stats.bars < 150:
         a.step()
@@ -163,7 +163,7 @@ def test_a_dead_loops_market_is_taken_over_with_its_window_and_position(
     assert r.get(
         f"botlib:lease:{STREAM}",
     ).startswith("a:")
-    b = SignalLoop(r, config=loop_config(consumer="b", lease_ttl_s=1.0))
+    b = SignalLoop(as_role(r, "loop"), config=loop_config(consumer="b", lease_ttl_s=1.0))
     b.run(idle_exit_s=3.0)
     assert b.stats.takeovers == 1 and b.stats.bars == 150
     _assert_exactly_once(r, 300, {f"{store.ga}:1"})
@@ -172,7 +172,7 @@ def test_a_dead_loops_market_is_taken_over_with_its_window_and_position(
     r.flushdb()
     promote(store.ga, 1, gate=LENIENT)
     feed(r, candles)
-    SignalLoop(r, config=loop_config(consumer="solo")).run(idle_exit_s=1.5)
+    SignalLoop(as_role(r, "loop"), config=loop_config(consumer="solo")).run(idle_exit_s=1.5)
     alone = [json.loads(f["data"]) for _, f in r.xrange("botlib:signals")]
     keys = ("created_at", "signal_type", "position_size", "stop_loss", "take_profit")
     assert [[s[k] for k in keys] for s in together] == [[s[k] for k in keys] for s in alone]

@@ -22,6 +22,7 @@ from tests.conftest import Store
 from tests.live.helpers import (
     PREDICTION_FIELDS,
     SIGNAL_FIELDS,
+    as_role,
     assert_backtest_parity,
     by_model,
     feed,
@@ -214,7 +215,7 @@ def test_promotion_during_replay_switches_between_two_bars(
 
     promote(store.lstm, 1, gate=LENIENT)
     candles = window(400)
-    loop = SignalLoop(redis.Redis.from_url(redis_server.url, decode_responses=True),
+    loop = SignalLoop(redis.Redis.from_url(redis_server.role_url("loop"), decode_responses=True),
                       config=loop_config())  # fmt: skip
     runner = threading.Thread(target=loop.run, kwargs={"idle_exit_s": 5.0})
     runner.start()
@@ -250,7 +251,7 @@ def test_refused_reload_keeps_the_old_model_and_stale_models_stop_signalling(
     from tests.live.helpers import loop_config
 
     promote(store.ga, 1, gate=LENIENT)
-    loop = SignalLoop(r, config=loop_config())
+    loop = SignalLoop(as_role(r, "loop"), config=loop_config())
     loop.load_active()
     entry = json.loads(r.hget("botlib:active_models", store.ga) or "{}")
     broken = {**entry, "version": "99", "model_uri": "models:/no-such-model/99"}
@@ -262,7 +263,9 @@ def test_refused_reload_keeps_the_old_model_and_stale_models_stop_signalling(
     signals = records(r, "botlib:signals")
     assert len(signals) == 50 and {s["model_id"] for s in signals} == {f"{store.ga}:1"}
 
-    stale = SignalLoop(r, config=loop_config(max_model_age_days=1e-9, consumer="other"))
+    stale = SignalLoop(
+        as_role(r, "loop"), config=loop_config(max_model_age_days=1e-9, consumer="other")
+    )
     r.delete("botlib:loop:state")
     r.xgroup_destroy("botlib:bars:binance:BTC/USDT:1h", "botlib-signal-loop")
     r.delete("botlib:signals", "botlib:predictions")
@@ -290,7 +293,7 @@ def test_only_registry_versions_with_their_promoted_artifacts_are_served(
     promote(store.ga, 1, gate=LENIENT)
     entry = json.loads(r.hget("botlib:active_models", store.ga) or "{}")
     assert len(entry["artifact_digest"]) == 64
-    loop = SignalLoop(r, config=loop_config())
+    loop = SignalLoop(as_role(r, "loop"), config=loop_config())
     loop.load_active()
 
     # a local folder in the entry: never loaded

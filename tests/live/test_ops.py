@@ -22,7 +22,7 @@ from botlib.promotion import promote
 from botlib.runtime import RuntimeConfig, config_digest
 from botlib.transport import RedisNames, RedisServer
 from tests.conftest import Store
-from tests.live.helpers import by_model, feed, loop_config, records, serve, window
+from tests.live.helpers import as_role, by_model, feed, loop_config, records, serve, window
 from tests.live.test_loop import LENIENT
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ class Running:
     """A SignalLoop serving in a thread, as ``botlib serve`` would."""
 
     def __init__(self, r: redis.Redis) -> None:
-        self.loop = SignalLoop(r, config=loop_config())
+        self.loop = SignalLoop(as_role(r, "loop"), config=loop_config())
         self.loop.load_active()
         self.thread = threading.Thread(target=self.loop.run, daemon=True)
         self.thread.start()

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from botlib.transport import RedisServer, find_redis_server, free_port
 
@@ -34,7 +36,7 @@ def test_start_persist_restart_stop(tmp_path: Path) -> None:
 def test_password_is_required_when_set(tmp_path: Path) -> None:
     server = RedisServer(port=free_port(), data_dir=tmp_path / "r", password="s3cret").start()
     try:
-        anonymous = redis.Redis(host="127.0.0.1", port=server.port)
+        anonymous = redis.Redis(host="127.0.0.1", port=server.port, retry=Retry(NoBackoff(), 0))
         try:
             anonymous.ping()
             raise AssertionError("a password-protected server answered without AUTH")
@@ -73,6 +75,16 @@ def test_cli_start_status_stop(tmp_path: Path, monkeypatch) -> None:  # type: ig
         started = botlib("start")
         assert started.returncode == 0 and f"127.0.0.1:{port}" in started.stdout
         assert botlib("status").returncode == 0
+        assert "users per role: loop, bridge, feed, backend" in started.stdout
+        import json
+
+        users = json.loads(botlib("users", "--json").stdout)
+        assert sorted(users) == ["admin", "backend", "bridge", "feed", "loop"]
+        assert users["backend"].startswith("redis://botlib-backend:")
+        assert botlib("url", "--role", "backend").stdout.strip() == users["backend"]
+        wrong = botlib("url", "--role", "nobody")
+        assert wrong.returncode == 2 and "--role must be one of" in wrong.stderr
+        assert redis.Redis.from_url(users["backend"]).ping()
         assert (tmp_path / "redis" / f"appendonly-{port}.aof").exists() or any(
             (tmp_path / "redis").glob("appendonly*")
         )
@@ -96,7 +108,7 @@ def test_the_local_server_is_locked(tmp_path: Path) -> None:
         assert len(password) >= 32
         ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         assert password not in ps and "requirepass" not in ps
-        anonymous = redis.Redis(host="127.0.0.1", port=server.port)
+        anonymous = redis.Redis(host="127.0.0.1", port=server.port, retry=Retry(NoBackoff(), 0))
         with pytest.raises(redis.AuthenticationError):
             anonymous.ping()
         anonymous.close()
