@@ -21,8 +21,8 @@ help:
 	@echo "make demo   - backtest the rule strategies on the reference data, write reports/demo.html"
 	@echo "make test   - ruff, mypy and pytest (sets up .venv on first use)"
 	@echo "make bench  - run the benchmarks in bench/"
-	@echo "make lab    - JupyterLab on notebooks/"
-	@echo "make mlflow-ui - the MLflow UI on 127.0.0.1:5000 (sqlite store in mlruns/)"
+	@echo "make lab    - JupyterLab on notebooks/ at 127.0.0.1:8888 (LAB_PORT=…), root included"
+	@echo "make mlflow-ui - the MLflow UI on 127.0.0.1:5000 (MLFLOW_PORT=…; sqlite store in mlruns/)"
 	@echo "make lint   - ruff, mypy and the package's import layers"
 	@echo "make format - apply ruff's formatting and safe fixes"
 	@echo "make clean  - remove .venv and caches"
@@ -70,17 +70,25 @@ bench: $(STAMP)
 	$(BIN)/python bench/optimize.py
 	$(BIN)/python bench/bridge.py
 
+LAB_PORT ?= 8888
+MLFLOW_PORT ?= 5000
+
+# JupyterLab for any user, root included (containers run as root); it prints the URL
+# with its access token once it is up.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 $(if $(filter 0,$(shell id -u)),--allow-root,)
+	@echo ">> JupyterLab on http://127.0.0.1:$(LAB_PORT)/lab (the URL with its token follows); Ctrl-C stops it"
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --port=$(LAB_PORT) \
+		--no-browser $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # The MLflow UI on the project's sqlite store; one worker and no job runner
 # (the defaults start ~10 processes and ~2.8 GB on 2 cores).
 mlflow-ui: $(STAMP)
 	mkdir -p mlruns/artifacts
+	@echo ">> the MLflow UI: open http://127.0.0.1:$(MLFLOW_PORT) (Ctrl-C stops it)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
 		--backend-store-uri sqlite:///mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts \
-		--host 127.0.0.1 --port 5000 --workers 1
+		--host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache reports .cache

@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from botlib.errors import BotlibError, ConfigError
+from botlib.progress import advance
 from botlib.settings import PROJECT_ROOT, get_settings
 
 __all__ = [
@@ -195,6 +196,15 @@ def run_pipeline(
 
     pipeline = load_pipeline(path)
     overrides = dict(overrides or {})
+    takes: set[str] = set()
+    for step in pipeline.steps:
+        takes |= set(pm.inspect_notebook(str(_notebook_path(step.notebook))))
+    unknown = sorted(set(overrides) - takes - {"experiment", "run_id"})
+    if unknown:
+        raise ConfigError(
+            f"-p {unknown[0]}: no step of pipeline {pipeline.name!r} takes it; its notebooks "
+            f"take {', '.join(sorted(takes - {'experiment', 'run_id'}))}"
+        )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # kernels inherit it: quiet TF
     say = progress or (lambda _msg: None)
     experiment_id = configure(pipeline.experiment)
@@ -236,6 +246,7 @@ def run_pipeline(
                 params["run_id"] = child_id
             executed = run_dir / f"{i:02d}-{step.name}.ipynb"
             say(f"[{i}/{len(pipeline.steps)}] {step.name} ({notebook.name})")
+            advance(f"pipeline {pipeline.name}", i - 1, len(pipeline.steps))
             started = time.monotonic()
             try:
                 pm.execute_notebook(

@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         default=100_000, ge=100, description="Approximate bound of every output stream."
     )
     exchange_id: str = "binance"
+    data_source: str | None = Field(
+        default=None,
+        description="Where candles come from when a command names none: reference, local "
+        "(imported files) or an exchange id (its downloads). Default: the first that holds "
+        "the market, in that order.",
+    )
     exchange_urls: dict[str, str] = Field(
         default_factory=dict,
         description="Overrides of the exchange's ccxt ``urls['api']`` entries (JSON), e.g. a "
@@ -159,6 +165,17 @@ class Settings(BaseSettings):
             return prefix + str(Path(info.data["home"]) / value[len(prefix) :])
         return value
 
+    @field_validator("data_source")
+    @classmethod
+    def _source_name(cls, value: str | None) -> str | None:
+        import re
+
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+            raise ValueError(
+                f"expected reference, local or an exchange id (a plain name), got {value!r}"
+            )
+        return value
+
     @field_validator("exchange_id")
     @classmethod
     def _known_exchange(cls, value: str) -> str:
@@ -169,11 +186,34 @@ class Settings(BaseSettings):
 
             hint = get_close_matches(value, ccxt.exchanges, n=1)
             suffix = f"; did you mean {hint[0]!r}?" if hint else ""
+            if value == "local":
+                suffix = "; imported candles are a data source: set BOTLIB_DATA_SOURCE=local"
             raise ValueError(f"unknown exchange {value!r} (not a ccxt exchange id){suffix}")
         return value
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once. Call ``get_settings.cache_clear()`` to reread."""
-    return Settings()
+    """The process-wide settings, read once. Call ``get_settings.cache_clear()`` to reread.
+    A bad value (environment or ``.env``) raises ``ConfigError`` with one line naming
+    each variable, what it got and what is allowed."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+
+
+def settings_error(exc: Any) -> Exception:
+    """A pydantic ``ValidationError`` of ``Settings`` as one ``ConfigError`` line."""
+    from botlib.errors import ConfigError
+
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err.get("loc") else "?"
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        got = err.get("input")
+        shown = f"={got!r}" if isinstance(got, (str, int, float)) else ""
+        parts.append(f"BOTLIB_{field.upper()}{shown}: {message}")
+    return ConfigError("bad setting: " + "; ".join(parts))

@@ -107,6 +107,8 @@ class RuleStrategy:
     fn: Callable[..., pd.DataFrame]
     params: Mapping[str, Param]
     description: str
+    #: pairs ``(a, b)`` that must satisfy ``a < b`` (a search proposes only such sets)
+    ordered: tuple[tuple[str, str], ...] = ()
 
     def resolve(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults updated with ``overrides`` (parsed, bounds-checked)."""
@@ -136,6 +138,7 @@ STRATEGIES: dict[str, RuleStrategy] = {
         sma_cross,
         {"fast": Param(int, 20, 2, 200), "slow": Param(int, 100, 5, 1000), **_STOPS},
         "long while the fast SMA is above the slow SMA",
+        ordered=(("fast", "slow"),),
     ),
     "rsi_reversion": RuleStrategy(
         "rsi_reversion",
@@ -147,6 +150,7 @@ STRATEGIES: dict[str, RuleStrategy] = {
             **_STOPS,
         },
         "buy oversold RSI, sell when overbought",
+        ordered=(("lower", "upper"),),
     ),
 }
 

@@ -26,6 +26,7 @@ botlib demo                           the main job on the reference data
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import typer
@@ -54,6 +55,27 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        help="Show botlib's progress log and the frameworks' own notices (TensorFlow, "
+        "Jupyter kernels), which otherwise go to logs/frameworks.log.",
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", help="Results and errors only: no progress bars or step lines."
+    ),
+) -> None:
+    """botlib — an ML research lab for crypto trading."""
+    if verbose:
+        logging.getLogger("botlib").setLevel(logging.INFO)
+    if quiet:
+        os.environ["BOTLIB_QUIET"] = "1"
+
+
 app.add_typer(_data.app, name="data")
 app.add_typer(_pipeline.app, name="pipeline")
 app.add_typer(_redis.app, name="redis")
@@ -84,6 +106,7 @@ app.add_typer(_ops.backup_app, name="backup")
 def main() -> None:
     """Entry point: known errors print one clear line and exit 2 (no traceback)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _quiet_console()
     import redis
 
     try:
@@ -93,6 +116,28 @@ def main() -> None:
     except redis.ConnectionError as exc:
         _fail(f"cannot reach Redis at {_redis_where()} ({exc}); start the local one with "
               "`botlib redis start` or point BOTLIB_REDIS_URL at yours")  # fmt: skip
+
+
+def _quiet_console() -> None:
+    """Frameworks' notices (TensorFlow/absl, Jupyter kernels, MLflow hints) go to
+    ``logs/frameworks.log``; ``BOTLIB_VERBOSE=1`` (or ``--verbose``) keeps them."""
+    for arg in sys.argv[1:]:
+        if not arg.startswith("-"):
+            break  # options after the command are the command's
+        if arg == "--verbose":
+            os.environ["BOTLIB_VERBOSE"] = "1"
+    from botlib._quiet import filter_native_stderr, silence_framework_warnings
+
+    if os.environ.get("BOTLIB_VERBOSE") == "1":
+        return
+    silence_framework_warnings()
+    try:
+        from botlib.settings import get_settings
+
+        logs = get_settings().logs_dir
+    except BotlibError:
+        return  # a bad setting: main reports it
+    filter_native_stderr(logs / "frameworks.log")
 
 
 def _redis_where() -> str:

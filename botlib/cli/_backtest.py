@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from botlib.cli._common import console, parse_params, print_json, progress_bar
+from botlib.cli._common import Source, console, err_console, parse_params, print_json, progress_bar
 from botlib.cli._tables import metrics_rich_table
 
 
@@ -42,10 +42,7 @@ def backtest(
     timeframe: Annotated[str, typer.Option(help="Bar length.")] = "1h",
     start: Annotated[str | None, typer.Option(help="First bar (UTC), e.g. 2024-01-01.")] = None,
     end: Annotated[str | None, typer.Option(help="Stop before this time (UTC).")] = None,
-    exchange: Annotated[
-        str | None,
-        typer.Option(help="Use this exchange's cache instead of the reference datasets."),
-    ] = None,
+    source: Source = None,
     cash: Annotated[float | None, typer.Option(help="Starting cash, quote currency.")] = None,
     fee: Annotated[
         float | None, typer.Option(help="Fee per fill, fraction (0.001 = 0.1%).")
@@ -66,13 +63,15 @@ def backtest(
     """
     from botlib.backtest import get_strategy, run_backtest
     from botlib.backtest.report import metrics_table, write_report
-    from botlib.data import load_ohlcv
+    from botlib.data import describe_source, load_ohlcv
 
     strat = get_strategy(strategy)
     params = strat.resolve(parse_params(param or []))
     if strategy == "sma_cross":
         params["allow_short"] = allow_short
-    candles = load_ohlcv(symbol, timeframe, start=start, end=end, exchange=exchange)
+    candles = load_ohlcv(symbol, timeframe, start=start, end=end, source=source)
+    if not as_json:
+        err_console.print(describe_source(candles), style="dim", highlight=False, soft_wrap=True)
     signals = strat.fn(candles, **params)
     with progress_bar(f"backtesting {strategy}", enabled=not as_json) as update:
         result = run_backtest(

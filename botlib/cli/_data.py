@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from botlib.cli._common import console, print_json, progress_bar
+from botlib.cli._common import Source, console, print_json, progress_bar
 from botlib.settings import get_settings
 
 app = typer.Typer(help="Inspect, download and import market data.", no_args_is_help=True)
@@ -21,7 +21,7 @@ Timeframe = Annotated[str, typer.Argument(help="Bar length: 1m, 5m, 15m, 1h, 4h,
 def info(
     symbol: Annotated[str | None, typer.Argument(help="Show one series in detail.")] = None,
     timeframe: Annotated[str | None, typer.Argument(help="Timeframe of that series.")] = None,
-    exchange: Annotated[str | None, typer.Option(help="Read this exchange's cache only.")] = None,
+    source: Source = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List available datasets, or describe one series (span, rows, gaps)."""
@@ -48,11 +48,13 @@ def info(
         return
     if timeframe is None:
         raise typer.BadParameter("give the timeframe too, e.g. `botlib data info BTC/USDT 1h`")
-    frame, report = load_ohlcv(symbol, timeframe, exchange=exchange, with_report=True)
+    frame, report = load_ohlcv(symbol, timeframe, source=source, with_report=True)
     summary = {
         "symbol": symbol.upper(),
         "timeframe": timeframe,
-        "source": frame.attrs["source"],
+        "source": frame.attrs["source_name"],
+        "path": frame.attrs["source"],
+        "also_in": frame.attrs["also_in"],
         "rows": report.rows,
         "start": report.start,
         "end": report.end,
@@ -131,5 +133,7 @@ def import_(
         f"{len(report.gaps)} gaps, {report.filled} filled) into {target}"
     )
     console.print(
-        f"load with: load_ohlcv({symbol.upper()!r}, {timeframe!r}, exchange={exchange!r})"
+        f"every command now finds it (source {exchange!r}), e.g. `botlib backtest --symbol "
+        f"{symbol.upper()} --timeframe {timeframe} --strategy sma_cross`; in Python: "
+        f"load_ohlcv({symbol.upper()!r}, {timeframe!r})"
     )

@@ -200,6 +200,13 @@ def feed_replay(
     file: Annotated[
         str | None, typer.Option(help="A CSV/parquet of candles instead of stored data.")
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="Stored candles from: reference, local (imported) or an exchange id "
+            "(default: the first that holds the market)."
+        ),
+    ] = None,
     exchange: Annotated[
         str | None, typer.Option(help="Exchange name on the stream (default: settings).")
     ] = None,
@@ -220,7 +227,9 @@ def feed_replay(
     from botlib.transport import connect
 
     candles = (
-        read_candles_file(file) if file else load_ohlcv(symbol, timeframe, start=start, end=end)
+        read_candles_file(file)
+        if file
+        else load_ohlcv(symbol, timeframe, start=start, end=end, source=source)
     )
     if last is not None:
         candles = candles.iloc[-last:]

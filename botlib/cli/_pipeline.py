@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from botlib.cli._common import console
+from botlib.cli._common import console, err_console, progress_bars, quiet
 
 app = typer.Typer(
     help="Run, list and show notebook pipelines (pipelines/*.yaml).", no_args_is_help=True
@@ -29,9 +29,12 @@ def run(
     """
     from botlib.pipeline import parse_overrides, run_pipeline
 
-    result = run_pipeline(
-        pipeline, overrides=parse_overrides(param or []), progress=lambda msg: console.print(msg)
-    )
+    def say(message: str) -> None:
+        if not quiet():
+            err_console.print(message, highlight=False)
+
+    with progress_bars():
+        result = run_pipeline(pipeline, overrides=parse_overrides(param or []), progress=say)
     table = Table(title=f"pipeline {result.name}: parent run {result.run_id}", title_justify="left")
     for col in ("step", "seconds", "run id", "model"):
         table.add_column(col)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from botlib.cli._common import console, parse_params, print_json
+from botlib.cli._common import Source, console, err_console, parse_params, print_json, progress_bars
 from botlib.cli._tables import metrics_rich_table
 
 
@@ -33,6 +33,7 @@ def train(
     timeframe: Annotated[str, typer.Option(help="Bar length.")] = "1h",
     start: Annotated[str | None, typer.Option(help="First bar (UTC).")] = "2024-01-01",
     end: Annotated[str | None, typer.Option(help="Stop before (UTC).")] = None,
+    source: Source = None,
     save: Annotated[
         Path | None, typer.Option(help="Save the trained model to this folder.")
     ] = None,
@@ -43,12 +44,15 @@ def train(
 
         botlib train lstm -p epochs=3 -p units=32 --start 2024-01-01
     """
-    from botlib.data import load_ohlcv
+    from botlib.data import describe_source, load_ohlcv
     from botlib.models.evaluate import train_and_backtest
 
     params = {k: _value(v) for k, v in parse_params(param or []).items()}
-    candles = load_ohlcv(symbol, timeframe, start=start, end=end)
-    fitted, report, result = train_and_backtest(model, candles, params=params)
+    candles = load_ohlcv(symbol, timeframe, start=start, end=end, source=source)
+    if not as_json:
+        err_console.print(describe_source(candles), style="dim", highlight=False, soft_wrap=True)
+    with progress_bars(enabled=not as_json):
+        fitted, report, result = train_and_backtest(model, candles, params=params)
     if save is not None:
         fitted.save(save)
     if as_json:

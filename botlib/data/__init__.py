@@ -5,7 +5,14 @@
 """
 
 from botlib.data._fetch import fetch_ohlcv, make_exchange
-from botlib.data._load import import_ohlcv, load_ohlcv, read_candles_file, to_utc
+from botlib.data._load import (
+    candle_sources,
+    describe_source,
+    import_ohlcv,
+    load_ohlcv,
+    read_candles_file,
+    to_utc,
+)
 from botlib.data._store import list_datasets
 from botlib.data._timeframe import bars_per_year, timeframe_delta, timeframe_seconds
 from botlib.data._validate import OHLCV_COLUMNS, Gap, ValidationReport, validate_ohlcv
@@ -17,6 +24,8 @@ __all__ = [
     "Gap",
     "ValidationReport",
     "bars_per_year",
+    "candle_sources",
+    "describe_source",
     "fetch_ohlcv",
     "import_ohlcv",
     "list_datasets",

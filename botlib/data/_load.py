@@ -112,12 +112,73 @@ def to_utc(value: Any) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def candle_sources(
+    symbol: str, timeframe: str, settings: Settings | None = None
+) -> list[tuple[str, Path]]:
+    """Every ``(source, path)`` holding ``symbol`` at ``timeframe``, in lookup order:
+    the reference datasets, then the imported store (``local``), then the configured
+    exchange's downloads, then every other local store (by name)."""
+    settings = settings or get_settings()
+    symbol = check_symbol(symbol)
+    found: list[tuple[str, Path]] = []
+    reference = find_dataset(settings.datasets_dir, symbol, timeframe)
+    if reference is not None:
+        found.append(("reference", reference))
+    stores = sorted(p.name for p in settings.data_dir.glob("*") if p.is_dir())
+    order = ["local", settings.exchange_id, *stores]
+    for name in dict.fromkeys(order):
+        path = cache_path(settings.data_dir, name, symbol, timeframe)
+        if path.exists():
+            found.append((name, path))
+    return found
+
+
+def _locate(
+    symbol: str, timeframe: str, source: str | None, settings: Settings
+) -> tuple[str, Path, list[str]]:
+    """The source to read (``source`` if given, else the first in lookup order), its
+    path and the other sources that hold the same market."""
+    holding = candle_sources(symbol, timeframe, settings)
+    names = [name for name, _ in holding]
+    if source is not None:
+        for name, path in holding:
+            if name == source:
+                return name, path, [n for n in names if n != name]
+    elif holding:
+        return holding[0][0], holding[0][1], names[1:]
+    available = list_datasets(settings.datasets_dir, settings.data_dir)
+    listing = [f"{s} {tf} ({src})" for src, s, tf, _ in available]
+    if source is not None and holding:
+        where = f"; it is in {', '.join(repr(n) for n in names)}: choose source {names[0]!r}"
+    else:
+        where = ""
+    typed = f"{symbol} {timeframe}"
+    others = sorted({f"{s} {tf}" for _, s, tf, _ in available} - {typed})
+    hint = get_close_matches(typed, others, 1)
+    raise DataError(
+        "no-data",
+        f"no candles for {typed}"
+        + (f" in source {source!r}" if source is not None else "")
+        + where
+        + f"; available: {', '.join(listing) or 'none'}"
+        + (f"; did you mean {hint[0]!r}?" if hint and not where else "")
+        + (
+            ""
+            if where
+            else f". Import a file with: botlib data import FILE --symbol {symbol} "
+            f"--timeframe {timeframe}, or download with: botlib data fetch {symbol} "
+            f"{timeframe} --start YYYY-MM-DD"
+        ),
+    )
+
+
 def load_ohlcv(
     symbol: str,
     timeframe: str,
     *,
     start: Any = None,
     end: Any = None,
+    source: str | None = None,
     exchange: str | None = None,
     gaps: GapPolicy | None = None,
     settings: Settings | None = None,
@@ -125,37 +186,23 @@ def load_ohlcv(
 ) -> Any:
     """Load validated candles for ``symbol`` at ``timeframe`` without touching the network.
 
-    With ``exchange=None`` the reference datasets folder is searched first, then the
-    cache of the configured exchange; with an exchange id, only that exchange's cache
-    (imported files live under ``exchange="local"``). ``start``/``end`` select
-    ``start <= t < end``. Returns the frame, or ``(frame, ValidationReport)`` when
-    ``with_report`` is true. Unknown symbols or timeframes raise ``DataError`` naming
-    what is available.
+    Where from: ``source`` (``"reference"``, ``"local"`` for imported files, or an
+    exchange id for its downloads; ``exchange=`` is the same option under its old
+    name), else ``BOTLIB_DATA_SOURCE``, else the first source holding the market in
+    the lookup order of ``candle_sources`` (reference datasets, imported, fetched).
+    The frame's ``attrs`` say which was used (``source_name``, ``source``) and which
+    others hold it (``also_in``). ``start``/``end`` select ``start <= t < end``.
+    Returns the frame, or ``(frame, ValidationReport)`` when ``with_report`` is true.
+    When nothing matches, ``DataError`` lists what exists.
     """
     settings = settings or get_settings()
     symbol = check_symbol(symbol)
     timeframe_seconds(timeframe)
     policy: GapPolicy = gaps or settings.gap_policy
-    path: Path | None = None
-    if exchange is None:
-        path = find_dataset(settings.datasets_dir, symbol, timeframe)
-    if path is None:
-        candidate = cache_path(
-            settings.data_dir, exchange or settings.exchange_id, symbol, timeframe
-        )
-        path = candidate if candidate.exists() else None
-    if path is None:
-        available = list_datasets(settings.datasets_dir, settings.data_dir)
-        names = [f"{s} {tf} ({src})" for src, s, tf, _ in available]
-        hint = get_close_matches(f"{symbol} {timeframe}", [n.rsplit(" (", 1)[0] for n in names], 1)
-        raise DataError(
-            "no-data",
-            f"no candles for {symbol} {timeframe}"
-            + (f" on {exchange}" if exchange else "")
-            + f"; available: {names or 'none'}"
-            + (f"; did you mean {hint[0]!r}?" if hint else "")
-            + f". Download with: botlib data fetch {symbol} {timeframe} --start YYYY-MM-DD",
-        )
+    if source is not None and exchange is not None and source != exchange:
+        raise DataError("bad-source", f"source={source!r} and exchange={exchange!r} disagree")
+    chosen = source or exchange or settings.data_source
+    name, path, also_in = _locate(symbol, timeframe, chosen, settings)
     raw = (
         read_cache(path)
         if path.suffix == ".parquet" and path.is_relative_to(settings.data_dir)
@@ -168,7 +215,15 @@ def load_ohlcv(
             "empty-window", f"no {symbol} {timeframe} candles in [{start}, {end}) in {path}"
         )
     frame, report = validate_ohlcv(raw, timeframe, gaps=policy)
-    frame.attrs.update({"symbol": symbol, "timeframe": timeframe, "source": str(path)})
+    frame.attrs.update(
+        {
+            "symbol": symbol,
+            "timeframe": timeframe,
+            "source": str(path),
+            "source_name": name,
+            "also_in": also_in,
+        }
+    )
     if report.gaps:
         log.info(
             "%s %s: %d gap(s), %d missing bar(s)",
@@ -178,6 +233,19 @@ def load_ohlcv(
             report.missing_bars,
         )
     return (frame, report) if with_report else frame
+
+
+def describe_source(frame: pd.DataFrame) -> str:
+    """One line saying where ``frame``'s candles came from (and where else they are)."""
+    attrs = frame.attrs
+    line = (
+        f"data: {attrs.get('symbol')} {attrs.get('timeframe')}, {len(frame):,} bars "
+        f"{frame.index[0]:%Y-%m-%d %H:%M} → {frame.index[-1]:%Y-%m-%d %H:%M} UTC, "
+        f"source {attrs.get('source_name')!r}"
+    )
+    if attrs.get("also_in"):
+        line += f" (also in {', '.join(map(repr, attrs['also_in']))}: choose with --source)"
+    return line
 
 
 def import_ohlcv(
@@ -192,7 +260,7 @@ def import_ohlcv(
     """Validate a user's CSV or parquet file and store it in the cache.
 
     Nothing is written unless the whole file passes validation. Afterwards
-    ``load_ohlcv(symbol, timeframe, exchange=exchange)`` reads it.
+    ``load_ohlcv(symbol, timeframe)`` finds it (or ``source=exchange`` to insist).
     """
     settings = settings or get_settings()
     symbol = check_symbol(symbol)

@@ -14,6 +14,8 @@ from botlib.features._spec import (
     build_features,
     feature_matrix,
     get_feature_spec,
+    register_feature,
+    register_feature_set,
 )
 from botlib.features.labels import Label, direction, forward_return, forward_volatility
 
@@ -31,4 +33,6 @@ __all__ = [
     "forward_volatility",
     "get_feature_spec",
     "indicators",
+    "register_feature",
+    "register_feature_set",
 ]

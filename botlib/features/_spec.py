@@ -144,6 +144,16 @@ LOOKBACK: dict[str, Callable[..., int]] = {
 }
 
 
+def _known(name: str) -> None:
+    """``name`` is a feature (built in, or registered by a plugin), else a hint."""
+    if name not in FEATURES:
+        from botlib.plugins import load_plugins
+
+        load_plugins()
+    if name not in FEATURES:
+        raise unknown_name("feature", name, FEATURES)
+
+
 @dataclass(frozen=True)
 class FeatureDef:
     """One feature function and its keyword parameters."""
@@ -152,8 +162,7 @@ class FeatureDef:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.name not in FEATURES:
-            raise unknown_name("feature", self.name, FEATURES)
+        _known(self.name)
 
 
 @dataclass(frozen=True)
@@ -217,6 +226,33 @@ DEFAULT_SPEC = FeatureSpec(
 )
 
 FEATURE_SETS: dict[str, FeatureSpec] = {DEFAULT_SPEC.name: DEFAULT_SPEC}
+_BUILTIN = frozenset(FEATURES)
+
+
+def register_feature(
+    name: str, fn: FeatureFn, *, lookback: Callable[..., int] | None = None
+) -> None:
+    """Make ``fn`` the feature ``name``: ``fn(bars, **params)`` gets the candle columns
+    as NumPy arrays (``open``, ``high``, ``low``, ``close``, ``volume``) and returns named
+    columns of the same length, each value at ``t`` computed from rows ``<= t`` only
+    (``botlib check leakage`` verifies it). ``lookback(**params)``, when given, says how
+    many earlier rows a value reads, which lets the live loop compute only the newest
+    rows. Re-registering a name replaces it (a model trained on the old one keeps its
+    schema hash, and the live loop refuses it if the columns change)."""
+    if name in _BUILTIN:
+        raise ConfigError(f"feature {name!r} is built in; choose another name")
+    FEATURES[name] = fn
+    if lookback is not None:
+        LOOKBACK[name] = lookback
+    else:
+        LOOKBACK.pop(name, None)
+
+
+def register_feature_set(spec: FeatureSpec) -> None:
+    """Make ``spec`` a named feature set (``get_feature_spec(spec.name)``)."""
+    if spec.name == DEFAULT_SPEC.name:
+        raise ConfigError("the default feature set cannot be replaced")
+    FEATURE_SETS[spec.name] = spec
 
 
 def _defaults(name: str) -> dict[str, Any]:
@@ -224,8 +260,7 @@ def _defaults(name: str) -> dict[str, Any]:
     see them)."""
     import inspect
 
-    if name not in FEATURES:
-        raise unknown_name("feature", name, FEATURES)
+    _known(name)
     signature = inspect.signature(FEATURES[name])
     return {
         k: p.default for k, p in signature.parameters.items()
@@ -244,6 +279,10 @@ def get_feature_spec(name: str | list[str] | tuple[str, ...]) -> FeatureSpec:
         if len(set(name)) != len(name):
             raise ConfigError(f"feature list {list(name)} names a feature twice")
         return FeatureSpec(name="+".join(name), features=defs)
+    if name not in FEATURE_SETS:
+        from botlib.plugins import load_plugins
+
+        load_plugins()
     try:
         return FEATURE_SETS[name]
     except KeyError:

@@ -35,6 +35,8 @@ __all__ = [
     "create_model",
     "get_model_class",
     "load_model",
+    "model_names",
+    "register_model",
     "register_uri_resolver",
     "split_by_time",
 ]
@@ -53,12 +55,40 @@ MODEL_NAMES = tuple(_CLASSES)
 _RESOLVERS: dict[str, Callable[[str], Path]] = {}
 
 
+_PLUGIN_CLASSES: dict[str, type[BaseModel]] = {}
+
+
+def register_model(name: str, cls: type[BaseModel]) -> None:
+    """Make ``cls`` (a ``BaseModel`` subclass whose ``name`` is ``name``) a model like
+    the built-in ones: ``create_model``, ``train_session``, pipelines and the bridge's
+    ``train`` build it by name, and ``load_model`` finds it again in any process that
+    loads the plugin (see ``botlib.plugins``)."""
+    if name in _CLASSES:
+        raise ConfigError(f"model {name!r} is built in; choose another name")
+    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+        raise ConfigError(f"register_model({name!r}, ...) needs a BaseModel subclass")
+    if getattr(cls, "name", None) != name:
+        raise ConfigError(f"{cls.__name__}.name is {getattr(cls, 'name', None)!r}, not {name!r}")
+    _PLUGIN_CLASSES[name] = cls
+
+
+def model_names() -> tuple[str, ...]:
+    """Every model name: the built-in ones, then the plugins'."""
+    return (*MODEL_NAMES, *_PLUGIN_CLASSES)
+
+
 def get_model_class(name: str) -> type[BaseModel]:
     """The model class registered as ``name`` (with a did-you-mean hint)."""
+    if name not in _CLASSES and name not in _PLUGIN_CLASSES:
+        from botlib.plugins import load_plugins
+
+        load_plugins()
+    if name in _PLUGIN_CLASSES:
+        return _PLUGIN_CLASSES[name]
     try:
         target = _CLASSES[name]
     except KeyError:
-        raise unknown_name("model", name, MODEL_NAMES) from None
+        raise unknown_name("model", name, model_names()) from None
     module, _, cls = target.partition(":")
     found: type[BaseModel] = getattr(importlib.import_module(module), cls)
     return found

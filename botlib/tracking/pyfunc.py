@@ -53,9 +53,9 @@ class BotlibPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         self.model = load_model(context.artifacts[ARTIFACT_KEY])
 
-    # no type hints here: MLflow would try to derive a schema from them; the explicit
-    # signature given to log_model is the schema
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+    # ``pd.DataFrame`` is a hint MLflow derives no schema from (the explicit signature
+    # given to log_model is the schema); without one it advises adding hints, loudly
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> Any:
         candles = _as_candles(model_input)
         if params and params.get("last_only"):
             return self.model.predict_last(candles)

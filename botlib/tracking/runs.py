@@ -142,7 +142,7 @@ def reproducibility_tags(
                 "data_points": str(len(candles)),
             }
         )
-        for key in ("symbol", "timeframe", "source"):
+        for key in ("symbol", "timeframe", "source", "source_name"):
             if key in candles.attrs:
                 tags[f"data_{key}"] = str(candles.attrs[key])
     if seed is not None:

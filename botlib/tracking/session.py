@@ -15,7 +15,7 @@ import pandas as pd
 from botlib.backtest import BacktestResult
 from botlib.data import load_ohlcv, to_utc
 from botlib.errors import ConfigError
-from botlib.models import MODEL_NAMES, BaseModel, FitReport, create_model, split_by_time
+from botlib.models import BaseModel, FitReport, create_model, split_by_time
 from botlib.models.evaluate import backtest_model
 from botlib.plots import candles_with_fills, drawdown, equity_vs_hold, training_curves
 from botlib.tracking import pyfunc
@@ -53,10 +53,9 @@ class SessionResult:
 
 def validate_session(algorithm: str, start: Any, end: Any, params: dict[str, Any]) -> None:
     """Fail fast, naming the parameter."""
-    if algorithm not in MODEL_NAMES:
-        from botlib.errors import unknown_name
+    from botlib.models import get_model_class
 
-        raise unknown_name("algorithm", algorithm, MODEL_NAMES)
+    get_model_class(algorithm)  # built in or a plugin's; unknown names get a hint
     if start is not None and end is not None and to_utc(end) <= to_utc(start):
         raise ConfigError(f"end ({end}) must be after start ({start})")
     for key in ("epochs", "timesteps", "generations", "population"):
@@ -77,14 +76,18 @@ def train_session(
     run_id: str | None = None,
     register: bool = True,
     model_name: str | None = None,
+    source: str | None = None,
 ) -> SessionResult:
     """Train ``algorithm`` on 70 % of the window, validate on 15 %, backtest on the last
     15 %, and log it all to the MLflow run ``run_id`` (or a new one). The version is
-    registered under ``model_name`` (default: family-model-market-timeframe)."""
+    registered under ``model_name`` (default: family-model-market-timeframe). Candles
+    come from ``source`` (see ``load_ohlcv``; default: the lookup order)."""
     params = dict(params or {})
     if algorithm != "ensemble":
         params.setdefault("seed", seed)
     market = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end}
+    if source is not None:
+        market["source"] = source
     with run(
         f"train-{algorithm}", run_id=run_id, params={"algorithm": algorithm, **market, **params}
     ) as active:
@@ -93,7 +96,7 @@ def train_session(
             {"algorithm": algorithm, **market, "params": params, "seed": seed},
         )
         validate_session(algorithm, start, end, params)
-        candles = load_ohlcv(symbol, timeframe, start=start, end=end)
+        candles = load_ohlcv(symbol, timeframe, start=start, end=end, source=source)
         model: BaseModel = create_model(algorithm, **params)
         train, valid, test = split_by_time(candles)
         mlflow.set_tags(
@@ -101,7 +104,7 @@ def train_session(
                 **reproducibility_tags(
                     candles, seed=seed, schema_hash=model.meta.feature_schema_hash
                 ),
-                "session_type": _SESSION_TYPE[model.model_type],
+                "session_type": _SESSION_TYPE.get(model.model_type, "training"),
                 "model_type": model.model_type,
                 "algorithm": model.algorithm,
                 "train_end": str(train.index[-1]),
@@ -155,6 +158,7 @@ def backtest_session(
     start: Any = None,
     end: Any = None,
     run_id: str | None = None,
+    source: str | None = None,
 ) -> tuple[str, BacktestResult, dict[str, Any]]:
     """Backtest a logged model (``model_uri``) or a rule strategy over a window and log
     the metrics and figures. Returns the run id, the result and the figures."""
@@ -173,6 +177,7 @@ def backtest_session(
             "timeframe": timeframe,
             "start": start,
             "end": end,
+            **({"source": source} if source is not None else {}),
             **(strategy_params or {}),
         },
     ) as active:
@@ -181,7 +186,7 @@ def backtest_session(
         if model_uri is not None:
             model = load_model(model_uri)
             need = model.meta.required_history
-            everything = load_ohlcv(symbol, timeframe, end=end)
+            everything = load_ohlcv(symbol, timeframe, end=end, source=source)
             window = everything.loc[everything.index >= to_utc(start)] if start else everything
             history = everything.loc[everything.index < window.index[0]]
             if len(history) < need:
@@ -189,7 +194,7 @@ def backtest_session(
             result = backtest_model(model, history, window)
         else:
             strat = get_strategy(str(strategy))
-            window = load_ohlcv(symbol, timeframe, start=start, end=end)
+            window = load_ohlcv(symbol, timeframe, start=start, end=end, source=source)
             result = run_backtest(
                 window, strat.signals(window, **(strategy_params or {})), timeframe=timeframe
             )

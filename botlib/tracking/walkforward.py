@@ -28,6 +28,7 @@ def walkforward_session(
     params: dict[str, Any] | None = None,
     seed: int = 0,
     run_id: str | None = None,
+    source: str | None = None,
 ) -> tuple[str, WalkForwardResult]:
     """Walk-forward ``algorithm`` over the window; logs ``fold.*`` (step = fold),
     ``wf.*`` (the stitched out-of-sample account) and ``wf.buy_and_hold.*``."""
@@ -44,11 +45,12 @@ def walkforward_session(
         "test_bars": test_bars,
         "step": step,
         "expanding": expanding,
+        **({"source": source} if source is not None else {}),
     }
     logged = {**arguments, "step": step or test_bars, **params}
     with run(f"walkforward-{algorithm}", run_id=run_id, params=logged) as active:
         log_manifest("walkforward_session", {**arguments, "params": params, "seed": seed})
-        candles = load_ohlcv(symbol, timeframe, start=start, end=end)
+        candles = load_ohlcv(symbol, timeframe, start=start, end=end, source=source)
         mlflow.set_tags(
             {**reproducibility_tags(candles, seed=seed), "session_type": "walk_forward"}
         )

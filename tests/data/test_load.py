@@ -101,3 +101,57 @@ def test_unknown_file_format(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(DataError, match="unknown-format"):
         import_ohlcv(tmp_path / "x.json", "ABC/USDT", "1h")
+
+
+def test_one_lookup_order_and_a_source_to_choose(
+    tmp_path: Path, isolated_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """issue 16: reference, then imported (local), then the configured exchange's
+    downloads, then other stores; the first wins and says which others hold it."""
+    from botlib.data import candle_sources, describe_source
+    from botlib.settings import get_settings
+
+    a, b = synthetic_candles(60), synthetic_candles(80)
+    import_ohlcv(_write_csv(tmp_path / "a.csv", a), "ABC/USDT", "1h", exchange="kraken")
+    import_ohlcv(_write_csv(tmp_path / "b.csv", b), "ABC/USDT", "1h")  # local
+    import_ohlcv(_write_csv(tmp_path / "c.csv", b), "ABC/USDT", "1h", exchange="binance")
+    assert [s for s, _ in candle_sources("ABC/USDT", "1h")] == ["local", "binance", "kraken"]
+    first = load_ohlcv("ABC/USDT", "1h")
+    assert len(first) == 80 and first.attrs["source_name"] == "local"
+    assert first.attrs["also_in"] == ["binance", "kraken"]
+    assert "source 'local' (also in 'binance', 'kraken': choose with --source)" in (
+        describe_source(first)
+    )
+    assert len(load_ohlcv("ABC/USDT", "1h", source="kraken")) == 60
+    assert load_ohlcv("BTC/USDT", "1h", end="2021-07-01").attrs["source_name"] == "reference"
+    # a default source for every command (notebooks and pipelines too)
+    monkeypatch.setenv("BOTLIB_DATA_SOURCE", "kraken")
+    get_settings.cache_clear()
+    assert len(load_ohlcv("ABC/USDT", "1h")) == 60
+    monkeypatch.delenv("BOTLIB_DATA_SOURCE")
+    get_settings.cache_clear()
+    # nothing there: what exists is listed; a hint only when it differs from the input
+    with pytest.raises(DataError) as err:
+        load_ohlcv("ABC/USDT", "4h")
+    message = str(err.value)
+    assert "available:" in message and "ABC/USDT 1h (local)" in message
+    assert "did you mean 'ABC/USDT 4h'" not in message and "did you mean 'ABC/USDT 1h'" in message
+    with pytest.raises(DataError, match="in source 'bitstamp'; it is in 'local', 'binance'"):
+        load_ohlcv("ABC/USDT", "1h", source="bitstamp")
+
+
+def test_a_bad_setting_is_one_line() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "botlib", "data", "info"],
+        env={"PATH": "/usr/bin:/bin", "BOTLIB_FEE": "lots", "BOTLIB_DATA_SOURCE": "a/b"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "BOTLIB_FEE='lots'" in lines[0] and "BOTLIB_DATA_SOURCE='a/b'" in lines[0]

@@ -57,3 +57,61 @@ def test_invalid_setup() -> None:
         genetic_algorithm(_synthetic, BOUNDS, population=2)
     with pytest.raises(ValueError, match="kind"):
         Bound("a", str, 0, 1)
+
+
+@pytest.mark.parametrize("search", [genetic_algorithm, differential_evolution])
+def test_only_ordered_sets_are_proposed(search) -> None:  # type: ignore[no-untyped-def]
+    """fast < slow for every trial (repaired, not penalised), within the bounds."""
+    from botlib.models.evolve.search import repair
+
+    bounds = [Bound("fast", int, 2, 173), Bound("slow", int, 5, 173)]
+    result = search(
+        lambda p: float(p["slow"] - p["fast"]),
+        bounds,
+        population=12,
+        generations=4,
+        seed=3,
+        ordered=[("fast", "slow")],
+    )
+    assert result.trials and all(t.params["fast"] < t.params["slow"] for t in result.trials)
+    assert all(2 <= t.params["fast"] <= 173 and 5 <= t.params["slow"] <= 173 for t in result.trials)
+    # swapped when both fit the other's range, else moved apart within the bounds
+    assert repair({"fast": 136, "slow": 56}, bounds, [("fast", "slow")]) == {
+        "fast": 56,
+        "slow": 136,
+    }
+    assert repair({"fast": 173, "slow": 173}, bounds, [("fast", "slow")]) == {
+        "fast": 172,
+        "slow": 173,
+    }
+    tight = [Bound("lower", float, 1.0, 50.0), Bound("upper", float, 50.0, 99.0)]
+    fixed = repair({"lower": 50.0, "upper": 50.0}, tight, [("lower", "upper")])
+    assert 1.0 <= fixed["lower"] < fixed["upper"] <= 99.0
+    with pytest.raises(ValueError, match="no valid parameter set"):
+        search(lambda p: 0.0, [Bound("fast", int, 50, 50), Bound("slow", int, 40, 50)],
+               population=4, generations=1, ordered=[("fast", "slow")])  # fmt: skip
+
+
+def test_a_short_window_searches_only_valid_rules_or_says_why_not() -> None:
+    """issue 16: population 4, one generation, a month of bars: it finishes with a valid
+    winner; a space with no valid set on a shorter window is refused before searching."""
+    from botlib.data import load_ohlcv
+    from botlib.errors import ConfigError
+    from botlib.models.evaluate import train_and_backtest
+
+    month = load_ohlcv("BTC/USDT", "1h", start="2025-01-01", end="2025-02-01")
+    for seed in range(4):
+        fitted, _, result = train_and_backtest(
+            "ga_rules", month, params={"population": 4, "generations": 1, "seed": seed}
+        )
+        best = fitted.params["best_params"]
+        assert best["fast"] < best["slow"] and result.metrics
+    days = load_ohlcv("BTC/USDT", "1h", start="2025-01-01", end="2025-01-10")
+    with pytest.raises(ConfigError, match="no valid sma_cross parameters on this window") as err:
+        train_and_backtest(
+            "ga_rules",
+            days,
+            params={"population": 4, "generations": 1,
+                    "space": {"fast": [60, 100], "slow": [80, 300]}},
+        )  # fmt: skip
+    assert "cap every look-back at" in str(err.value)

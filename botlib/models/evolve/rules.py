@@ -22,6 +22,7 @@ from botlib.models.evolve.search import (
     differential_evolution,
     genetic_algorithm,
 )
+from botlib.progress import advance
 from botlib.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -112,11 +113,50 @@ class EvolvedRulesModel(BaseModel):
             out.append(b)
         return out
 
+    def _search_space(self, bars: int) -> tuple[list[Bound], list[tuple[str, str]]]:
+        """The bounds searched on ``bars`` training bars and the order constraints among
+        them; a pair with one side fixed narrows the other's bound instead. Raises
+        ``ConfigError``, before any search, when no valid set exists."""
+        from botlib.models.evolve.search import feasible
+
+        fixed = self.params["fixed"]
+        bounds = {b.name: b for b in self._bounds_for(bars)}
+        ordered = []
+        for a, b in self.strategy.ordered:
+            if a in bounds and b in bounds:
+                ordered.append((a, b))
+            elif a in fixed and b in bounds:
+                old = bounds[b]
+                low = max(old.low, float(fixed[a]) + (1 if old.kind is int else 1e-9))
+                bounds[b] = Bound(b, old.kind, low, max(low, old.high))
+                if float(fixed[a]) >= old.high:
+                    ordered.append((a, b))  # reported as infeasible below
+            elif b in fixed and a in bounds:
+                old = bounds[a]
+                high = min(old.high, float(fixed[b]) - (1 if old.kind is int else 1e-9))
+                bounds[a] = Bound(a, old.kind, min(old.low, high), high)
+        problems = feasible(list(bounds.values()), ordered)
+        problems += [
+            f"{a} = {fixed[a]} is fixed but {b} <= {bounds[b].high:g}"
+            for a, b in ordered
+            if a in fixed and b in bounds and float(fixed[a]) >= bounds[b].high
+        ]
+        if problems:
+            cap = max(2, (bars - 1) // 3)
+            raise ConfigError(
+                f"{self.name}: no valid {self.strategy.name} parameters on this window: "
+                f"{bars} training bars cap every look-back at {cap} (3 x look-back + 1 "
+                f"must fit), and {'; '.join(problems)}. Use a longer window or another "
+                "search space"
+            )
+        return list(bounds.values()), ordered
+
     def _min_train_bars(self) -> int:
         return 100  # a search simply scores long look-backs badly on short windows
 
     def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:
         p = self.params
+        bounds, ordered = self._search_space(len(train))  # refuses an impossible search
         seed_everything(p["seed"])
         timeframe = train.attrs.get("timeframe", "1h")
         objective = rule_objective(
@@ -132,6 +172,7 @@ class EvolvedRulesModel(BaseModel):
 
         def progress(gen: int, of: int, best: float) -> None:
             log.info("%s generation %d/%d: best %s %.4f", self.name, gen, of, p["objective"], best)
+            advance(f"{self.name} generations", gen, of)
 
         from botlib.compute import open_mapper
 
@@ -139,12 +180,13 @@ class EvolvedRulesModel(BaseModel):
         with open_mapper(p["compute"]) as pmap:
             self.search = run(
                 objective,
-                self._bounds_for(len(train)),
+                bounds,
                 population=p["population"],
                 generations=p["generations"],
                 seed=p["seed"],
                 progress=progress,
                 mapper=pmap,
+                ordered=ordered,
             )
         self.params["best_params"] = {**p["fixed"], **self.search.best_params}
         book = self.search.logbook

@@ -97,13 +97,21 @@ class _Evaluator:
     """Decodes genomes, answers repeats from its cache, and evaluates the new ones of a
     generation in one batch through ``mapper`` (serial, processes or Dask)."""
 
-    def __init__(self, objective: Objective, bounds: Sequence[Bound], mapper: Mapper) -> None:
+    def __init__(
+        self,
+        objective: Objective,
+        bounds: Sequence[Bound],
+        mapper: Mapper,
+        ordered: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self.objective, self.bounds, self.mapper = objective, list(bounds), mapper
+        self.ordered = list(ordered)
         self.cache: dict[tuple[Any, ...], float] = {}
         self.trials: list[Trial] = []
 
     def decode(self, genes: Sequence[float]) -> dict[str, Any]:
-        return {b.name: b.decode(g) for b, g in zip(self.bounds, genes, strict=True)}
+        params = {b.name: b.decode(g) for b, g in zip(self.bounds, genes, strict=True)}
+        return repair(params, self.bounds, self.ordered)
 
     def batch(self, genomes: Sequence[Sequence[float]], generation: int) -> list[float]:
         """Objective values of ``genomes``, in order; each distinct parameter set is
@@ -151,7 +159,55 @@ def _record(
     logbook.record(gen=gen, evals=len(evaluator.cache), **stats.compile(pop))
 
 
-def _check(bounds: Sequence[Bound], population: int, generations: int) -> None:
+def _gap(bound: Bound) -> float:
+    """The smallest step between two values of ``bound`` (1 for whole numbers)."""
+    return 1.0 if bound.kind is int else max((bound.high - bound.low) * 1e-6, 1e-9)
+
+
+def feasible(bounds: Sequence[Bound], ordered: Sequence[tuple[str, str]]) -> list[str]:
+    """Why no parameter set within ``bounds`` can satisfy every ``a < b`` of ``ordered``
+    (empty when some can)."""
+    by = {b.name: b for b in bounds}
+    out = []
+    for a, b in ordered:
+        if a in by and b in by and not by[a].low + _gap(by[b]) <= by[b].high:
+            out.append(f"{a} < {b} needs {a} >= {by[a].low:g} below {b} <= {by[b].high:g}")
+    return out
+
+
+def repair(
+    params: dict[str, Any], bounds: Sequence[Bound], ordered: Sequence[tuple[str, str]]
+) -> dict[str, Any]:
+    """``params`` with every pair of ``ordered`` put in order, within ``bounds``: swapped
+    when both values fit the other's range, else moved apart as little as the ranges
+    allow (the bounds must be ``feasible``)."""
+    by = {b.name: b for b in bounds}
+    for a, b in ordered:
+        if a not in by or b not in by or params[a] < params[b]:
+            continue
+        ba, bb = by[a], by[b]
+        x, y = params[a], params[b]
+        if x != y and ba.low <= y <= ba.high and bb.low <= x <= bb.high:
+            params[a], params[b] = y, x
+            continue
+        step = _gap(bb)
+        new_b = min(bb.high, max(x + step, bb.low))
+        new_a = x if x < new_b else max(ba.low, new_b - step)
+        params[a], params[b] = (
+            (round(new_a), round(new_b)) if ba.kind is int and bb.kind is int else (new_a, new_b)
+        )
+    return params
+
+
+def _check(
+    bounds: Sequence[Bound],
+    population: int,
+    generations: int,
+    ordered: Sequence[tuple[str, str]] = (),
+) -> None:
+    impossible = feasible(bounds, ordered)
+    if impossible:
+        raise ValueError("no valid parameter set within the bounds: " + "; ".join(impossible))
     if not bounds:
         raise ValueError("nothing to search: give at least one Bound")
     if population < 4:
@@ -212,6 +268,7 @@ def genetic_algorithm(
     seed: int = 0,
     progress: ProgressFn | None = None,
     mapper: Mapper | None = None,
+    ordered: Sequence[tuple[str, str]] = (),
 ) -> SearchResult:
     """Maximize ``objective`` with tournament selection, blend crossover, gaussian
     mutation and elitism (the ``elite`` best of the hall of fame survive unchanged).
@@ -221,9 +278,9 @@ def genetic_algorithm(
     process (a Dask scheduler, say) may draw from too. Each generation's new individuals
     are evaluated in one batch through ``mapper``.
     """
-    _check(bounds, population, generations)
+    _check(bounds, population, generations, ordered)
     rng = random.Random(seed)
-    evaluator = _Evaluator(objective, bounds, mapper or SerialMapper())
+    evaluator = _Evaluator(objective, bounds, mapper or SerialMapper(), ordered)
     hof = tools.HallOfFame(max(elite, 5))
     stats, logbook = _stats(), tools.Logbook()
     pop = [_Individual([rng.random() for _ in bounds]) for _ in range(population)]
@@ -268,16 +325,17 @@ def differential_evolution(
     seed: int = 0,
     progress: ProgressFn | None = None,
     mapper: Mapper | None = None,
+    ordered: Sequence[tuple[str, str]] = (),
 ) -> SearchResult:
     """Maximize ``objective`` with DE/rand/1/bin: mutant = a + f (b - c), binomial
     crossover with rate ``cr`` (at least one gene from the mutant), greedy replacement.
     Replacement is deferred to the end of each generation (every trial is built from the
     generation's population), so a generation is one batch for ``mapper``."""
-    _check(bounds, population, generations)
+    _check(bounds, population, generations, ordered)
     if not 0 < f <= 2 or not 0 <= cr <= 1:
         raise ValueError(f"need 0 < f <= 2 and 0 <= cr <= 1, got f={f}, cr={cr}")
     rng = random.Random(seed)
-    evaluator = _Evaluator(objective, bounds, mapper or SerialMapper())
+    evaluator = _Evaluator(objective, bounds, mapper or SerialMapper(), ordered)
     hof = tools.HallOfFame(5)
     stats, logbook = _stats(), tools.Logbook()
     dim = len(bounds)

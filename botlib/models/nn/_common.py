@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
 from botlib.models.base import BaseModel, FitReport, ModelMeta
+from botlib.progress import advance
 from botlib.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class _EpochLog(keras.callbacks.Callback):  # type: ignore[misc]
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in (logs or {}).items())
         log.info("%s epoch %d: %s", self.name, epoch + 1, shown)
+        advance(f"{self.name} epochs", epoch + 1, (self.params or {}).get("epochs"))
 
 
 class KerasWindowModel(BaseModel):

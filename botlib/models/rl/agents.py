@@ -18,6 +18,7 @@ from botlib.errors import ConfigError
 from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
 from botlib.models.base import BaseModel, FitReport, ModelMeta
 from botlib.models.rl.env import OBS_CLIP, TradingEnv, next_position
+from botlib.progress import advance
 from botlib.seed import seed_everything
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class _Progress(BaseCallback):
         if self.num_timesteps >= self.next_report * self.total:
             log.info("%s: %d/%d timesteps", self.name, self.num_timesteps, self.total)
             self.next_report += 0.1
+        if self.num_timesteps % 64 == 0 or self.num_timesteps >= self.total:
+            advance(f"{self.name} timesteps", self.num_timesteps, self.total)
         return True
 
 
