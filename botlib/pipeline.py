@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from botlib.errors import BotlibError, ConfigError
+from botlib.params import parse_assignments, plain
 from botlib.progress import advance
 from botlib.settings import PROJECT_ROOT, get_settings
 
@@ -107,7 +108,7 @@ def find_pipeline(name_or_path: str) -> Path:
 def load_pipeline(path: str | Path) -> Pipeline:
     path = find_pipeline(str(path))
     try:
-        pipeline = Pipeline.model_validate(_plain(yaml.safe_load(path.read_text())))
+        pipeline = Pipeline.model_validate(plain(yaml.safe_load(path.read_text())))
     except (yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(f"{path}: not a valid pipeline: {exc}") from exc
     names = [s.name for s in pipeline.steps]
@@ -150,36 +151,9 @@ def _resolve(value: Any, outputs: Mapping[str, Mapping[str, str]], parent: str) 
     return value
 
 
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-
-
-def _plain(value: Any) -> Any:
-    """YAML's dates and times as ISO strings (``start: 2025-01-01`` is a date to YAML,
-    a string to a notebook parameter and to JSON), in lists and mappings too."""
-    import datetime as dt
-
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["epochs=3", "start=2024-01-01"]`` with YAML typing of the values (dates stay
-    ISO strings)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"-p {item!r}: expected NAME=VALUE, e.g. -p epochs=3")
-        value = _plain(yaml.safe_load(raw)) if raw.strip() else ""
-        if isinstance(value, str) and _NUMBER.fullmatch(raw.strip()):
-            value = float(raw)  # YAML 1.1 reads 1e-3 as a string
-        out[key.strip()] = value
-    return out
+    """``-p`` overrides, typed as ``botlib.params`` reads them (dates stay ISO strings)."""
+    return parse_assignments(items)
 
 
 def run_pipeline(

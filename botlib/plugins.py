@@ -10,7 +10,8 @@ Register them in a module of yours::
 
 and make botlib import that module in every process (the notebook kernels, ``botlib
 serve``, the bridge's workers) in one of two ways: name it in ``BOTLIB_PLUGINS``
-(comma-separated modules, e.g. ``BOTLIB_PLUGINS=mylab.plugins``), or declare it in your
+(comma-separated modules, e.g. ``BOTLIB_PLUGINS=mylab.plugins``, in the environment or
+the project's ``.env``), or declare it in your
 package's metadata under the entry-point group ``botlib.plugins``::
 
     [project.entry-points."botlib.plugins"]
@@ -38,8 +39,10 @@ def load_plugins() -> list[str]:
     from importlib.metadata import entry_points
 
     from botlib.errors import ConfigError
+    from botlib.settings import get_settings
 
-    names = [m.strip() for m in os.environ.get("BOTLIB_PLUGINS", "").split(",") if m.strip()]
+    listed = os.environ.get("BOTLIB_PLUGINS") or get_settings().plugins  # env, or .env
+    names = [m.strip() for m in listed.split(",") if m.strip()]
     names += [ep.value.split(":")[0] for ep in entry_points(group="botlib.plugins")]
     for name in dict.fromkeys(names):
         try:

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         default=100_000, ge=100, description="Approximate bound of every output stream."
     )
     exchange_id: str = "binance"
+    plugins: str = Field(
+        default="",
+        description="Modules registering your own features and models (comma-separated), "
+        "imported by every botlib process; see botlib.plugins.",
+    )
     data_source: str | None = Field(
         default=None,
         description="Where candles come from when a command names none: reference, local "

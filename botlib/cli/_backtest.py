@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from botlib.cli._common import Source, console, err_console, parse_params, print_json, progress_bar
+from botlib.cli._common import Source, console, err_console, print_json, progress_bar
 from botlib.cli._tables import metrics_rich_table
+from botlib.params import parse_assignments
 
 
 def strategies() -> None:
@@ -66,7 +67,7 @@ def backtest(
     from botlib.data import describe_source, load_ohlcv
 
     strat = get_strategy(strategy)
-    params = strat.resolve(parse_params(param or []))
+    params = strat.resolve(parse_assignments(param or []))
     if strategy == "sma_cross":
         params["allow_short"] = allow_short
     candles = load_ohlcv(symbol, timeframe, start=start, end=end, source=source)

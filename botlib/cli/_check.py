@@ -45,7 +45,10 @@ def _builtin_models(candles: Any) -> list[Any]:
 def leakage(
     features: Annotated[
         str | None,
-        typer.Option(help="Your feature function, module:function (candles -> frame)."),
+        typer.Option(
+            help="Your feature function, module:function (candles -> frame), or feature "
+            "names, comma-separated (built in or registered by a plugin: rsi,range_pct)."
+        ),
     ] = None,
     model: Annotated[
         list[str] | None, typer.Option(help="A saved model folder or models:/NAME/VERSION.")
@@ -72,16 +75,20 @@ def leakage(
 
     candles = load_ohlcv(symbol, timeframe, start=start, end=end)
     reports = []
-    if features:
+    if features and ":" in features:
         reports.append(check_leakage(load_function(features), candles, name=features, cuts=cuts))
     else:
+        from botlib.features import get_feature_spec
+
+        names = [f.strip() for f in (features or "").split(",") if f.strip()]
+        spec = get_feature_spec(names) if names else DEFAULT_SPEC
         reports.append(
             check_leakage(
-                lambda c: build_features(c, DEFAULT_SPEC),
+                lambda c: build_features(c, spec),
                 candles,
-                name=f"feature set {DEFAULT_SPEC.name}",
+                name=f"features {spec.name}",
                 cuts=cuts,
-                warmup=DEFAULT_SPEC.warmup,
+                warmup=spec.warmup,
             )
         )
     models = [load_model(ref) for ref in model or []]

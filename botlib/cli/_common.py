@@ -12,8 +12,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from botlib.errors import ConfigError
-
 #: where candles come from, for every command that reads them
 Source = Annotated[
     str | None,
@@ -83,17 +81,6 @@ def progress_bars(*, enabled: bool = True) -> Iterator[None]:
 
         with reporting(report):
             yield
-
-
-def parse_params(items: list[str]) -> dict[str, str]:
-    """``["fast=20", "slow=100"]`` -> ``{"fast": "20", "slow": "100"}``."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param {item!r}: expected NAME=VALUE, e.g. --param fast=20")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def jsonable(value: Any) -> Any:

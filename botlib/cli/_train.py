@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from botlib.cli._common import Source, console, err_console, parse_params, print_json, progress_bars
+from botlib.cli._common import Source, console, err_console, print_json, progress_bars
 from botlib.cli._tables import metrics_rich_table
-
-
-def _value(raw: str) -> Any:
-    """``3`` -> 3, ``0.5`` -> 0.5, ``true`` -> True, ``[1,2]`` -> [1, 2], else the text."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
+from botlib.params import parse_assignments
 
 
 def train(
@@ -47,7 +39,7 @@ def train(
     from botlib.data import describe_source, load_ohlcv
     from botlib.models.evaluate import train_and_backtest
 
-    params = {k: _value(v) for k, v in parse_params(param or []).items()}
+    params = parse_assignments(param or [])
     candles = load_ohlcv(symbol, timeframe, start=start, end=end, source=source)
     if not as_json:
         err_console.print(describe_source(candles), style="dim", highlight=False, soft_wrap=True)

@@ -39,6 +39,7 @@ __all__ = [
     "register_model",
     "register_uri_resolver",
     "split_by_time",
+    "takes_seed",
 ]
 
 _CLASSES = {
@@ -92,6 +93,17 @@ def get_model_class(name: str) -> type[BaseModel]:
     module, _, cls = target.partition(":")
     found: type[BaseModel] = getattr(importlib.import_module(module), cls)
     return found
+
+
+def takes_seed(name: str) -> bool:
+    """Whether model ``name`` takes a ``seed`` (the built-in ones but the ensemble do; a
+    plugin's model may not)."""
+    import inspect
+
+    parameters = inspect.signature(get_model_class(name).__init__).parameters
+    return "seed" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 def create_model(name: str, **params: Any) -> BaseModel:

@@ -15,7 +15,7 @@ import pandas as pd
 from botlib.backtest import BacktestResult
 from botlib.data import load_ohlcv, to_utc
 from botlib.errors import ConfigError
-from botlib.models import BaseModel, FitReport, create_model, split_by_time
+from botlib.models import BaseModel, FitReport, create_model, split_by_time, takes_seed
 from botlib.models.evaluate import backtest_model
 from botlib.plots import candles_with_fills, drawdown, equity_vs_hold, training_curves
 from botlib.tracking import pyfunc
@@ -83,7 +83,7 @@ def train_session(
     registered under ``model_name`` (default: family-model-market-timeframe). Candles
     come from ``source`` (see ``load_ohlcv``; default: the lookup order)."""
     params = dict(params or {})
-    if algorithm != "ensemble":
+    if takes_seed(algorithm):
         params.setdefault("seed", seed)
     market = {"symbol": symbol, "timeframe": timeframe, "start": start, "end": end}
     if source is not None:

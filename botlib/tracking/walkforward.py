@@ -7,6 +7,7 @@ from typing import Any
 import mlflow
 
 from botlib.data import load_ohlcv
+from botlib.models import takes_seed
 from botlib.models.walkforward import WalkForwardResult, walk_forward
 from botlib.plots import walk_forward_equity
 from botlib.tracking.runs import log_figure, log_manifest, reproducibility_tags, run
@@ -33,7 +34,7 @@ def walkforward_session(
     """Walk-forward ``algorithm`` over the window; logs ``fold.*`` (step = fold),
     ``wf.*`` (the stitched out-of-sample account) and ``wf.buy_and_hold.*``."""
     params = dict(params or {})
-    if algorithm != "ensemble":
+    if takes_seed(algorithm):
         params.setdefault("seed", seed)
     arguments = {
         "algorithm": algorithm,

@@ -20,3 +20,25 @@ def test_dates_stay_iso_strings_and_numbers_stay_numbers() -> None:
     json.dumps(got)  # what the pipeline records: no "date is not JSON serializable"
     with pytest.raises(ConfigError, match="expected NAME=VALUE"):
         parse_overrides(["start"])
+
+
+def test_one_parser_for_every_command() -> None:
+    """issue 16: the same typing and the same error for train, backtest and pipelines."""
+    import subprocess
+    import sys
+
+    from botlib.params import parse_assignments
+
+    got = parse_assignments(["members=[a,b]", "epochs=3", "allow_short=true", "fee=0.002",
+                             "name=lstm", "none=null", "space={fast: [5, 50]}"])  # fmt: skip
+    assert got == {"members": ["a", "b"], "epochs": 3, "allow_short": True, "fee": 0.002,
+                   "name": "lstm", "none": None, "space": {"fast": [5, 50]}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"-p members='\[a,': cannot read the value"):
+        parse_assignments(["members=[a,"])
+    for command in (["train", "lstm"], ["backtest", "--strategy", "sma_cross"],
+                    ["pipeline", "run", "quick"]):  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "botlib", *command, "-p", "epochs=[3,"],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, (command, done.stderr)
+        assert "-p epochs='[3,': cannot read the value" in lines[0], (command, lines)
