@@ -59,6 +59,7 @@ def test_every_guide_block_is_run_or_marked_as_a_server() -> None:
             assert all(SERVERS.match(c) for c in commands if c), (block.line, block.code)
 
 
+@pytest.mark.timeout(1200)  # a pipeline of nine notebooks and a dozen commands
 def test_the_guides_run_start_to_finish(tmp_path: Path) -> None:
     home, cwd, user_home = tmp_path / "project", tmp_path / "work", tmp_path / "user"
     for folder in (home, cwd, user_home):
