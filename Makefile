@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/signal_loop.py
 	$(BIN)/python bench/optimize.py
+	$(BIN)/python bench/fast_path.py
 	$(BIN)/python bench/bridge.py
 
 LAB_PORT ?= 8888

@@ -15,7 +15,7 @@ import pandas as pd
 
 from botlib.data import bars_per_year
 
-__all__ = ["METRIC_NAMES", "compute_metrics", "trades_from_fills"]
+__all__ = ["METRIC_NAMES", "compute_metrics", "equity_metrics", "trades_from_fills"]
 
 METRIC_NAMES = (
     "total_return",
@@ -104,6 +104,32 @@ def _finite(value: float) -> float:
     return float(value) if math.isfinite(value) else float("nan")
 
 
+def equity_metrics(values: np.ndarray, *, per_year: float, initial_cash: float) -> dict[str, float]:
+    """The figures of an equity curve alone (see ``compute_metrics``), from its array."""
+    n = len(values)
+    prev = np.concatenate([[initial_cash], values[:-1]])
+    rets = values / prev - 1.0
+    years = n / per_year
+    total = values[-1] / initial_cash - 1.0 if n else 0.0
+    cagr = (values[-1] / initial_cash) ** (1.0 / years) - 1.0 if n and values[-1] > 0 else -1.0
+    std = rets.std(ddof=1) if n > 1 else 0.0
+    sharpe = rets.mean() / std * math.sqrt(per_year) if std > 0 else float("nan")
+    downside = math.sqrt(float(np.mean(np.minimum(rets, 0.0) ** 2))) if n else 0.0
+    sortino = rets.mean() / downside * math.sqrt(per_year) if downside > 0 else float("nan")
+    peak = np.maximum.accumulate(np.concatenate([[initial_cash], values]))[1:]
+    max_dd = float((values / peak - 1.0).min()) if n else 0.0
+    calmar = cagr / abs(max_dd) if max_dd < 0 else float("nan")
+    return {
+        "total_return": float(total),
+        "cagr": float(cagr),
+        "sharpe": _finite(sharpe),
+        "sortino": _finite(sortino),
+        "max_drawdown": max_dd,
+        "calmar": _finite(calmar),
+        "final_equity": float(values[-1]) if n else float(initial_cash),
+    }
+
+
 def compute_metrics(
     equity: pd.Series,
     *,
@@ -125,27 +151,8 @@ def compute_metrics(
     values = equity.to_numpy(dtype="float64")
     n = len(values)
     per_year = bars_per_year(timeframe)
-    prev = np.concatenate([[initial_cash], values[:-1]])
-    rets = values / prev - 1.0
     years = n / per_year
-    total = values[-1] / initial_cash - 1.0 if n else 0.0
-    cagr = (values[-1] / initial_cash) ** (1.0 / years) - 1.0 if n and values[-1] > 0 else -1.0
-    std = rets.std(ddof=1) if n > 1 else 0.0
-    sharpe = rets.mean() / std * math.sqrt(per_year) if std > 0 else float("nan")
-    downside = math.sqrt(float(np.mean(np.minimum(rets, 0.0) ** 2))) if n else 0.0
-    sortino = rets.mean() / downside * math.sqrt(per_year) if downside > 0 else float("nan")
-    peak = np.maximum.accumulate(np.concatenate([[initial_cash], values]))[1:]
-    max_dd = float((values / peak - 1.0).min()) if n else 0.0
-    calmar = cagr / abs(max_dd) if max_dd < 0 else float("nan")
-    out: dict[str, float] = {
-        "total_return": float(total),
-        "cagr": float(cagr),
-        "sharpe": _finite(sharpe),
-        "sortino": _finite(sortino),
-        "max_drawdown": max_dd,
-        "calmar": _finite(calmar),
-        "final_equity": float(values[-1]) if n else float(initial_cash),
-    }
+    out = equity_metrics(values, per_year=per_year, initial_cash=initial_cash)
     if trades is None and fills is not None:
         trades = trades_from_fills(fills)
     if trades is not None:

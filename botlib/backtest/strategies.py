@@ -80,6 +80,54 @@ def rsi_reversion(
     return _levels(candles, target, stop_atr, take_atr, atr_window)
 
 
+def _sma_cross_target(
+    close: np.ndarray,
+    cache: dict[Any, np.ndarray],
+    *,
+    fast: int,
+    slow: int,
+    allow_short: bool = False,
+    **_: Any,
+) -> np.ndarray:
+    """``sma_cross``' normalized target as an array (indicators cached per window)."""
+    from botlib.features import _kernels as k
+
+    if fast >= slow:
+        raise ConfigError(f"sma_cross: fast ({fast}) must be shorter than slow ({slow})")
+    f = cache.get(("sma", fast))
+    if f is None:
+        f = cache[("sma", fast)] = k.rolling_mean(close, int(fast))
+    sl = cache.get(("sma", slow))
+    if sl is None:
+        sl = cache[("sma", slow)] = k.rolling_mean(close, int(slow))
+    down = -1.0 if allow_short else 0.0
+    return np.where(np.isnan(sl), 0.0, np.where(f > sl, 1.0, down))
+
+
+def _rsi_reversion_target(
+    close: np.ndarray,
+    cache: dict[Any, np.ndarray],
+    *,
+    window: int,
+    lower: float,
+    upper: float,
+    **_: Any,
+) -> np.ndarray:
+    """``rsi_reversion``' normalized target as an array (RSI cached per window)."""
+    from botlib.backtest.kernel import ffill_zero
+
+    if not 0 < lower < upper < 100:
+        raise ConfigError(f"rsi_reversion: need 0 < lower < upper < 100, got {lower}, {upper}")
+    rsi = cache.get(("rsi", window))
+    if rsi is None:
+        rsi = cache[("rsi", window)] = ind.rsi_values(close, int(window))
+    target = np.full(len(close), np.nan)
+    with np.errstate(invalid="ignore"):
+        target[rsi < lower] = 1.0
+        target[rsi > upper] = 0.0
+    return ffill_zero(target)
+
+
 @dataclass(frozen=True)
 class Param:
     """A strategy parameter: its type, default and search bounds (inclusive)."""
@@ -109,6 +157,9 @@ class RuleStrategy:
     description: str
     #: pairs ``(a, b)`` that must satisfy ``a < b`` (a search proposes only such sets)
     ordered: tuple[tuple[str, str], ...] = ()
+    #: the normalized target as an array from the closes, without stops (the optimizers'
+    #: compiled path): ``fn(close, cache, **params) -> target``
+    target_array: Callable[..., np.ndarray] | None = None
 
     def resolve(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults updated with ``overrides`` (parsed, bounds-checked)."""
@@ -139,6 +190,7 @@ STRATEGIES: dict[str, RuleStrategy] = {
         {"fast": Param(int, 20, 2, 200), "slow": Param(int, 100, 5, 1000), **_STOPS},
         "long while the fast SMA is above the slow SMA",
         ordered=(("fast", "slow"),),
+        target_array=_sma_cross_target,
     ),
     "rsi_reversion": RuleStrategy(
         "rsi_reversion",
@@ -151,6 +203,7 @@ STRATEGIES: dict[str, RuleStrategy] = {
         },
         "buy oversold RSI, sell when overbought",
         ordered=(("lower", "upper"),),
+        target_array=_rsi_reversion_target,
     ),
 }
 

@@ -72,10 +72,51 @@ class RuleObjective:
         state["_indicators"] = {}  # each worker builds its own
         return state
 
+    def _arrays(self) -> dict[str, Any]:
+        arrays = self._indicators.get("arrays")
+        if arrays is None:
+            from botlib.data import bars_per_year
+
+            arrays = self._indicators["arrays"] = {
+                name: np.ascontiguousarray(self.candles[name].to_numpy(dtype="float64"))
+                for name in ("open", "high", "low", "close")
+            }
+            arrays["per_year"] = bars_per_year(self.timeframe)
+            arrays["nan"] = np.full(len(self.candles), np.nan)
+        return arrays
+
+    def _compiled(self, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The compiled path (``target_array`` and the kernel) when the strategy has one
+        and no stops are asked for; None otherwise (or raises ``ConfigError``)."""
+        fn = self.strategy.target_array
+        merged = {**self.fixed, **params}
+        if fn is None or any(merged.get(k, 0) for k in ("stop_atr", "take_atr")):
+            return None
+        from botlib.backtest.kernel import simulate_arrays
+
+        a = self._arrays()
+        values = {**{k: p.default for k, p in self.strategy.params.items()}, **merged}
+        cache = self._indicators.setdefault("target_cache", {})
+        target = fn(a["close"], cache, **values)
+        return simulate_arrays(a["open"], a["high"], a["low"], a["close"], target,
+                               a["nan"], a["nan"], self.cash, self.fee, self.slippage)  # fmt: skip
+
     def metrics(self, params: Mapping[str, Any]) -> dict[str, float] | None:
         """The fast backtest's metrics for ``params`` (None: an invalid combination)."""
         from botlib.features.indicators import indicator_cache
 
+        try:
+            compiled = self._compiled(params)
+        except ConfigError:
+            return None
+        if compiled is not None:
+            from botlib.backtest.kernel import metrics_from_arrays
+
+            equity, _, _, size, price, comm, _ = compiled
+            return metrics_from_arrays(
+                equity, per_year=self._arrays()["per_year"], initial_cash=self.cash,
+                size=size, price=price, comm=comm,
+            )  # fmt: skip
         candles = self.candles
         try:
             with indicator_cache(self._indicators):
@@ -91,6 +132,14 @@ class RuleObjective:
     def returns(self, params: Mapping[str, Any]) -> Any:
         """Per-bar returns of the strategy's equity for ``params`` (None: invalid)."""
         from botlib.features.indicators import indicator_cache
+
+        try:
+            compiled = self._compiled(params)
+        except ConfigError:
+            return None
+        if compiled is not None:
+            equity = compiled[0]
+            return equity / np.concatenate([[self.cash], equity[:-1]]) - 1.0
 
         try:
             with indicator_cache(self._indicators):
