@@ -8,7 +8,9 @@ import typer
 
 from botlib.cli._common import console
 
-app = typer.Typer(help="Research integrity checks.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown", help="Research integrity checks.", no_args_is_help=True
+)
 
 #: tiny budgets: a leak does not need a good model to show
 _TINY: dict[str, dict[str, Any]] = {

@@ -11,7 +11,11 @@ from rich.table import Table
 from botlib.cli._common import Source, console, print_json, progress_bar
 from botlib.settings import get_settings
 
-app = typer.Typer(help="Inspect, download and import market data.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    help="Inspect, download and import market data.",
+    no_args_is_help=True,
+)
 
 Symbol = Annotated[str, typer.Argument(help="Market in BASE/QUOTE form, e.g. BTC/USDT.")]
 Timeframe = Annotated[str, typer.Argument(help="Bar length: 1m, 5m, 15m, 1h, 4h, 1d, ...")]

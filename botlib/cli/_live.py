@@ -13,6 +13,7 @@ from rich.table import Table
 from botlib.cli._common import console, err_console, print_json, progress_bar
 
 feed_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Put closed candles on the Redis bar streams (and python:market_data).",
     no_args_is_help=True,
 )

@@ -14,11 +14,13 @@ from rich.table import Table
 from botlib.cli._common import console, err_console, print_json
 
 config_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Runtime configuration (thresholds, risk, rate limits): applied by running "
     "services within a second, no restart.",
     no_args_is_help=True,
 )
 backup_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Back up or restore the MLflow store and the Redis signal history.",
     no_args_is_help=True,
 )

@@ -10,7 +10,9 @@ from rich.table import Table
 from botlib.cli._common import console, err_console, progress_bars, quiet
 
 app = typer.Typer(
-    help="Run, list and show notebook pipelines (pipelines/*.yaml).", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="Run, list and show notebook pipelines (pipelines/*.yaml).",
+    no_args_is_help=True,
 )
 
 

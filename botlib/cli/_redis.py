@@ -13,7 +13,9 @@ from botlib.settings import get_settings
 from botlib.transport import RedisServer
 
 app = typer.Typer(
-    help="Start, stop or check the project's local redis-server.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="Start, stop or check the project's local redis-server.",
+    no_args_is_help=True,
 )
 
 

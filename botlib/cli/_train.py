@@ -15,11 +15,19 @@ from botlib.params import parse_assignments
 def train(
     model: Annotated[
         str,
-        typer.Argument(help="lstm, gru, transformer, dqn, ppo, ga_rules, de_rules or ensemble."),
+        typer.Argument(
+            help="lstm, gru, transformer, dqn, ppo, ga_rules, de_rules, ensemble, or a "
+            "plugin's model (BOTLIB_PLUGINS)."
+        ),
     ],
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="Hyperparameter NAME=VALUE (JSON values); repeatable."),
+        typer.Option(
+            "--param",
+            "-p",
+            help="Hyperparameter NAME=VALUE, repeatable; values typed as YAML: 3, 0.5, "
+            "true, [a,b], 2025-01-01.",
+        ),
     ] = None,
     symbol: Annotated[str, typer.Option(help="Market.")] = "BTC/USDT",
     timeframe: Annotated[str, typer.Option(help="Bar length.")] = "1h",
