@@ -1,0 +1,49 @@
+"""Streaming features (issue 17 §1): one bar at a time, equal to the batch matrix over
+the same history — bit for bit where the arithmetic allows, else within 1e-12."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from botlib.features import DEFAULT_SPEC, feature_matrix, get_feature_spec
+from botlib.features.streaming import StreamingFeatures, streamable
+
+ALL = get_feature_spec(["close", "volume", "returns", "log_returns", "sma_ratio",
+                        "ema_ratio", "rsi", "macd", "bollinger", "atr",
+                        "realized_volatility", "volume_zscore", "obv_slope"])  # fmt: skip
+
+
+def test_every_feature_streams_as_the_batch_computes_it(btc_1h: pd.DataFrame) -> None:
+    candles = btc_1h.iloc[:10_000]
+    for spec in (ALL, DEFAULT_SPEC):
+        assert streamable(spec)
+        batch, names = feature_matrix(candles, spec)
+        stream = StreamingFeatures(spec)
+        stream.seed(candles.iloc[:300])  # a bootstrap history, then bar by bar
+        rows = [stream.update(bar) for bar in candles.iloc[300:].to_dict("records")]
+        streamed = np.vstack(rows)
+        assert stream.columns == names
+        expected = batch[300:]
+        assert np.array_equal(np.isnan(streamed), np.isnan(expected))
+        both = ~np.isnan(expected)
+        scale = np.maximum(np.abs(expected), 1.0)
+        worst = np.max(np.where(both, np.abs(streamed - expected) / scale, 0.0), axis=0)
+        assert (worst <= 1e-12).all(), dict(zip(names, worst, strict=True))
+        exact = [n for n, w in zip(names, worst, strict=True) if w == 0.0]
+        # the finite-memory features are bit-identical by construction
+        for name in ("close", "volume", "ret_1", "logret_1", "bb_pos", "rvol_24", "vol_z_24"):
+            if name in names:
+                assert name in exact, name
+
+
+def test_a_feature_without_an_incremental_form_keeps_the_window_path() -> None:
+    from botlib.features import FeatureDef, FeatureSpec
+    from botlib.features._spec import FEATURES
+
+    FEATURES["_no_stream"] = lambda b: {"x": b["close"]}
+    try:
+        spec = FeatureSpec("custom", (FeatureDef("_no_stream", {}),))
+        assert not streamable(spec)
+    finally:
+        del FEATURES["_no_stream"]
