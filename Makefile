@@ -69,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/signal_loop.py
 	$(BIN)/python bench/optimize.py
 	$(BIN)/python bench/fast_path.py
+	$(BIN)/python bench/streaming_features.py
 	$(BIN)/python bench/bridge.py
 
 LAB_PORT ?= 8888
