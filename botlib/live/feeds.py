@@ -23,7 +23,7 @@ import redis
 
 from botlib.data import timeframe_seconds
 from botlib.transport import Bar, BarError, RedisNames, decode_bar, encode_bar, redis_names
-from botlib.transport.client import TRIM_READ
+from botlib.transport.client import trim_read
 from botlib.transport.stats import FeedCounter, feed_field
 
 __all__ = ["bars_from_candles", "last_published", "poll_ccxt", "publish_bars", "replay"]
@@ -134,18 +134,24 @@ def publish_bars(
                 pipe.publish(names.market_data_channel, payload)
                 if stream not in streams:
                     streams.append(stream)
-            # bounded, but never past bars the signal loop has not read yet
-            trim = client.register_script(TRIM_READ)
-            for stream in streams:
-                trim(keys=[stream], args=[maxlen], client=pipe)
             pipe.execute()
-            return len(bars)
+            break
         except _RETRYABLE as exc:
             if time.monotonic() > deadline:
                 raise
             log.warning("redis unavailable (%s); retrying in %.2f s", exc, backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+    # bounded, but never past bars the signal loop has not read yet. Not inside the
+    # transaction: a Redis restarted between loading the script and the transaction's
+    # retry would fail it after its XADDs had run (no rollback), and a retry would
+    # publish the bars twice; a trim missed here is done by the next publish
+    for stream in streams:
+        try:
+            trim_read(client, stream, maxlen)
+        except _RETRYABLE as exc:
+            log.warning("stream %s not trimmed this time (%s)", stream, exc)
+    return len(bars)
 
 
 class FeedHealth:
