@@ -20,7 +20,7 @@ admin       everything the server offers (its administrative commands are    ope
 On the project's local server (``botlib redis start``) the admin role is the ``default``
 user with the generated password; each other role is the user ``botlib-ROLE`` whose
 password is derived from it (HMAC-SHA256), so every botlib command finds its own without
-another file. An external Redis gets the same users from ``botlib redis acl apply``.
+another file. An external Redis gets the same users from ``botlib redis acl``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from botlib.transport.names import RedisNames
 
 __all__ = [
     "ROLES",
-    "SERVICE_ROLES",
     "acl_rules",
     "apply_users",
     "glob",
@@ -46,8 +45,6 @@ __all__ = [
 
 #: every role, the operator's (admin) last
 ROLES = ("loop", "bridge", "feed", "backend", "admin")
-#: the roles botlib's own services take (the backend and admin are people's)
-SERVICE_ROLES = ("loop", "bridge", "feed")
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
@@ -204,7 +201,6 @@ def apply_users(admin_url: str, names: RedisNames | None = None) -> dict[str, st
     random password each, keep their URLs in a file only the owner can read (where every
     botlib command finds its role's), and return them."""
     import json
-    import os
     import secrets
     from urllib.parse import urlparse
 
@@ -228,9 +224,9 @@ def apply_users(admin_url: str, names: RedisNames | None = None) -> dict[str, st
         )  # fmt: skip
         netloc = f"{username(role)}:{password}@{parsed.hostname}:{parsed.port or 6379}"
         urls[role] = parsed._replace(netloc=netloc).geturl()
+    from botlib.transport.server import _private
+
     path = _users_file(admin_url)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(urls, handle, indent=1)
+    _private(path, json.dumps(urls, indent=1))
     return urls
