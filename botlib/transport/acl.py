@@ -113,7 +113,8 @@ def acl_rules(role: str, names: RedisNames | None = None) -> list[str]:
             *_keys("%R", n.predictions, n.signals, n.events, n.model_events, n.deadletter),
             *_keys("%R", n.prediction_list),
             # what it may publish (the command channel) and every channel it reads
-            *_channels(n.command_channel, *_answer_channels(n), "python:*"),
+            *_channels(n.command_channel, *_answer_channels(n)),
+            "&python:*",  # a pattern the backend subscribes with (PSUBSCRIBE python:*)
         ]
     stats = _keys("%R", n.loop_stats, n.feed_stats, n.bridge_stats, n.supervisor_stats,
                   n.runtime_config_status)  # fmt: skip

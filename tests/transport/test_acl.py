@@ -101,6 +101,8 @@ def test_the_backend_may_send_commands_and_read_records_nothing_else(
     sub = backend.pubsub()
     sub.subscribe(NAMES.signal_channel, NAMES.result_channel)
     sub.psubscribe("python:*")
+    confirmed = [sub.get_message(timeout=2) for _ in range(3)]  # a refusal raises here
+    assert [m["type"] for m in confirmed if m] == ["subscribe", "subscribe", "psubscribe"]
     sub.close()
     # what it may not: the control plane, positions, bars, the admin path
     for command in (
