@@ -51,6 +51,12 @@ class _Ewm:
         self.count += 1
         return self.y if self.count >= self.min_periods else math.nan
 
+    def state(self) -> list[float]:
+        return [self.y, float(self.count)]
+
+    def restore(self, state: list[float]) -> None:
+        self.y, self.count = float(state[0]), int(state[1])
+
 
 class _Wilder:
     """``_kernels.wilder_seeded``: the mean of the first ``window`` values, then Wilder."""
@@ -70,94 +76,161 @@ class _Wilder:
         self.y = a * x + (1.0 - a) * self.y
         return self.y
 
+    def state(self) -> list[float]:
+        # once seeded only y matters: the first values are not kept past the window
+        return [self.y, *self.first] if len(self.first) < self.window else [self.y, math.inf]
 
-def _ema_ratio(p: Mapping[str, Any]) -> Callable[[dict[str, float]], dict[str, float]]:
-    window = int(p.get("window", 20))
-    ema = _Ewm(2.0 / (window + 1), window)
-
-    def step(b: dict[str, float]) -> dict[str, float]:
-        return {f"close_over_ema_{window}": b["close"] / ema.push(b["close"]) - 1.0}
-
-    return step
+    def restore(self, state: list[float]) -> None:
+        self.y = float(state[0])
+        rest = [float(v) for v in state[1:]]
+        self.first = [math.nan] * self.window if rest == [math.inf] else rest
 
 
-def _rsi(p: Mapping[str, Any]) -> Callable[[dict[str, float]], dict[str, float]]:
-    window = int(p.get("window", 14))
-    gain, loss = _Ewm(1.0 / window, window), _Ewm(1.0 / window, window)
-    prev = [math.nan]
+class _Step:
+    """A recursive feature's state, advanced by ``__call__(bar)``; ``state()`` and
+    ``restore()`` carry it across processes (plain floats: JSON keeps them exact)."""
 
-    def step(b: dict[str, float]) -> dict[str, float]:
-        delta = b["close"] - prev[0]
-        prev[0] = b["close"]
+    def __call__(self, b: dict[str, float]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state(self) -> list[Any]:
+        raise NotImplementedError
+
+    def restore(self, state: list[Any]) -> None:
+        raise NotImplementedError
+
+
+class _EmaRatio(_Step):
+    def __init__(self, p: Mapping[str, Any]) -> None:
+        self.window = int(p.get("window", 20))
+        self.ema = _Ewm(2.0 / (self.window + 1), self.window)
+        self.name = f"close_over_ema_{self.window}"
+
+    def __call__(self, b: dict[str, float]) -> dict[str, float]:
+        return {self.name: b["close"] / self.ema.push(b["close"]) - 1.0}
+
+    def state(self) -> list[Any]:
+        return self.ema.state()
+
+    def restore(self, state: list[Any]) -> None:
+        self.ema.restore(state)
+
+
+class _Rsi(_Step):
+    def __init__(self, p: Mapping[str, Any]) -> None:
+        window = int(p.get("window", 14))
+        self.gain, self.loss = _Ewm(1.0 / window, window), _Ewm(1.0 / window, window)
+        self.prev = math.nan
+        self.name = f"rsi_{window}"
+
+    def __call__(self, b: dict[str, float]) -> dict[str, float]:
+        delta = b["close"] - self.prev
+        self.prev = b["close"]
         up = math.nan if math.isnan(delta) else max(delta, 0.0)
         down = math.nan if math.isnan(delta) else max(-delta, 0.0)
-        g, lo = gain.push(up), loss.push(down)
+        g, lo = self.gain.push(up), self.loss.push(down)
         if math.isnan(g):
             value = math.nan
         elif lo == 0.0:
             value = 100.0
         else:
             value = 100.0 - 100.0 / (1.0 + g / lo)
-        return {f"rsi_{window}": value}
+        return {self.name: value}
 
-    return step
+    def state(self) -> list[Any]:
+        return [self.prev, self.gain.state(), self.loss.state()]
+
+    def restore(self, state: list[Any]) -> None:
+        self.prev = float(state[0])
+        self.gain.restore(state[1])
+        self.loss.restore(state[2])
 
 
-def _macd(p: Mapping[str, Any]) -> Callable[[dict[str, float]], dict[str, float]]:
-    fast, slow, signal = int(p.get("fast", 12)), int(p.get("slow", 26)), int(p.get("signal", 9))
-    ef, es = _Ewm(2.0 / (fast + 1), fast), _Ewm(2.0 / (slow + 1), slow)
-    sig = _Ewm(2.0 / (signal + 1), signal)
+class _Macd(_Step):
+    def __init__(self, p: Mapping[str, Any]) -> None:
+        fast, slow, signal = int(p.get("fast", 12)), int(p.get("slow", 26)), int(p.get("signal", 9))
+        self.ef, self.es = _Ewm(2.0 / (fast + 1), fast), _Ewm(2.0 / (slow + 1), slow)
+        self.sig = _Ewm(2.0 / (signal + 1), signal)
 
-    def step(b: dict[str, float]) -> dict[str, float]:
+    def __call__(self, b: dict[str, float]) -> dict[str, float]:
         c = b["close"]
-        line = ef.push(c) - es.push(c)
-        s = sig.push(line)
+        line = self.ef.push(c) - self.es.push(c)
+        s = self.sig.push(line)
         return {"macd_pct": line / c, "macd_signal_pct": s / c, "macd_hist_pct": (line - s) / c}
 
-    return step
+    def state(self) -> list[Any]:
+        return [self.ef.state(), self.es.state(), self.sig.state()]
+
+    def restore(self, state: list[Any]) -> None:
+        for part, saved in zip((self.ef, self.es, self.sig), state, strict=True):
+            part.restore(saved)
 
 
-def _atr(p: Mapping[str, Any]) -> Callable[[dict[str, float]], dict[str, float]]:
-    window = int(p.get("window", 14))
-    wilder = _Wilder(window)
-    prev = [math.nan]
+class AverageTrueRange(_Step):
+    """``indicators.atr_values`` one bar at a time (the signal builder's ATR as well)."""
 
-    def step(b: dict[str, float]) -> dict[str, float]:
-        h, lo, c0 = b["high"], b["low"], prev[0]
-        tr = float(np.fmax(h - lo, np.fmax(abs(h - c0), abs(lo - c0))))
-        prev[0] = b["close"]
-        return {f"atr_pct_{window}": wilder.push(tr) / b["close"]}
+    def __init__(self, window: int) -> None:
+        self.window = int(window)
+        self.wilder = _Wilder(self.window)
+        self.prev = math.nan
 
-    return step
+    def push(self, high: float, low: float, close: float) -> float:
+        c0 = self.prev
+        tr = float(np.fmax(high - low, np.fmax(abs(high - c0), abs(low - c0))))
+        self.prev = close
+        return self.wilder.push(tr)
+
+    def __call__(self, b: dict[str, float]) -> dict[str, float]:
+        value = self.push(b["high"], b["low"], b["close"])
+        return {f"atr_pct_{self.window}": value / b["close"]}
+
+    def state(self) -> list[Any]:
+        return [self.prev, self.wilder.state()]
+
+    def restore(self, state: list[Any]) -> None:
+        self.prev = float(state[0])
+        self.wilder.restore(state[1])
 
 
-def _obv_slope(p: Mapping[str, Any]) -> Callable[[dict[str, float]], dict[str, float]]:
-    window = int(p.get("window", 24))
-    state = {"obv": 0.0, "prev": math.nan}
-    past: deque[float] = deque(maxlen=window + 1)
-    volumes: deque[float] = deque(maxlen=window)
+class _ObvSlope(_Step):
+    def __init__(self, p: Mapping[str, Any]) -> None:
+        self.window = int(p.get("window", 24))
+        self.obv, self.prev = 0.0, math.nan
+        self.past: deque[float] = deque(maxlen=self.window + 1)
+        self.volumes: deque[float] = deque(maxlen=self.window)
 
-    def step(b: dict[str, float]) -> dict[str, float]:
-        move = b["close"] - state["prev"]
+    def __call__(self, b: dict[str, float]) -> dict[str, float]:
+        window = self.window
+        move = b["close"] - self.prev
         direction = float(np.sign(0.0 if math.isnan(move) else move))
-        state["obv"] += direction * b["volume"]
-        state["prev"] = b["close"]
-        past.append(state["obv"])
-        volumes.append(b["volume"])
-        if len(past) <= window or len(volumes) < window:
+        self.obv += direction * b["volume"]
+        self.prev = b["close"]
+        self.past.append(self.obv)
+        self.volumes.append(b["volume"])
+        if len(self.past) <= window or len(self.volumes) < window:
             return {f"obv_slope_{window}": math.nan}
-        change = past[-1] - past[0]
-        mean_vol = float(np.asarray(volumes).mean())
+        change = self.past[-1] - self.past[0]
+        mean_vol = float(np.asarray(self.volumes).mean())
         value = change / (mean_vol * window) if mean_vol > 0 else 0.0
         return {f"obv_slope_{window}": value}
 
-    return step
+    def state(self) -> list[Any]:
+        return [self.obv, self.prev, list(self.past), list(self.volumes)]
+
+    def restore(self, state: list[Any]) -> None:
+        self.obv, self.prev = float(state[0]), float(state[1])
+        self.past = deque(map(float, state[2]), maxlen=self.window + 1)
+        self.volumes = deque(map(float, state[3]), maxlen=self.window)
+
+
+def _atr(p: Mapping[str, Any]) -> _Step:
+    return AverageTrueRange(int(p.get("window", 14)))
 
 
 #: incremental forms of the recursive built-in features
-RECURSIVE: dict[str, Callable[[Mapping[str, Any]], Callable[[dict[str, float]], dict[str, float]]]]
-RECURSIVE = {"ema_ratio": _ema_ratio, "rsi": _rsi, "macd": _macd, "atr": _atr,
-             "obv_slope": _obv_slope}  # fmt: skip
+RECURSIVE: dict[str, Callable[[Mapping[str, Any]], _Step]]
+RECURSIVE = {"ema_ratio": _EmaRatio, "rsi": _Rsi, "macd": _Macd, "atr": _atr,
+             "obv_slope": _ObvSlope}  # fmt: skip
 
 
 def streamable(spec: FeatureSpec) -> bool:
@@ -179,7 +252,7 @@ class StreamingFeatures:
                        if f.name not in RECURSIVE and f.name not in LOOKBACK]  # fmt: skip
             raise ValueError(f"no incremental form for feature(s) {missing}")
         self.spec = spec
-        self.steps: list[Callable[[dict[str, float]], dict[str, float]] | None] = []
+        self.steps: list[_Step | None] = []
         need = 1
         for f in spec.features:
             if f.name in LOOKBACK:
@@ -220,3 +293,25 @@ class StreamingFeatures:
         row = np.fromiter(out.values(), dtype="float64", count=len(out))
         row[~np.isfinite(row)] = np.nan
         return row
+
+    def state(self) -> dict[str, Any]:
+        """Everything ``update`` depends on, as plain JSON values (floats round-trip
+        exactly): ``restore`` in another process continues bit for bit."""
+        return {
+            "bars": self.bars,
+            "columns": self.columns,
+            "ring": [list(self.ring[k]) for k in _OHLCV],
+            "steps": [None if s is None else s.state() for s in self.steps],
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` (what ``state()`` returned for the same spec)."""
+        if len(state["steps"]) != len(self.steps):
+            raise ValueError("the saved streaming state is of another feature spec")
+        self.bars = int(state["bars"])
+        self.columns = list(state["columns"])
+        for k, values in zip(_OHLCV, state["ring"], strict=True):
+            self.ring[k] = deque(map(float, values), maxlen=self.ring[k].maxlen)
+        for step, saved in zip(self.steps, state["steps"], strict=True):
+            if step is not None:
+                step.restore(saved)

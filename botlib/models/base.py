@@ -35,6 +35,7 @@ __all__ = [
     "BaseModel",
     "FitReport",
     "ModelMeta",
+    "ModelStream",
     "SignalModel",
     "check_candles",
     "split_by_time",
@@ -170,6 +171,31 @@ def split_by_time(
     return parts
 
 
+class ModelStream(ABC):
+    """A model's state on one market, advanced one closed bar at a time (the live step).
+
+    ``seed(history)`` advances it over the bars before the first live one; ``step(bar)``
+    returns the new bar's output row (in ``meta.outputs`` order, NaN where the model has
+    none yet), equal to ``predict`` over the same history's last row — bit for bit, or
+    within the streaming features' rounding (1e-12). ``state()`` is plain JSON that
+    ``restore`` continues from in another process, so a restart or a takeover goes on
+    where the last step ended instead of recomputing a window.
+    """
+
+    @abstractmethod
+    def step(self, bar: dict[str, float]) -> np.ndarray: ...
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def restore(self, state: dict[str, Any]) -> None: ...
+
+    def seed(self, candles: pd.DataFrame) -> None:
+        for values in candles[list(OHLCV_COLUMNS)].itertuples(index=False, name=None):
+            self.step(dict(zip(OHLCV_COLUMNS, map(float, values), strict=True)))
+
+
 class BaseModel(ABC):
     """Shared plumbing: input checks, the saved-model layout, and the registry name.
 
@@ -263,6 +289,12 @@ class BaseModel(ABC):
 
     def _predict_tail(self, candles: pd.DataFrame, n: int) -> pd.DataFrame:
         return self._predict(candles).iloc[len(candles) - n :]
+
+    def stream(self) -> ModelStream | None:
+        """A fresh per-market streaming state (see ``ModelStream``), or None when the
+        model has no incremental form (its features lack one, or the model is path
+        dependent over its whole window): the live loop then uses the window path."""
+        return None
 
     def save(self, path: str | Path) -> Path:
         """Write the model to folder ``path`` (created); ``load_model(path)`` reads it."""

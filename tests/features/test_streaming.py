@@ -47,3 +47,20 @@ def test_a_feature_without_an_incremental_form_keeps_the_window_path() -> None:
         assert not streamable(spec)
     finally:
         del FEATURES["_no_stream"]
+
+
+def test_the_builders_atr_streams_and_its_state_continues(btc_1h: pd.DataFrame) -> None:
+    import json
+
+    from botlib.features import indicators as ind
+    from botlib.features.streaming import AverageTrueRange
+
+    c = btc_1h.iloc[:3_000]
+    high, low, close = (c[k].to_numpy() for k in ("high", "low", "close"))
+    expected = ind.atr_values(high, low, close, 14)
+    atr = AverageTrueRange(14)
+    got = [atr.push(high[i], low[i], close[i]) for i in range(1_000)]
+    again = AverageTrueRange(14)
+    again.restore(json.loads(json.dumps(atr.state())))
+    got += [again.push(high[i], low[i], close[i]) for i in range(1_000, 3_000)]
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0, equal_nan=True)

@@ -8,6 +8,7 @@ import inspect
 import logging
 import os
 from abc import abstractmethod
+from collections import deque
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,12 +24,16 @@ import keras
 import tensorflow as tf
 
 from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
-from botlib.models.base import BaseModel, FitReport, ModelMeta
+from botlib.features.streaming import StreamingFeatures, streamable
+from botlib.models.base import BaseModel, FitReport, ModelMeta, ModelStream
+from botlib.models.rows import pack_rows, unpack_rows
 from botlib.progress import advance
 from botlib.seed import seed_everything
 
 log = logging.getLogger(__name__)
-_BATCH = 4096
+#: windows per network call (see ``_run``); 16 measured as the balance between one
+#: window's latency and a backtest's throughput (bench/inference.py)
+_CHUNK = 16
 
 
 class _EpochLog(keras.callbacks.Callback):  # type: ignore[misc]
@@ -168,10 +173,18 @@ class KerasWindowModel(BaseModel):
         self._infer = infer.get_concrete_function()
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        parts = [
-            self._infer(tf.constant(x[i : i + _BATCH])).numpy() for i in range(0, len(x), _BATCH)
-        ]
-        return np.concatenate(parts) if parts else np.zeros((0, 1), "float32")
+        """The network on windows ``x``, always in batches of exactly ``_CHUNK`` (the
+        last one padded with copies): the CPU kernels' rounding depends on the batch
+        size, so a fixed size makes every window's output the same bits whether it is
+        computed alone (the live step) or among thousands (a backtest)."""
+        n = len(x)
+        if n == 0:
+            return np.zeros((0, 1), "float32")
+        pad = (-n) % _CHUNK
+        if pad:
+            x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
+        parts = [self._infer(tf.constant(x[i : i + _CHUNK])).numpy() for i in range(0, len(x), _CHUNK)]
+        return np.concatenate(parts)[:n]
 
     def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:
         p = self.params
@@ -268,6 +281,9 @@ class KerasWindowModel(BaseModel):
         # the dict is in output order: no columns= (it would rebuild the column index)
         return pd.DataFrame(values, index=candles.index[-n:])
 
+    def stream(self) -> ModelStream | None:
+        return _KerasStream(self) if streamable(self.spec) else None
+
     def _save(self, path: Path) -> None:
         assert self.net is not None
         self.net.save(path / "net.keras")
@@ -282,6 +298,45 @@ class KerasWindowModel(BaseModel):
 
     def _optimizer(self) -> keras.optimizers.Optimizer:
         return keras.optimizers.Adam(learning_rate=self.params["learning_rate"])
+
+
+class _KerasStream(ModelStream):
+    """The network's live state on one market: the streaming features and the last
+    ``seq_len`` scaled rows; one network call per bar on that sequence."""
+
+    def __init__(self, model: KerasWindowModel) -> None:
+        self.model = model
+        self.features = StreamingFeatures(model.spec)
+        self.rows: deque[np.ndarray] = deque(maxlen=int(model.params["seq_len"]))
+
+    def _advance(self, bar: dict[str, float]) -> None:
+        m = self.model
+        # the batch path's arithmetic, row by row: float32 features, then the scaler
+        self.rows.append((self.features.update(bar).astype("float32") - m._mu) / m._sd)
+
+    def seed(self, candles: pd.DataFrame) -> None:
+        cols = ["open", "high", "low", "close", "volume"]
+        for values in candles[cols].itertuples(index=False, name=None):
+            self._advance(dict(zip(cols, map(float, values), strict=True)))
+
+    def step(self, bar: dict[str, float]) -> np.ndarray:
+        self._advance(bar)
+        m = self.model
+        out = np.full(len(m.outputs), np.nan)
+        if len(self.rows) == self.rows.maxlen:
+            x = np.stack(self.rows)[None]
+            if np.isfinite(x).all():
+                decoded = m._decode(m._run(x))
+                out[:] = [float(decoded[c][0]) for c in m.outputs]
+        return out
+
+    def state(self) -> dict[str, Any]:
+        width = len(self.model._mu)
+        return {"features": self.features.state(), "rows": pack_rows(self.rows, width)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.features.restore(state["features"])
+        self.rows = deque(unpack_rows(state["rows"]), maxlen=self.rows.maxlen)
 
 
 def recurrent_stack(

@@ -4,6 +4,7 @@ position their deterministic policy holds after each bar (``target``)."""
 from __future__ import annotations
 
 import logging
+from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,7 +17,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from botlib.errors import ConfigError
 from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
-from botlib.models.base import BaseModel, FitReport, ModelMeta
+from botlib.features.streaming import StreamingFeatures, streamable
+from botlib.models.base import BaseModel, FitReport, ModelMeta, ModelStream
+from botlib.models.rows import pack_rows, unpack_rows
 from botlib.models.rl.env import OBS_CLIP, TradingEnv, next_position
 from botlib.progress import advance
 from botlib.seed import seed_everything
@@ -163,40 +166,44 @@ class RLAgentModel(BaseModel):
             total += float(np.log(max(g, 1e-12)))
         return total
 
+    def _act(self, rows: np.ndarray, position: float, entry: float, close: float) -> float:
+        """One policy call: the position held after a bar whose last ``window`` scaled
+        feature rows are ``rows``, from ``position`` entered at ``entry``."""
+        assert self.agent is not None
+        unreal = position * (close / entry - 1.0) if position != 0.0 else 0.0
+        obs = np.concatenate(
+            [rows.ravel(), [position, np.clip(unreal * 10.0, -OBS_CLIP, OBS_CLIP)]]
+        )
+        with torch.no_grad():  # the policy network directly: no per-call checks
+            action = int(
+                self.agent.policy._predict(
+                    torch.as_tensor(obs[None], dtype=torch.float32), deterministic=True
+                )[0]
+            )
+        return next_position(action, position, allow_short=bool(self.params["allow_short"]))
+
     def _positions(self, candles: pd.DataFrame) -> np.ndarray:
         """Replays the deterministic policy over ``candles`` from a flat book."""
         assert self.agent is not None
         feats = self._scaled(candles)
         ok = np.isfinite(feats).all(axis=1)
         w = self.params["window"]
-        short = bool(self.params["allow_short"])
         out = np.full(len(candles), np.nan)
         position, entry = 0.0, 0.0
         close, open_ = candles["close"].to_numpy(), candles["open"].to_numpy()
-        policy = self.agent.policy
-        policy.set_training_mode(False)
+        self.agent.policy.set_training_mode(False)
         for t in range(w - 1, len(candles)):
             if not ok[t - w + 1 : t + 1].all():
                 continue
-            unreal = position * (close[t] / entry - 1.0) if position != 0.0 else 0.0
-            obs = np.concatenate(
-                [
-                    feats[t - w + 1 : t + 1].ravel(),
-                    [position, np.clip(unreal * 10.0, -OBS_CLIP, OBS_CLIP)],
-                ]
-            )
-            with torch.no_grad():  # the policy network directly: no per-call checks
-                action = int(
-                    policy._predict(
-                        torch.as_tensor(obs[None], dtype=torch.float32), deterministic=True
-                    )[0]
-                )
-            new = next_position(action, position, allow_short=short)
+            new = self._act(feats[t - w + 1 : t + 1], position, entry, close[t])
             if new != position and new != 0.0:
                 entry = open_[t + 1] if t + 1 < len(candles) else close[t]
             position = new
             out[t] = position
         return out
+
+    def stream(self) -> ModelStream | None:
+        return _AgentStream(self) if streamable(self.spec) else None
 
     def _predict(self, candles: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"target": self._positions(candles)}, index=candles.index)
@@ -210,6 +217,54 @@ class RLAgentModel(BaseModel):
         self.agent = self._algo.load(path / "agent.zip", device="cpu")
         with np.load(path / "scaler.npz") as data:
             self._mu, self._sd = data["mu"], data["sd"]
+
+
+class _AgentStream(ModelStream):
+    """The agent's live state on one market: streaming features, its last ``window``
+    observation rows, and the position it holds (with its entry price): one policy call
+    per bar, the decisions ``_positions`` replays over a whole history."""
+
+    def __init__(self, model: RLAgentModel) -> None:
+        self.model = model
+        self.features = StreamingFeatures(model.spec)
+        self.rows: deque[np.ndarray] = deque(maxlen=int(model.params["window"]))
+        self.position, self.entry = 0.0, 0.0
+        #: a position opened on the last bar: its entry is the next bar's open
+        self.pending = False
+        if model.agent is not None:
+            model.agent.policy.set_training_mode(False)
+
+    def step(self, bar: dict[str, float]) -> np.ndarray:
+        m = self.model
+        raw = self.features.update(bar).astype("float32")
+        self.rows.append(np.clip((raw - m._mu) / m._sd, -OBS_CLIP, OBS_CLIP))
+        if self.pending:
+            self.entry, self.pending = float(bar["open"]), False
+        if len(self.rows) < (self.rows.maxlen or 0):
+            return np.array([np.nan])
+        rows = np.stack(self.rows)
+        if not np.isfinite(rows).all():
+            return np.array([np.nan])
+        new = m._act(rows, self.position, self.entry, float(bar["close"]))
+        if new != self.position and new != 0.0:
+            self.pending = True
+        self.position = new
+        return np.array([new])
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "features": self.features.state(),
+            "rows": pack_rows(self.rows, len(self.model._mu)),
+            "position": self.position,
+            "entry": self.entry,
+            "pending": self.pending,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.features.restore(state["features"])
+        self.rows = deque(unpack_rows(state["rows"]), maxlen=self.rows.maxlen)
+        self.position, self.entry = float(state["position"]), float(state["entry"])
+        self.pending = bool(state["pending"])
 
 
 class DQNModel(RLAgentModel):

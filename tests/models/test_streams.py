@@ -1,0 +1,58 @@
+"""Model streams (issue 17 §2): a model advanced one bar at a time gives the outputs
+``predict`` gives over the same history — the same bits, since the live step and a
+backtest share the network's fixed-size batches — and its state, through JSON,
+continues in another object (another process) exactly where it stopped."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from botlib.models import create_model
+from tests.conftest import TINY, Windows
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "transformer", "dqn", "ppo"])
+def test_a_stream_is_predict_bar_by_bar_and_survives_a_restart(
+    name: str, windows: Windows
+) -> None:
+    model = create_model(name, **TINY[name])
+    model.fit(windows.train, windows.valid)
+    candles = windows.all.iloc[1_500:]  # history from mid-training on, then unseen bars
+    expected = model.predict(candles).to_numpy()
+    stream = model.stream()
+    assert stream is not None
+    seeded = 300
+    stream.seed(candles.iloc[:seeded])
+    bars = candles.iloc[seeded:].to_dict("records")
+    half = len(bars) // 2
+    rows = [stream.step(b) for b in bars[:half]]
+    # a restart: the state through JSON into a fresh stream
+    again = model.stream()
+    assert again is not None
+    again.restore(json.loads(json.dumps(stream.state())))
+    rows += [again.step(b) for b in bars[half:]]
+    got = np.vstack(rows)
+    assert np.isfinite(got).any()
+    assert np.array_equal(got, expected[seeded:], equal_nan=True), (
+        name,
+        np.nanmax(np.abs(got - expected[seeded:])),
+    )
+
+
+def test_a_single_window_gives_the_batched_bits(windows: Windows) -> None:
+    """The network alone: one window per call equals the same window among many."""
+    model = create_model("gru", **TINY["gru"])
+    model.fit(windows.train, windows.valid)
+    x, _ = model._windows(model._scaled_features(windows.test))
+    together = model._run(x)
+    alone = np.concatenate([model._run(x[i : i + 1]) for i in range(len(x) - 50, len(x))])
+    assert np.array_equal(together[-50:], alone)
+
+
+def test_models_without_an_incremental_form_say_so(trained_rules: list) -> None:
+    from botlib.models import load_model
+
+    assert load_model(trained_rules[0]).stream() is None  # rules: the window path
