@@ -39,15 +39,17 @@ class Market:
     window_from: int | None = None
 
     def extended(self, bars: list[Bar]) -> tuple[np.ndarray, np.ndarray]:
-        """Times and values with ``bars`` appended, trimmed to ``capacity`` (nothing is
-        changed until ``commit``)."""
+        """Times and values with ``bars`` appended (nothing is changed until
+        ``commit``): the whole window stays in front of them, so even the first bar of a
+        large batch has its full history."""
         times = np.concatenate([self.times, np.array([b.ts for b in bars], dtype="int64")])
         new = np.array([[b.open, b.high, b.low, b.close, b.volume] for b in bars], "float64")
         values = np.concatenate([self.values, new.reshape(-1, 5)])
-        return times[-self.capacity :], values[-self.capacity :]
+        return times, values
 
     def commit(self, times: np.ndarray, values: np.ndarray) -> None:
-        self.times, self.values = times, values
+        """Keep the newest ``capacity`` rows of ``times`` / ``values``."""
+        self.times, self.values = times[-self.capacity :], values[-self.capacity :]
         if len(times):
             self.last_ts = int(times[-1])
 

@@ -33,6 +33,7 @@ one keeps serving. A model older than ``max_model_age_days`` stops signalling.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -44,16 +45,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import redis
 
-from botlib.data import timeframe_seconds
+from botlib.data import OHLCV_COLUMNS, timeframe_seconds
+from botlib.features.streaming import AverageTrueRange
 from botlib.live._market import Market, Rejected, check_bars, frame, plausible, seed_window
 from botlib.live._models import ActiveModels, Served
 from botlib.live._ownership import Leases
 from botlib.live._records import add_predictions, add_signals
 from botlib.live._scoring import score
-from botlib.live.step import model_step
+from botlib.live.step import model_step, signals_step
+from botlib.models import ModelStream
 from botlib.signals import SignalConfig
 from botlib.transport import (
     Batch,
@@ -131,8 +135,35 @@ class LoopStats:
     reloads: int = 0
     refused_models: int = 0
     takeovers: int = 0
+    streamed: int = 0
+    windowed: int = 0
+    stream_seeds: int = 0
     errors: int = 0
     last_error: str = ""
+
+
+class _Window:
+    """One step's view of a market: its window with the ``k`` new bars appended. The
+    candle frame is built only if a model needs the window path."""
+
+    def __init__(self, times: np.ndarray, values: np.ndarray, k: int) -> None:
+        self.times, self.values, self.k = times, values, k
+        self._candles: pd.DataFrame | None = None
+        #: the builder's streaming ATR over these rows, once computed this step
+        self.atr: np.ndarray | None = None
+
+    @property
+    def candles(self) -> pd.DataFrame:
+        if self._candles is None:
+            self._candles = frame(self.times, self.values)
+        return self._candles
+
+    def last(self, n: int) -> pd.DataFrame:
+        return frame(self.times[-n:], self.values[-n:])
+
+    def new_bars(self) -> list[dict[str, float]]:
+        cols = list(OHLCV_COLUMNS)
+        return [dict(zip(cols, row, strict=True)) for row in self.values[-self.k :].tolist()]
 
 
 class SignalLoop:
@@ -177,6 +208,10 @@ class SignalLoop:
         self._groups: set[str] = set()
         self._stale_warned: set[str] = set()
         self._positions: dict[str, float] = {}
+        #: (model id, stream) -> the model's streaming state and the bar it is at
+        self._states: dict[tuple[str, str], tuple[ModelStream, int | None]] = {}
+        #: stream -> the builder's streaming ATR and the bar it is at
+        self._atr: dict[str, tuple[AverageTrueRange, int | None]] = {}
         self.on_step: Callable[[int], None] | None = None
 
     # -- models and runtime settings ----------------------------------------------
@@ -254,6 +289,14 @@ class SignalLoop:
         self.markets.pop(stream, None)
         for key in [k for k in self._positions if k.endswith(f"|{stream}")]:
             del self._positions[key]
+        self._forget_streams(stream)
+
+    def _forget_streams(self, stream: str) -> None:
+        """Drop a market's streaming states (advanced past what was committed, or
+        another owner's now): they are read from Redis again, or rebuilt."""
+        for key in [k for k in self._states if k[1] == stream]:
+            del self._states[key]
+        self._atr.pop(stream, None)
 
     def _rebalance(self) -> None:
         """Renew this process's market leases, take free ones up to its share."""
@@ -374,20 +417,22 @@ class SignalLoop:
             return 0
         bars = [b for _, b in good]
         times, values = market.extended(bars)
-        candles = frame(times, values)
+        window = _Window(times, values, len(bars))
         k = len(bars)
         bar_delta = timedelta(milliseconds=market.bar_ms)
         state_updates: list[tuple[str, str, str]] = []
         positions: dict[str, float] = {}
         for served in self._serving(market.stream):
-            part = Batch()
+            part, later = Batch(), list[Callable[[], None]]()
             try:
-                pos = self._model_outputs(served, market, candles, k, bar_delta, part)
+                pos = self._model_outputs(served, market, window, bar_delta, part, later=later)
                 batch.extend(part)
+                after.extend(later)
             except _RETRYABLE:
                 raise
             except Exception:  # one model failing never stops the others, nor other bars
-                pos = self._bar_by_bar(served, market, candles, good, bar_delta, batch)
+                self._states.pop((served.model_id, market.stream), None)
+                pos = self._bar_by_bar(served, market, window.candles, good, bar_delta, batch)
             key = self.names.position_field(served.name, market.stream)
             positions[key] = pos
             state_updates.append((self.names.loop_state, key, repr(pos)))
@@ -409,6 +454,83 @@ class SignalLoop:
         after.append(apply)
         return k
 
+    # -- streaming state ------------------------------------------------------------
+    def _saved_state(self, field_name: str, ts: int | None) -> dict[str, Any] | None:
+        """A streaming state kept in Redis, if it is at bar ``ts`` (the market's last)."""
+        saved = self.r.hget(self.names.loop_state, field_name)
+        if not saved:
+            return None
+        try:
+            data = json.loads(saved)
+        except ValueError:
+            log.warning("unreadable streaming state %s: rebuilt from the window", field_name)
+            return None
+        return data if isinstance(data, dict) and data.get("ts") == ts else None
+
+    def _model_stream(
+        self, served: Served, market: Market, window: _Window, batch: Batch
+    ) -> ModelStream | None:
+        """The model's streaming state on ``market`` at the market's last bar: held in
+        memory, else read from Redis (a restart, a takeover), else built from the
+        window; None for a model without an incremental form (the window path)."""
+        key = (served.model_id, market.stream)
+        held = self._states.get(key)
+        if held is not None and held[1] == market.last_ts:
+            return held[0]
+        stream = served.model.stream()
+        if stream is None:
+            return None
+        field_name = self.names.stream_state_field(served.model_id, market.stream)
+        saved = self._saved_state(field_name, market.last_ts)
+        if saved is not None:
+            try:
+                stream.restore(saved["state"])
+                self._states[key] = (stream, market.last_ts)
+                return stream
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                log.warning("%s: saved streaming state unusable (%s): rebuilt", field_name, exc)
+                stream = served.model.stream()
+                assert stream is not None
+        # from the market's whole window before the new bars (the seeded history at
+        # the first bar: where a backtest's features start too)
+        history = frame(market.times, market.values)
+        stream.seed(history)
+        batch.hincr.append((self.names.loop_stats, LoopCounter.stream_seeds, 1))
+        log.info("%s on %s: streaming state built from %d bars",
+                 served.model_id, market.stream, len(history))  # fmt: skip
+        self._states[key] = (stream, market.last_ts)
+        return stream
+
+    def _builder_atr(self, market: Market, window: _Window, batch: Batch,
+                     later: list[Callable[[], None]]) -> np.ndarray:  # fmt: skip
+        """The signal builder's ATR over the window's rows (NaN before the new bars),
+        continued from its streaming state like the models' features."""
+        if window.atr is not None:
+            return window.atr
+        w = int(self.signal_config.atr_window)
+        held = self._atr.get(market.stream)
+        if held is not None and held[1] == market.last_ts and held[0].window == w:
+            atr = held[0]
+        else:
+            atr = AverageTrueRange(w)
+            saved = self._saved_state(self.names.atr_state_field(market.stream), market.last_ts)
+            if saved is not None and saved.get("window") == w:
+                atr.restore(saved["state"])
+            else:
+                for _, high, low, close, _ in market.values:
+                    atr.push(high, low, close)
+                batch.hincr.append((self.names.loop_stats, LoopCounter.stream_seeds, 1))
+        out = np.full(len(window.values), np.nan)
+        for j, (_, high, low, close, _) in enumerate(window.values[-window.k :]):
+            out[len(out) - window.k + j] = atr.push(high, low, close)
+        ts = int(window.times[-1])
+        payload = json.dumps({"ts": ts, "window": w, "state": atr.state()})
+        batch.hset.append((self.names.loop_state, self.names.atr_state_field(market.stream),
+                           payload))  # fmt: skip
+        later.append(lambda: self._atr.__setitem__(market.stream, (atr, ts)))
+        window.atr = out
+        return out
+
     def _bar_by_bar(
         self,
         served: Served,
@@ -428,7 +550,7 @@ class SignalLoop:
             part = Batch()
             try:
                 position = self._model_outputs(
-                    served, market, upto, 1, bar_delta, part, position=position
+                    served, market, upto, bar_delta, part, position=position
                 )
                 batch.extend(part)
             except _RETRYABLE:
@@ -464,18 +586,43 @@ class SignalLoop:
         self,
         served: Served,
         market: Market,
-        candles: pd.DataFrame,
-        k: int,
+        window: _Window | pd.DataFrame,
         bar_delta: timedelta,
         batch: Batch,
         *,
         position: float | None = None,
+        later: list[Callable[[], None]] | None = None,
     ) -> float:
-        """The per-model step on the ``k`` new bars, its records into ``batch``;
-        returns the position held after them."""
+        """The per-model step on the new bars, its records into ``batch``; returns the
+        position held after them. With ``later`` (the normal step) a model that has a
+        streaming state advances it by the new bars only; otherwise, and for models
+        without one, the window is recomputed (``window`` may then be a candle frame)."""
         if position is None:
             position = self._position(served, market)
-        step = model_step(served.model, candles, k, config=self.signal_config, position=position)
+        stream = None
+        if later is not None and isinstance(window, _Window):
+            stream = self._model_stream(served, market, window, batch)
+        if stream is not None and isinstance(window, _Window) and later is not None:
+            k = window.k
+            rows = np.vstack([stream.step(bar) for bar in window.new_bars()])
+            short = window.last(min(len(window.values), k + self.signal_config.vol_window + 1))
+            tail = pd.DataFrame(rows, index=short.index[-k:], columns=list(served.model.outputs))
+            atr = self._builder_atr(market, window, batch, later)[-len(short) :]
+            step = signals_step(served.model, tail, short, config=self.signal_config,
+                                position=position, atr=atr)  # fmt: skip
+            candles = short
+            key = (served.model_id, market.stream)
+            ts = int(window.times[-1])
+            payload = json.dumps({"ts": ts, "state": stream.state()})
+            field_name = self.names.stream_state_field(served.model_id, market.stream)
+            batch.hset.append((self.names.loop_state, field_name, payload))
+            batch.hincr.append((self.names.loop_stats, LoopCounter.streamed, 1))
+            later.append(lambda: self._states.__setitem__(key, (stream, ts)))
+        else:
+            candles = window.candles if isinstance(window, _Window) else window
+            step = model_step(served.model, candles, window.k if isinstance(window, _Window)
+                              else 1, config=self.signal_config, position=position)  # fmt: skip
+            batch.hincr.append((self.names.loop_stats, LoopCounter.windowed, 1))
         if not step.ready.any():
             return step.position
         add_predictions(batch, self.names, served, market, step, candles, bar_delta)
@@ -517,6 +664,8 @@ class SignalLoop:
         Redis again (after a Redis error or a lost lease)."""
         self.markets.clear()
         self._positions.clear()
+        self._states.clear()
+        self._atr.clear()
         self.leases.drop()
         self._recover = True
         self._groups.clear()
@@ -547,6 +696,7 @@ class SignalLoop:
                 raise
             except Exception as exc:  # never crash-loop on the same pending entries
                 part, later = self._set_aside(stream, items, exc), list[Callable[[], None]]()
+                self._forget_streams(stream)
             batch.extend(part)
             after.extend(later)
         fence = self.leases.fence([stream for stream, _ in got])

@@ -18,7 +18,7 @@ import pandas as pd
 from botlib.models import BaseModel
 from botlib.signals import SignalConfig, build_signal_frame, signal_records
 
-__all__ = ["ModelStep", "model_step", "signal_payloads"]
+__all__ = ["ModelStep", "model_step", "signal_payloads", "signals_step"]
 
 
 @dataclass(frozen=True)
@@ -45,15 +45,32 @@ def model_step(
     checked: bool = True,
 ) -> ModelStep:
     """Run ``model`` on the ``k`` newest bars of ``candles`` (older rows are history)
-    and build their signals, starting from the held ``position``."""
+    and build their signals, starting from the held ``position`` (the window path)."""
     tail = model.predict_tail(candles, k, checked=checked)
+    return signals_step(model, tail, candles, config=config, position=position)
+
+
+def signals_step(
+    model: BaseModel,
+    tail: pd.DataFrame,
+    candles: pd.DataFrame,
+    *,
+    config: SignalConfig,
+    position: float,
+    atr: np.ndarray | None = None,
+) -> ModelStep:
+    """THE builder on a model's outputs for the newest bars (``tail``, the last rows of
+    ``candles``; older rows are history), from the held ``position``. ``atr``: the
+    builder's ATR per row of ``candles`` when the caller streams it (the live loop),
+    else it is computed from ``candles``."""
     signals = build_signal_frame(
         tail.reindex(candles.index),
         candles,
         horizon=model.meta.horizon,
         config=config,
         previous_target=position,
-        start=candles.index[-k],
+        start=tail.index[0],
+        atr=atr,
     )
     for target in signals["target"].to_numpy():
         if np.isfinite(target):

@@ -97,6 +97,7 @@ def build_signal_frame(
     config: SignalConfig | None = None,
     previous_target: float = 0.0,
     start: Any = None,
+    atr: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Signals for every bar of ``outputs`` (aligned with ``candles``) from bar ``start``
     on (a timestamp; default the first bar).
@@ -108,7 +109,9 @@ def build_signal_frame(
     ``previous_target`` is the position held before ``start``. Rows before ``start``
     are market history only: they seed ATR and realized volatility and are not in the
     result — so a backtest and the live loop, given the same history, size and place
-    stops identically.
+    stops identically. ``atr``: the ATR (``atr_window``) of every row, when the caller
+    keeps it bar by bar (the live loop's streaming state, equal to the values computed
+    here over the same history); by default it is computed from ``candles``.
     """
     cfg = config or SignalConfig()
     if not outputs.index.equals(candles.index):
@@ -132,7 +135,7 @@ def build_signal_frame(
     else:
         high = candles["high"].to_numpy(dtype="float64")
         low = candles["low"].to_numpy(dtype="float64")
-        unit = ind.atr_values(high, low, close, cfg.atr_window)
+        unit = ind.atr_values(high, low, close, cfg.atr_window) if atr is None else atr
         unit = np.where(np.isfinite(unit), unit, close * move)
 
     expected = col("expected_return")

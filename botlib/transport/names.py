@@ -91,6 +91,15 @@ class RedisNames:
         """The ``loop_state`` field holding where a market's first window began."""
         return f"window_from|{stream}"
 
+    def stream_state_field(self, model_id: str, stream: str) -> str:
+        """The ``loop_state`` field holding a model version's streaming state on a
+        market (its features' recursion, its sequence ring, an agent's own position)."""
+        return f"stream|{model_id}|{stream}"
+
+    def atr_state_field(self, stream: str) -> str:
+        """The ``loop_state`` field holding the signal builder's streaming ATR."""
+        return f"atr|{stream}"
+
     def position_field(self, model_name: str, stream: str) -> str:
         """The ``loop_state`` field holding a model's position on a market."""
         return f"position|{model_name}|{stream}"

@@ -45,6 +45,12 @@ class LoopCounter(StrEnum):
     lag_ms = "lag_ms"
     #: markets taken over from another loop process (lease expired or released)
     takeovers = "takeovers"
+    #: model steps served from the streaming state (one bar, no window recomputed)
+    streamed = "streamed"
+    #: model steps that recomputed the window (no incremental form, or after a failure)
+    windowed = "windowed"
+    #: streaming states rebuilt from the window (a new model or market, a lost state)
+    stream_seeds = "stream_seeds"
 
 
 class BridgeCounter(StrEnum):

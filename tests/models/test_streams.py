@@ -15,9 +15,7 @@ from tests.conftest import TINY, Windows
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru", "transformer", "dqn", "ppo"])
-def test_a_stream_is_predict_bar_by_bar_and_survives_a_restart(
-    name: str, windows: Windows
-) -> None:
+def test_a_stream_is_predict_bar_by_bar_and_survives_a_restart(name: str, windows: Windows) -> None:
     model = create_model(name, **TINY[name])
     model.fit(windows.train, windows.valid)
     candles = windows.all.iloc[1_500:]  # history from mid-training on, then unseen bars

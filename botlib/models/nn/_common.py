@@ -183,7 +183,9 @@ class KerasWindowModel(BaseModel):
         pad = (-n) % _CHUNK
         if pad:
             x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
-        parts = [self._infer(tf.constant(x[i : i + _CHUNK])).numpy() for i in range(0, len(x), _CHUNK)]
+        parts = [
+            self._infer(tf.constant(x[i : i + _CHUNK])).numpy() for i in range(0, len(x), _CHUNK)
+        ]
         return np.concatenate(parts)[:n]
 
     def _fit(self, train: pd.DataFrame, valid: pd.DataFrame | None) -> FitReport:

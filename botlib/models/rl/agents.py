@@ -19,8 +19,8 @@ from botlib.errors import ConfigError
 from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
 from botlib.features.streaming import StreamingFeatures, streamable
 from botlib.models.base import BaseModel, FitReport, ModelMeta, ModelStream
-from botlib.models.rows import pack_rows, unpack_rows
 from botlib.models.rl.env import OBS_CLIP, TradingEnv, next_position
+from botlib.models.rows import pack_rows, unpack_rows
 from botlib.progress import advance
 from botlib.seed import seed_everything
 
