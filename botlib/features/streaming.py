@@ -17,6 +17,7 @@ makes ``streamable`` false: the caller keeps the window path for that spec.
 
 from __future__ import annotations
 
+import base64
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -253,11 +254,15 @@ class StreamingFeatures:
             raise ValueError(f"no incremental form for feature(s) {missing}")
         self.spec = spec
         self.steps: list[_Step | None] = []
+        #: rows each finite-memory feature reads (its look-back and the newest bar)
+        self.reads: list[int] = []
         need = 1
         for f in spec.features:
+            self.reads.append(0)
             if f.name in LOOKBACK:
                 self.steps.append(None)
-                need = max(need, LOOKBACK[f.name](**dict(f.params)) + 1)
+                self.reads[-1] = LOOKBACK[f.name](**dict(f.params)) + 1
+                need = max(need, self.reads[-1])
             else:
                 self.steps.append(RECURSIVE[f.name](dict(f.params)))
         self.ring: dict[str, deque[float]] = {k: deque(maxlen=need) for k in _OHLCV}
@@ -279,11 +284,13 @@ class StreamingFeatures:
             self.ring[k].append(b[k])
         window: dict[str, np.ndarray] | None = None
         out: dict[str, float] = {}
-        for f, step in zip(self.spec.features, self.steps, strict=True):
+        for f, step, reads in zip(self.spec.features, self.steps, self.reads, strict=True):
             if step is None:
                 if window is None:
                     window = {k: np.fromiter(v, dtype="float64") for k, v in self.ring.items()}
-                for name, values in FEATURES[f.name](window, **dict(f.params)).items():
+                # only the rows the value depends on: the same bits, less work
+                rows = {k: v[-reads:] for k, v in window.items()}
+                for name, values in FEATURES[f.name](rows, **dict(f.params)).items():
                     out[name] = float(values[-1])
             else:
                 out.update(step(b))
@@ -300,7 +307,9 @@ class StreamingFeatures:
         return {
             "bars": self.bars,
             "columns": self.columns,
-            "ring": [list(self.ring[k]) for k in _OHLCV],
+            "ring": base64.b64encode(
+                np.array([list(self.ring[k]) for k in _OHLCV], dtype="float64").tobytes()
+            ).decode(),
             "steps": [None if s is None else s.state() for s in self.steps],
         }
 
@@ -310,8 +319,9 @@ class StreamingFeatures:
             raise ValueError("the saved streaming state is of another feature spec")
         self.bars = int(state["bars"])
         self.columns = list(state["columns"])
-        for k, values in zip(_OHLCV, state["ring"], strict=True):
-            self.ring[k] = deque(map(float, values), maxlen=self.ring[k].maxlen)
+        ring = np.frombuffer(base64.b64decode(state["ring"]), dtype="float64")
+        for k, values in zip(_OHLCV, ring.reshape(len(_OHLCV), -1), strict=True):
+            self.ring[k] = deque(values.tolist(), maxlen=self.ring[k].maxlen)
         for step, saved in zip(self.steps, state["steps"], strict=True):
             if step is not None:
                 step.restore(saved)

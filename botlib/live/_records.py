@@ -39,7 +39,7 @@ def add_predictions(
     served: Served,
     market: Market,
     step: ModelStep,
-    candles: pd.DataFrame,
+    closes: np.ndarray,
     bar: timedelta,
 ) -> None:
     """One prediction per ready new bar; each also waits to be scored."""
@@ -48,7 +48,7 @@ def add_predictions(
     k = len(tail)
     horizon_min = int(meta.horizon * bar.total_seconds() // 60)
     pending_key = names.pending_key(market.exchange, market.symbol, market.timeframe)
-    closes = candles["close"].to_numpy()[-k:]
+    closes = closes[-k:]
     symbol = served.record_symbol(market.symbol)
     for i, ts in enumerate(tail.index):
         if not ready[i]:
@@ -71,7 +71,7 @@ def add_predictions(
                 "model_version": str(served.entry.get("version")),
             },
             prediction_value=_prediction_value(meta.prediction_type, out, float(closes[i])),
-            confidence=float(step.signals["confidence"].iloc[i]),
+            confidence=float(step.columns["confidence"][i]),
             prediction_horizon=horizon_min,
             created_at=created,
         )

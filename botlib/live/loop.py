@@ -158,9 +158,6 @@ class _Window:
             self._candles = frame(self.times, self.values)
         return self._candles
 
-    def last(self, n: int) -> pd.DataFrame:
-        return frame(self.times[-n:], self.values[-n:])
-
     def new_bars(self) -> list[dict[str, float]]:
         cols = list(OHLCV_COLUMNS)
         return [dict(zip(cols, row, strict=True)) for row in self.values[-self.k :].tolist()]
@@ -604,13 +601,18 @@ class SignalLoop:
             stream = self._model_stream(served, market, window, batch)
         if stream is not None and isinstance(window, _Window) and later is not None:
             k = window.k
-            rows = np.vstack([stream.step(bar) for bar in window.new_bars()])
-            short = window.last(min(len(window.values), k + self.signal_config.vol_window + 1))
-            tail = pd.DataFrame(rows, index=short.index[-k:], columns=list(served.model.outputs))
-            atr = self._builder_atr(market, window, batch, later)[-len(short) :]
+            rows = stream.steps(window.new_bars())
+            n = min(len(window.values), k + self.signal_config.vol_window + 1)
+            short = window.values[-n:]
+            index = pd.DatetimeIndex(
+                window.times[-k:].astype("datetime64[ms]").astype("datetime64[ns]"),
+                tz="UTC", name="timestamp",
+            )  # fmt: skip
+            tail = pd.DataFrame(rows, index=index, columns=list(served.model.outputs))
+            atr = self._builder_atr(market, window, batch, later)[-n:]
             step = signals_step(served.model, tail, short, config=self.signal_config,
                                 position=position, atr=atr)  # fmt: skip
-            candles = short
+            closes = short[:, 3]
             key = (served.model_id, market.stream)
             ts = int(window.times[-1])
             payload = json.dumps({"ts": ts, "state": stream.state()})
@@ -620,12 +622,13 @@ class SignalLoop:
             later.append(lambda: self._states.__setitem__(key, (stream, ts)))
         else:
             candles = window.candles if isinstance(window, _Window) else window
+            closes = candles["close"].to_numpy()
             step = model_step(served.model, candles, window.k if isinstance(window, _Window)
                               else 1, config=self.signal_config, position=position)  # fmt: skip
             batch.hincr.append((self.names.loop_stats, LoopCounter.windowed, 1))
         if not step.ready.any():
             return step.position
-        add_predictions(batch, self.names, served, market, step, candles, bar_delta)
+        add_predictions(batch, self.names, served, market, step, closes, bar_delta)
         if not self._stale(served):
             add_signals(batch, self.names, served, market, step, bar_delta, self.config.bot_id)
         return step.position

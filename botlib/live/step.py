@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from botlib.data import OHLCV_COLUMNS
 from botlib.models import BaseModel
-from botlib.signals import SignalConfig, build_signal_frame, signal_records
+from botlib.signals import SignalConfig, records_from_arrays, signal_arrays
 
 __all__ = ["ModelStep", "model_step", "signal_payloads", "signals_step"]
 
@@ -27,12 +28,17 @@ class ModelStep:
 
     #: the model's outputs, one row per new bar (NaN where it has none yet)
     tail: pd.DataFrame
-    #: the builder's frame for the new bars (signal, size, stops, ``target``)
-    signals: pd.DataFrame
+    #: the builder's columns for the new bars (signal, size, stops, ``target``)
+    columns: dict[str, np.ndarray]
     #: which new bars have outputs
     ready: np.ndarray
     #: target position after the newest bar (fraction of equity, signed)
     position: float
+
+    @property
+    def signals(self) -> pd.DataFrame:
+        """The builder's frame for the new bars (``build_signal_frame``'s rows)."""
+        return pd.DataFrame(self.columns, index=self.tail.index)
 
 
 def model_step(
@@ -53,30 +59,34 @@ def model_step(
 def signals_step(
     model: BaseModel,
     tail: pd.DataFrame,
-    candles: pd.DataFrame,
+    candles: pd.DataFrame | np.ndarray,
     *,
     config: SignalConfig,
     position: float,
     atr: np.ndarray | None = None,
 ) -> ModelStep:
     """THE builder on a model's outputs for the newest bars (``tail``, the last rows of
-    ``candles``; older rows are history), from the held ``position``. ``atr``: the
-    builder's ATR per row of ``candles`` when the caller streams it (the live loop),
-    else it is computed from ``candles``."""
-    signals = build_signal_frame(
-        tail.reindex(candles.index),
-        candles,
-        horizon=model.meta.horizon,
-        config=config,
-        previous_target=position,
-        start=tail.index[0],
-        atr=atr,
-    )
-    for target in signals["target"].to_numpy():
+    ``candles``; older rows are history), from the held ``position``. ``candles`` may be
+    a frame or its OHLCV values (rows as in ``OHLCV_COLUMNS``). ``atr``: the builder's
+    ATR per row of ``candles`` when the caller streams it (the live loop), else it is
+    computed from ``candles``."""
+    values = candles if isinstance(candles, np.ndarray) else candles[list(OHLCV_COLUMNS)].to_numpy()
+    values = np.asarray(values, dtype="float64")
+    n, k = len(values), len(tail)
+    outputs = {}
+    for c in tail.columns:
+        full = np.full(n, np.nan)
+        full[n - k :] = tail[c].to_numpy(dtype="float64")
+        outputs[str(c)] = full
+    columns = signal_arrays(
+        outputs, values[:, 3], values[:, 1], values[:, 2], first=n - k,
+        horizon=model.meta.horizon, config=config, previous_target=position, atr=atr,
+    )  # fmt: skip
+    for target in columns["target"]:
         if np.isfinite(target):
             position = float(target)
-    ready = tail.notna().any(axis=1).to_numpy()
-    return ModelStep(tail, signals, ready, position)
+    ready = np.asarray(tail.notna().to_numpy().any(axis=1), dtype=bool)
+    return ModelStep(tail, columns, ready, position)
 
 
 def signal_payloads(
@@ -91,13 +101,13 @@ def signal_payloads(
 ) -> list[dict[str, Any]]:
     """The signal records of the ready bars, as JSON-ready dicts (``metadata.target``
     carries the builder's target position)."""
-    ready = step.signals.loc[step.ready]
-    records = signal_records(
-        ready, model_id=model_id, symbol=symbol, bar=bar, horizon=horizon,
-        metadata=metadata, bot_id=bot_id,
+    ready = {c: v[step.ready] for c, v in step.columns.items()}
+    records = records_from_arrays(
+        ready, step.tail.index[step.ready], model_id=model_id, symbol=symbol, bar=bar,
+        horizon=horizon, metadata=metadata, bot_id=bot_id,
     )  # fmt: skip
     out = []
-    for sig, target in zip(records, ready["target"].to_numpy(), strict=True):
+    for sig, target in zip(records, ready["target"], strict=True):
         data = sig.model_dump(mode="json")
         data["metadata"]["target"] = float(target) if np.isfinite(target) else None
         out.append(data)

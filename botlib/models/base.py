@@ -175,6 +175,7 @@ class ModelStream(ABC):
     """A model's state on one market, advanced one closed bar at a time (the live step).
 
     ``seed(history)`` advances it over the bars before the first live one; ``step(bar)``
+    (``steps(bars)`` for several)
     returns the new bar's output row (in ``meta.outputs`` order, NaN where the model has
     none yet), equal to ``predict`` over the same history's last row — bit for bit, or
     within the streaming features' rounding (1e-12). ``state()`` is plain JSON that
@@ -190,6 +191,11 @@ class ModelStream(ABC):
 
     @abstractmethod
     def restore(self, state: dict[str, Any]) -> None: ...
+
+    def steps(self, bars: list[dict[str, float]]) -> np.ndarray:
+        """``step`` over several bars (a backlog read at once): one row per bar. Models
+        override it to batch their network call; the rows are the same bits."""
+        return np.vstack([self.step(bar) for bar in bars])
 
     def seed(self, candles: pd.DataFrame) -> None:
         for values in candles[list(OHLCV_COLUMNS)].itertuples(index=False, name=None):

@@ -35,7 +35,13 @@ from botlib.errors import ConfigError
 from botlib.features import indicators as ind
 from botlib.signals._records import Signal, record_id
 
-__all__ = ["SignalConfig", "build_signal_frame", "signal_records"]
+__all__ = [
+    "SignalConfig",
+    "build_signal_frame",
+    "records_from_arrays",
+    "signal_arrays",
+    "signal_records",
+]
 
 
 @dataclass(frozen=True)
@@ -116,16 +122,39 @@ def build_signal_frame(
     cfg = config or SignalConfig()
     if not outputs.index.equals(candles.index):
         raise ConfigError("outputs and candles must share one index")
-    n = len(candles)
-    close = candles["close"].to_numpy(dtype="float64")
-    h = max(int(horizon), 1)
-    cols = set(outputs.columns)
-
-    def col(name: str) -> np.ndarray:
-        return outputs[name].to_numpy(dtype="float64") if name in cols else np.full(n, np.nan)
-
     # rows before ``start`` are history only: their signal fields are never read
     first = 0 if start is None else int(candles.index.searchsorted(pd.Timestamp(start)))
+    arrays = {str(c): outputs[c].to_numpy(dtype="float64") for c in outputs.columns}
+    prices = candles[["close", "high", "low"]].to_numpy(dtype="float64")
+    columns = signal_arrays(
+        arrays, prices[:, 0], prices[:, 1], prices[:, 2],
+        first=first, horizon=horizon, config=cfg, previous_target=previous_target, atr=atr,
+    )  # fmt: skip
+    return pd.DataFrame(columns, index=candles.index[first:])
+
+
+def signal_arrays(
+    outputs: dict[str, np.ndarray],
+    close: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    *,
+    first: int,
+    horizon: int,
+    config: SignalConfig,
+    previous_target: float,
+    atr: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """``build_signal_frame``'s columns as arrays, for the rows from ``first`` on: the
+    builder itself, on plain arrays (the live step calls it without building frames)."""
+    cfg = config
+    n = len(close)
+    h = max(int(horizon), 1)
+    cols = set(outputs)
+
+    def col(name: str) -> np.ndarray:
+        return outputs[name] if name in cols else np.full(n, np.nan)
+
     realized = _realized_volatility(close, cfg.vol_window, first)
     model_vol = col("volatility")
     sigma = np.where(np.isfinite(model_vol), model_vol, realized)
@@ -133,8 +162,6 @@ def build_signal_frame(
     if "volatility" in cols:
         unit = close * move
     else:
-        high = candles["high"].to_numpy(dtype="float64")
-        low = candles["low"].to_numpy(dtype="float64")
         unit = ind.atr_values(high, low, close, cfg.atr_window) if atr is None else atr
         unit = np.where(np.isfinite(unit), unit, close * move)
 
@@ -216,25 +243,21 @@ def build_signal_frame(
         direction = np.array(["up", "down", "sideways"])[best]
     with np.errstate(invalid="ignore"):
         risk = np.clip(stop_frac[rows] / 0.05, 0.0, 1.0)
-    frame = pd.DataFrame(
-        {
-            "score": sc,
-            "signal_type": _TYPES[kind[rows]],
-            "signal_strength": np.clip(np.nan_to_num(np.abs(sc)), 0, 1),
-            "confidence": np.clip(np.nan_to_num(confidence[rows]), 0, 1),
-            "predicted_direction": direction,
-            "predicted_price": close[rows] * np.exp(expected[rows]),
-            "predicted_volatility": sigma[rows],
-            "expected_return": expected[rows],
-            "risk_score": np.nan_to_num(risk, nan=1.0),
-            "stop_loss": stop[rows],
-            "take_profit": take[rows],
-            "position_size": np.clip(np.abs(held[rows]), 0, 1),
-            "target": target[rows],
-        },
-        index=candles.index[rows],
-    )
-    return frame
+    return {
+        "score": sc,
+        "signal_type": _TYPES[kind[rows]],
+        "signal_strength": np.clip(np.nan_to_num(np.abs(sc)), 0, 1),
+        "confidence": np.clip(np.nan_to_num(confidence[rows]), 0, 1),
+        "predicted_direction": direction,
+        "predicted_price": close[rows] * np.exp(expected[rows]),
+        "predicted_volatility": sigma[rows],
+        "expected_return": expected[rows],
+        "risk_score": np.nan_to_num(risk, nan=1.0),
+        "stop_loss": stop[rows],
+        "take_profit": take[rows],
+        "position_size": np.clip(np.abs(held[rows]), 0, 1),
+        "target": target[rows],
+    }
 
 
 def _opt(value: Any) -> float | None:
@@ -253,9 +276,30 @@ def signal_records(
 ) -> list[Signal]:
     """``Signal`` records for the rows of a ``build_signal_frame`` result. A signal is
     created when its bar closes and expires ``horizon`` bars later."""
+    columns = {str(c): frame[c].to_numpy() for c in frame.columns}
+    return records_from_arrays(
+        columns, frame.index, model_id=model_id, symbol=symbol, bar=bar, horizon=horizon,
+        metadata=metadata, bot_id=bot_id,
+    )  # fmt: skip
+
+
+def records_from_arrays(
+    columns: dict[str, np.ndarray],
+    index: pd.Index,
+    *,
+    model_id: str,
+    symbol: str,
+    bar: timedelta,
+    horizon: int,
+    metadata: dict[str, Any] | None = None,
+    bot_id: str | None = None,
+) -> list[Signal]:
+    """``signal_records`` on ``signal_arrays``' columns (rows of ``index``)."""
     records = []
-    for ts, row in frame.iterrows():
-        created = pd.Timestamp(str(ts)).to_pydatetime() + bar
+    names = list(columns)
+    for ts, values in zip(index, zip(*columns.values(), strict=True), strict=True):
+        row: dict[str, Any] = dict(zip(names, values, strict=True))
+        created = ts.to_pydatetime() + bar
         parts = [
             f"score {row['score']:+.2f}" if np.isfinite(row["score"]) else "no score yet",
             f"direction {row['predicted_direction']}",
@@ -284,7 +328,7 @@ def signal_records(
                 reasoning={
                     "summary": f"{model_id}: " + "; ".join(parts),
                     "score": _opt(row["score"]),
-                    "direction": row["predicted_direction"],
+                    "direction": str(row["predicted_direction"]),
                     "predicted_volatility": _opt(row["predicted_volatility"]),
                     "stop_loss": _opt(row["stop_loss"]),
                     "take_profit": _opt(row["take_profit"]),

@@ -67,7 +67,7 @@ class KerasWindowModel(BaseModel):
         patience: int = 3,
         horizon: int = 1,
         feature_set: str = "default",
-        jit_compile: bool = False,
+        jit_compile: bool = True,
         seed: int = 0,
         **extra: Any,
     ) -> None:
@@ -322,14 +322,25 @@ class _KerasStream(ModelStream):
             self._advance(dict(zip(cols, map(float, values), strict=True)))
 
     def step(self, bar: dict[str, float]) -> np.ndarray:
-        self._advance(bar)
+        return np.asarray(self.steps([bar])[0])
+
+    def steps(self, bars: list[dict[str, float]]) -> np.ndarray:
+        """The features bar by bar, then one network call on every ready window (its
+        fixed batches make each row the bits of a call on that window alone)."""
         m = self.model
-        out = np.full(len(m.outputs), np.nan)
-        if len(self.rows) == self.rows.maxlen:
-            x = np.stack(self.rows)[None]
-            if np.isfinite(x).all():
-                decoded = m._decode(m._run(x))
-                out[:] = [float(decoded[c][0]) for c in m.outputs]
+        windows, ready = [], []
+        for j, bar in enumerate(bars):
+            self._advance(bar)
+            if len(self.rows) == self.rows.maxlen:
+                x = np.stack(self.rows)
+                if np.isfinite(x).all():
+                    windows.append(x)
+                    ready.append(j)
+        out = np.full((len(bars), len(m.outputs)), np.nan)
+        if windows:
+            decoded = m._decode(m._run(np.stack(windows)))
+            for i, col in enumerate(m.outputs):
+                out[ready, i] = decoded[col]
         return out
 
     def state(self) -> dict[str, Any]:
