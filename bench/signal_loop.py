@@ -124,15 +124,15 @@ def main() -> None:
             markets = ["BTC/USDT"] + [f"S{k:02d}/USDT" for k in range(1, n_sym)]
             for k, sym in enumerate(markets):
                 version = versions[k] if scenario == "20x20" else "1"
-                r.hset(
-                    "botlib:active_models",
-                    f"{session.model_name}-{k}",
-                    json.dumps({
-                        **entry, "name": f"{session.model_name}-{k}", "symbol": sym,
-                        "version": version, "model_uri": f"models:/{session.model_name}/{version}",
-                        "model_id": f"{session.model_name}:{version}-{k}",
-                    }),  # fmt: skip
-                )
+                served = {
+                    **entry,
+                    "name": f"{session.model_name}-{k}",
+                    "symbol": sym,
+                    "version": version,
+                    "model_uri": f"models:/{session.model_name}/{version}",
+                    "model_id": f"{session.model_name}:{version}-{k}",
+                }
+                r.hset("botlib:active_models", served["name"], json.dumps(served))
             r.incr("botlib:active_models:rev")
             per_market = {
                 sym: bars_from_candles(

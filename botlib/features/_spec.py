@@ -298,10 +298,13 @@ def feature_matrix(
     ``tail``: only the last ``tail`` rows, equal bit for bit to the last rows of the
     whole matrix — finite-memory features (``LOOKBACK``) read just the rows they need,
     recursive ones still run over every row (the live loop asks for its new bars)."""
-    bars = {
-        str(c): candles[c].to_numpy(dtype="float64")
-        for c in ("open", "high", "low", "close", "volume")
-    }
+    cols = ["open", "high", "low", "close", "volume"]
+    if [str(c) for c in candles.columns] == cols:
+        # the frame's own block (a column selection deep-copies the frame's attrs)
+        block = candles.to_numpy(dtype="float64")
+        bars = {c: np.ascontiguousarray(block[:, i]) for i, c in enumerate(cols)}
+    else:
+        bars = {c: candles[c].to_numpy(dtype="float64") for c in cols}
     n = len(candles)
     rows = n if tail is None else max(0, min(int(tail), n))
     columns: Columns = {}

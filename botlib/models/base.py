@@ -139,7 +139,13 @@ def check_candles(candles: Any, required: int, *, who: str) -> pd.DataFrame:
         )
     if not isinstance(candles.index, pd.DatetimeIndex):
         raise DataError("bad-index", f"{who}: candles need a DatetimeIndex of bar open times")
-    values = candles[list(OHLCV_COLUMNS)].to_numpy(dtype="float64")
+    try:
+        values = candles[list(OHLCV_COLUMNS)].to_numpy(dtype="float64")
+    except (TypeError, ValueError) as exc:
+        kinds = {c: str(candles[c].dtype) for c in OHLCV_COLUMNS}
+        raise DataError(
+            "bad-dtype", f"{who}: expected numeric OHLCV columns, got {kinds} ({exc})"
+        ) from None
     if not np.isfinite(values).all():
         bad = candles.index[~np.isfinite(values).all(axis=1)]
         raise DataError(

@@ -96,3 +96,33 @@ def test_load_model_resolves_registry_uris(
         log_model(model, registered_model_name="test-de")
     loaded = load_model("models:/test-de/1")
     pd.testing.assert_frame_equal(loaded.predict(windows.all), model.predict(windows.all))
+
+
+def test_an_agent_acts_once_from_a_given_position_and_bad_input_is_named(
+    windows: Windows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``position`` through pyfunc: one policy call from that position, the decision
+    the whole replay makes at that bar; input is checked by botlib, with the reason."""
+    monkeypatch.setenv("BOTLIB_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("BOTLIB_MLFLOW_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    get_settings.cache_clear()
+    configure("pyfunc-position")
+    model = create_model("ppo", **TINY["ppo"])
+    model.fit(windows.train, windows.valid)
+    with mlflow.start_run():
+        log_model(model, registered_model_name="test-ppo-position")
+    pyfunc = mlflow.pyfunc.load_model("models:/test-ppo-position/1")
+    recent = windows.all.iloc[-600:]
+    replay = model.predict(recent)["target"].to_numpy()
+    # bars whose previous position was flat: no entry price matters there
+    flat_before = [t for t in range(len(recent) - 100, len(recent)) if replay[t - 1] == 0.0]
+    assert flat_before, "the agent was never flat: the check would prove nothing"
+    for t in flat_before[-5:]:
+        once = pyfunc.predict(recent.iloc[: t + 1], params={"last_only": True, "position": 0.0})
+        assert once["target"].iloc[0] == replay[t]
+    bad = recent.astype({"close": "object"}).copy()
+    bad.iloc[-1, bad.columns.get_loc("close")] = "n/a"
+    with pytest.raises(Exception, match="expected numeric OHLCV columns"):
+        pyfunc.predict(bad, params={"last_only": True})
+    with pytest.raises(Exception, match="expected exactly the columns"):
+        pyfunc.predict(recent.drop(columns="volume"), params={"last_only": True})

@@ -18,7 +18,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from botlib.errors import ConfigError
 from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
 from botlib.features.streaming import StreamingFeatures, streamable
-from botlib.models.base import BaseModel, FitReport, ModelMeta, ModelStream
+from botlib.models.base import BaseModel, FitReport, ModelMeta, ModelStream, check_candles
 from botlib.models.rl.env import OBS_CLIP, TradingEnv, next_position
 from botlib.models.rows import pack_rows, unpack_rows
 from botlib.progress import advance
@@ -201,6 +201,27 @@ class RLAgentModel(BaseModel):
             position = new
             out[t] = position
         return out
+
+    def act_last(self, candles: pd.DataFrame, position: float, entry: float | None = None
+                 ) -> pd.DataFrame:  # fmt: skip
+        """The newest bar's ``target`` from a held ``position`` (entered at ``entry``,
+        default the newest close: no open profit): one policy call, where
+        ``predict_last`` replays the policy over the whole window from flat."""
+        if not self.fitted:
+            raise RuntimeError(f"{self.name}: call fit() or load() before act_last()")
+        if position not in (-1.0, 0.0, 1.0):
+            raise ConfigError(f"{self.name}: position must be -1, 0 or 1, got {position}")
+        check_candles(candles, self.meta.required_history, who=self.name)
+        w = self.params["window"]
+        feats = feature_matrix(candles, self.spec, tail=w)[0].astype("float32")
+        rows = np.clip((feats - self._mu) / self._sd, -OBS_CLIP, OBS_CLIP)
+        close = float(candles["close"].iloc[-1])
+        target = np.nan
+        if len(rows) == w and np.isfinite(rows).all():
+            assert self.agent is not None
+            self.agent.policy.set_training_mode(False)
+            target = self._act(rows, position, close if entry is None else float(entry), close)
+        return pd.DataFrame({"target": [target]}, index=candles.index[-1:])
 
     def stream(self) -> ModelStream | None:
         return _AgentStream(self) if streamable(self.spec) else None
