@@ -165,6 +165,9 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
             LoopCounter.deadletters,
             LoopCounter.errors,
             LoopCounter.takeovers,
+            LoopCounter.streamed,
+            LoopCounter.windowed,
+            LoopCounter.stream_seeds,
         )
     }
     loop["validated"] = sum(int(_num(v["validated"])) for v in accuracy.values())
@@ -272,6 +275,9 @@ def prometheus_text(status: dict[str, Any]) -> str:
         ("validated", "Predictions scored against what happened."),
         ("deadletters", "Records set aside with a reason."),
         ("errors", "Errors (refused models, failing models, stale models)."),
+        ("streamed", "Model steps served from the streaming state (no window recomputed)."),
+        ("windowed", "Model steps that recomputed the window (no incremental form)."),
+        ("stream_seeds", "Streaming states built from the window (new model or market)."),
     ):
         metric(f"loop_{key}_total", "counter", help_, [({}, loop[key])])
     models = status["active_models"]

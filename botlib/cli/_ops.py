@@ -53,6 +53,12 @@ def _print_status(status: dict[str, Any]) -> None:
         f"{loop['validated']} scored, {loop['deadletters']} dead-lettered, "
         f"{loop['errors']} errors"
     )
+    if loop["streamed"] or loop["windowed"]:
+        console.print(
+            f"  model steps: {loop['streamed']} streamed (state continued bar by bar), "
+            f"{loop['windowed']} recomputed the window; {loop['stream_seeds']} states built "
+            "from the window"
+        )
     if loop["last_error"]:
         console.print(f"  last error: {escape(loop['last_error'])}", highlight=False)
     table = Table(title="active models", title_justify="left")

@@ -146,6 +146,8 @@ def test_status_and_prometheus_metrics_agree_with_the_streams(
     loop = status["loop"]
     assert loop["up"] and loop["bars"] == 120 and loop["signals"] == 240
     assert loop["deadletters"] == 0 and loop["errors"] == 0
+    # the LSTM continues its streaming state; the rule model recomputes its window
+    assert loop["streamed"] > 0 and loop["windowed"] > 0 and loop["stream_seeds"] == 2
     (stream,) = status["streams"]
     assert stream["unread"] == 0 and stream["pending"] == 0
     # replayed history: processed long after the close, and that is what lag says
@@ -163,6 +165,7 @@ def test_status_and_prometheus_metrics_agree_with_the_streams(
             assert model["accuracy"] == pytest.approx(mean, abs=1e-3)
     # the same figures in the Prometheus text
     assert "botlib_loop_bars_total 120\n" in text and "botlib_loop_up 1\n" in text
+    assert f"botlib_loop_streamed_total {loop['streamed']}\n" in text
     for model in status["active_models"]:
         assert f'botlib_model_signals_total{{model_id="{model["model_id"]}"}} 120\n' in text
     assert prometheus_text(status).count("# TYPE") == text.count("# TYPE")
@@ -173,6 +176,7 @@ def test_status_and_prometheus_metrics_agree_with_the_streams(
     assert json.loads(shown.output)["loop"]["signals"] == 240
     human = runner.invoke(app, ["status"])
     assert human.exit_code == 0 and "120 bars" in human.output
+    assert f"{loop['streamed']} streamed" in human.output
 
 
 def _registry() -> dict[str, Any]:
