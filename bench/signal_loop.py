@@ -108,22 +108,22 @@ def main() -> None:
             r.publish("bench:naive", payload)
             naive.append((time.perf_counter() - t0) * 1000)
         naive_p50 = statistics.median(naive)
+        print(f"baseline: p50 {naive_p50:.2f} ms, p99 {_pct(naive, 99):.2f} ms", flush=True)
 
         rows = []
         client = mlflow_client()
-        versions = ["1"]
+        versions = {"1": str(entry["artifact_digest"])}
         if "20x20" in args.scenarios:  # the same artifacts as 19 more registered versions
             source = client.get_model_version(session.model_name, "1").source
             for _ in range(19):
                 mv = client.create_model_version(session.model_name, source)
-                record_digest(session.model_name, str(mv.version), client)
-                versions.append(str(mv.version))
+                versions[str(mv.version)] = record_digest(session.model_name, str(mv.version))
         for scenario in args.scenarios:
             n_sym = 1 if scenario == "1" else 20
             r.flushall()
             markets = ["BTC/USDT"] + [f"S{k:02d}/USDT" for k in range(1, n_sym)]
             for k, sym in enumerate(markets):
-                version = versions[k] if scenario == "20x20" else "1"
+                version = list(versions)[k] if scenario == "20x20" else "1"
                 served = {
                     **entry,
                     "name": f"{session.model_name}-{k}",
@@ -131,6 +131,7 @@ def main() -> None:
                     "version": version,
                     "model_uri": f"models:/{session.model_name}/{version}",
                     "model_id": f"{session.model_name}:{version}-{k}",
+                    "artifact_digest": versions[version],
                 }
                 r.hset("botlib:active_models", served["name"], json.dumps(served))
             r.incr("botlib:active_models:rev")
@@ -176,6 +177,8 @@ def main() -> None:
                 elapsed = time.perf_counter() - t0
                 rate = (n_total * n_sym - start_count) / elapsed
                 rows.append((scenario, statistics.median(lat), _pct(lat, 99), rate))
+                print(f"{scenario}: p50 {rows[-1][1]:.2f} ms, p99 {rows[-1][2]:.2f} ms, "
+                      f"{rate:.0f} bars/s", flush=True)  # fmt: skip
             finally:
                 loop.terminate()
                 loop.wait(30)

@@ -39,11 +39,11 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -74,6 +74,7 @@ from botlib.transport.stats import LoopCounter, per_stream
 __all__ = ["LoopConfig", "LoopStats", "SignalLoop"]
 
 log = logging.getLogger("botlib.serve")
+_T = TypeVar("_T")
 
 _RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
@@ -140,6 +141,75 @@ class LoopStats:
     stream_seeds: int = 0
     errors: int = 0
     last_error: str = ""
+
+
+@dataclass
+class _Infer:
+    """A network call a market's step needs: ``model.infer(x)``."""
+
+    model: Any
+    x: np.ndarray
+
+
+@runtime_checkable
+class _Batchable(Protocol):
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]: ...
+
+
+def _run_alone(gen: Generator[_Infer, dict[str, np.ndarray], _T]) -> _T:
+    """Run a step generator on its own, answering its network calls one by one."""
+    try:
+        request = next(gen)
+        while True:
+            request = gen.send(request.model.infer(request.x))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def _drive(
+    gens: dict[str, Generator[_Infer, dict[str, np.ndarray], int]],
+) -> dict[str, int | Exception]:
+    """Run the markets' step generators together: each round, the windows every market
+    asks of one model go through one network call (fixed batches: the same bits as
+    separate calls), and the answers are sent back. Returns each market's bar count,
+    or the exception its processing raised (Redis errors propagate)."""
+    outcome: dict[str, int | Exception] = {}
+    waiting: dict[str, _Infer] = {}
+
+    def advance(stream: str, answer: Any = None, error: Exception | None = None) -> None:
+        gen = gens[stream]
+        try:
+            waiting[stream] = gen.throw(error) if error is not None else gen.send(answer)
+        except StopIteration as stop:
+            outcome[stream] = stop.value
+        except _RETRYABLE:
+            raise
+        except Exception as exc:
+            outcome[stream] = exc
+
+    for stream in gens:
+        advance(stream)
+    while waiting:
+        by_model: dict[int, list[tuple[str, _Infer]]] = {}
+        for stream, request in waiting.items():
+            by_model.setdefault(id(request.model), []).append((stream, request))
+        waiting.clear()
+        for group in by_model.values():
+            model = group[0][1].model
+            try:
+                decoded = model.infer(np.concatenate([req.x for _, req in group]))
+            except _RETRYABLE:
+                raise
+            except Exception as exc:  # each market's model step falls back on its own
+                for stream, _ in group:
+                    advance(stream, error=exc)
+                continue
+            offset = 0
+            for stream, req in group:
+                size = len(req.x)
+                advance(stream, {c: v[offset : offset + size] for c, v in decoded.items()})
+                offset += size
+    return outcome
 
 
 class _Window:
@@ -401,7 +471,10 @@ class SignalLoop:
 
     def _process(
         self, market: Market, items: list[Any], batch: Batch, after: list[Callable[[], None]]
-    ) -> int:
+    ) -> Generator[_Infer, dict[str, np.ndarray], int]:
+        """One market's part of the step (see ``_drive``): yields the network calls its
+        streaming models need, so that markets served by one model share one call;
+        returns the number of valid bars."""
         for entry_id, _ in items:
             batch.ack(market.stream, entry_id)
         good, rejected = check_bars(market, items, clock_skew_s=self.config.clock_skew_s)
@@ -422,7 +495,9 @@ class SignalLoop:
         for served in self._serving(market.stream):
             part, later = Batch(), list[Callable[[], None]]()
             try:
-                pos = self._model_outputs(served, market, window, bar_delta, part, later=later)
+                pos = yield from self._model_outputs(
+                    served, market, window, bar_delta, part, later=later
+                )
                 batch.extend(part)
                 after.extend(later)
             except _RETRYABLE:
@@ -546,8 +621,8 @@ class SignalLoop:
             upto = candles.iloc[: len(candles) - k + j + 1]
             part = Batch()
             try:
-                position = self._model_outputs(
-                    served, market, upto, bar_delta, part, position=position
+                position = _run_alone(
+                    self._model_outputs(served, market, upto, bar_delta, part, position=position)
                 )
                 batch.extend(part)
             except _RETRYABLE:
@@ -589,7 +664,7 @@ class SignalLoop:
         *,
         position: float | None = None,
         later: list[Callable[[], None]] | None = None,
-    ) -> float:
+    ) -> Generator[_Infer, dict[str, np.ndarray], float]:
         """The per-model step on the new bars, its records into ``batch``; returns the
         position held after them. With ``later`` (the normal step) a model that has a
         streaming state advances it by the new bars only; otherwise, and for models
@@ -601,7 +676,14 @@ class SignalLoop:
             stream = self._model_stream(served, market, window, batch)
         if stream is not None and isinstance(window, _Window) and later is not None:
             k = window.k
-            rows = stream.steps(window.new_bars())
+            bars = window.new_bars()
+            split: Any = stream  # a network's stream: its windows, then its rows
+            if isinstance(served.model, _Batchable) and hasattr(split, "windows"):
+                x, ready = split.windows(bars)
+                decoded = (yield _Infer(served.model, x)) if len(x) else {}
+                rows = split.assemble(decoded, ready, k)
+            else:
+                rows = stream.steps(bars)
             n = min(len(window.values), k + self.signal_config.vol_window + 1)
             short = window.values[-n:]
             index = pd.DatetimeIndex(
@@ -691,15 +773,18 @@ class SignalLoop:
         batch = Batch()
         after: list[Callable[[], None]] = []
         n = 0
+        parts = {stream: (Batch(), list[Callable[[], None]]()) for stream, _ in got}
+        outcome = _drive(
+            {stream: self._process(streams[stream], items, *parts[stream]) for stream, items in got}
+        )
         for stream, items in got:
-            part, later = Batch(), list[Callable[[], None]]()
-            try:
-                n += self._process(streams[stream], items, part, later)
-            except _RETRYABLE:
-                raise
-            except Exception as exc:  # never crash-loop on the same pending entries
-                part, later = self._set_aside(stream, items, exc), list[Callable[[], None]]()
+            part, later = parts[stream]
+            result = outcome[stream]
+            if isinstance(result, Exception):  # never crash-loop on the same pending entries
+                part, later = self._set_aside(stream, items, result), []
                 self._forget_streams(stream)
+            else:
+                n += result
             batch.extend(part)
             after.extend(later)
         fence = self.leases.fence([stream for stream, _ in got])

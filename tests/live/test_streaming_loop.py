@@ -101,3 +101,46 @@ def test_5000_bars_of_a_rule_model_give_the_backtests_signals(
     model = load_model(f"models:/{store.ga}/1")
     live = assert_backtest_parity(signals[f"{store.ga}:1"], model, history, candles, "ga")
     assert len(live) == 5_000 and (live["signal_type"] != "hold").sum() > 0
+
+
+def test_markets_served_by_one_model_share_its_network_calls(
+    store: Store, redis_server: Any, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One model version on two markets: every step runs its network once for both,
+    and each market gets the outputs it would get alone (the same candles here)."""
+    from botlib.live import replay
+    from botlib.models.nn._common import KerasWindowModel
+
+    promote(store.lstm, 1, gate=LENIENT)
+    entry = json.loads(r.hget("botlib:active_models", store.lstm) or "{}")
+    # the same market on a second exchange: a second stream, the same local history
+    twin = {**entry, "name": f"{store.lstm}-twin", "exchange": "bybit",
+            "model_id": f"{entry['model_id']}-bybit"}  # fmt: skip
+    r.hset("botlib:active_models", twin["name"], json.dumps(twin))
+    r.incr("botlib:active_models:rev")
+    candles = window(300)
+    feed(r, candles)
+    client = as_role(r, "feed")
+    replay(client, candles, exchange="bybit", symbol="BTC/USDT", timeframe="1h")
+    client.close()
+
+    calls: list[int] = []
+    real = KerasWindowModel.infer
+
+    def counted(self: KerasWindowModel, x: Any) -> Any:
+        calls.append(len(x))
+        return real(self, x)
+
+    monkeypatch.setattr(KerasWindowModel, "infer", counted)
+    loop = SignalLoop(as_role(r, "loop"), config=loop_config(batch=100))
+    loop.run(idle_exit_s=1.5)
+    assert loop.stats.bars == 600 and loop.stats.streamed > 0
+    assert calls and all(size % 2 == 0 for size in calls), calls
+    assert sum(calls) == 2 * 300  # every bar of both markets, in shared calls
+    assert len(calls) == loop.stats.streamed // 2  # one call per step, not one per market
+    preds = [p for p in records(r, "botlib:predictions") if p["validated_at"] is None]
+    by_market: dict[str, dict[str, float]] = {}
+    for p in preds:
+        out = p["input_data"]["outputs"]["expected_return"]
+        by_market.setdefault(p["input_data"]["exchange"], {})[p["input_data"]["bar_time"]] = out
+    assert by_market["binance"] == by_market["bybit"] and len(by_market["binance"]) == 300

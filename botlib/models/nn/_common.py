@@ -286,6 +286,10 @@ class KerasWindowModel(BaseModel):
     def stream(self) -> ModelStream | None:
         return _KerasStream(self) if streamable(self.spec) else None
 
+    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """The decoded outputs of the network on windows ``x`` (scaled features)."""
+        return self._decode(self._run(x))
+
     def _save(self, path: Path) -> None:
         assert self.net is not None
         self.net.save(path / "net.keras")
@@ -327,7 +331,14 @@ class _KerasStream(ModelStream):
     def steps(self, bars: list[dict[str, float]]) -> np.ndarray:
         """The features bar by bar, then one network call on every ready window (its
         fixed batches make each row the bits of a call on that window alone)."""
-        m = self.model
+        x, ready = self.windows(bars)
+        return self.assemble(self.model.infer(x) if len(x) else {}, ready, len(bars))
+
+    def windows(self, bars: list[dict[str, float]]) -> tuple[np.ndarray, list[int]]:
+        """Advance the features over ``bars``; the network inputs of the bars whose
+        window is complete, and which bars those are. With ``assemble`` this is ``steps``
+        split in two, so the live loop can run one network call for every market a
+        model serves (``KerasWindowModel.infer`` on the windows of all of them)."""
         windows, ready = [], []
         for j, bar in enumerate(bars):
             self._advance(bar)
@@ -336,9 +347,15 @@ class _KerasStream(ModelStream):
                 if np.isfinite(x).all():
                     windows.append(x)
                     ready.append(j)
-        out = np.full((len(bars), len(m.outputs)), np.nan)
-        if windows:
-            decoded = m._decode(m._run(np.stack(windows)))
+        if not windows:
+            return np.zeros((0, self.rows.maxlen or 0, len(self.model._mu)), "float32"), ready
+        return np.stack(windows), ready
+
+    def assemble(self, decoded: dict[str, np.ndarray], ready: list[int], k: int) -> np.ndarray:
+        """Output rows of ``k`` bars from the decoded network outputs of the ready ones."""
+        m = self.model
+        out = np.full((k, len(m.outputs)), np.nan)
+        if ready:
             for i, col in enumerate(m.outputs):
                 out[ready, i] = decoded[col]
         return out
