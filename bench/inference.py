@@ -6,6 +6,8 @@ For lstm, gru, transformer, dqn and ppo (tiny budgets: speed, not skill), each m
 trained on reference data, logged to a throw-away MLflow store, loaded back with
 ``mlflow.pyfunc.load_model(uri)``, and asked for the newest bar's outputs given just
 enough history (``params={"last_only": True}``): features, window, network, outputs.
+The agents are timed twice: replaying their policy over the window from a flat book,
+and asked once from a held position (``position``, ``entry_price``: the live call).
 The baseline, timed in the same process, is Keras' ``model.predict`` on one window of
 the LSTM — what a naive loop would call once per bar.
 """
@@ -77,6 +79,14 @@ def main() -> None:
             lambda p=pyfunc, w=window: p.predict(w, params={"last_only": True}), args.calls
         )
         rows.append((name, times, len(window)))
+        if name in ("dqn", "ppo"):  # the live call: one policy step from a held position
+            held = {
+                "last_only": True,
+                "position": 1.0,
+                "entry_price": float(window["close"].iloc[-5]),
+            }
+            times = _times(lambda p=pyfunc, w=window, h=held: p.predict(w, params=h), args.calls)
+            rows.append((f"{name} (position)", times, len(window)))
     assert baseline is not None
     base = statistics.median(baseline)
     print(
