@@ -31,11 +31,18 @@ def score(
     times: np.ndarray,
     values: np.ndarray,
     batch: Batch,
+    *,
+    pending: list[tuple[str, float]] | None = None,
 ) -> None:
     """Predictions of ``market`` whose horizon has passed by the newest bar get their
-    actual value and accuracy (written as a new record with the same id)."""
+    actual value and accuracy (written as a new record with the same id). ``pending``:
+    the market's waiting predictions with their due times, when the caller read them
+    already (the loop reads every market's in one round trip)."""
     key = names.pending_key(market.exchange, market.symbol, market.timeframe)
-    due = list(r.zrangebyscore(key, "-inf", int(times[-1]), withscores=True))
+    if pending is None:
+        due = list(r.zrangebyscore(key, "-inf", int(times[-1]), withscores=True))
+    else:
+        due = [(p, w) for p, w in pending if w <= times[-1]]
     # predictions made in this very step (a backlog read at once) are due too
     fresh = [(p, w) for k, w, p in batch.zadd if k == key and w <= times[-1]]
     batch.zadd = [z for z in batch.zadd if not (z[0] == key and z[1] <= times[-1])]

@@ -275,6 +275,10 @@ class SignalLoop:
         self._groups: set[str] = set()
         self._stale_warned: set[str] = set()
         self._positions: dict[str, float] = {}
+        self._by_stream: dict[str, list[Served]] = {}
+        self._by_stream_key: tuple[int, ...] = ()
+        #: pending predictions per market, read for all markets of a step at once
+        self._pending: dict[str, list[tuple[str, float]]] = {}
         #: (model id, stream) -> the model's streaming state and the bar it is at
         self._states: dict[tuple[str, str], tuple[ModelStream, int | None]] = {}
         #: stream -> the builder's streaming ATR and the bar it is at
@@ -322,7 +326,15 @@ class SignalLoop:
         return served.stream(self.names, self.config.exchange)
 
     def _serving(self, stream: str) -> list[Served]:
-        return [s for s in self.served.values() if self._stream_of(s) == stream]
+        """The served models on ``stream`` (the map is rebuilt when the served set
+        changes: a step looks it up once per market and model)."""
+        key = tuple(map(id, self.served.values()))
+        if key != self._by_stream_key:
+            by_stream: dict[str, list[Served]] = {}
+            for served in self.served.values():
+                by_stream.setdefault(self._stream_of(served), []).append(served)
+            self._by_stream, self._by_stream_key = by_stream, key
+        return self._by_stream.get(stream, [])
 
     def _market(self, served: Served) -> Market:
         entry = served.entry
@@ -508,7 +520,8 @@ class SignalLoop:
             key = self.names.position_field(served.name, market.stream)
             positions[key] = pos
             state_updates.append((self.names.loop_state, key, repr(pos)))
-        score(self.r, self.names, market, times, values, batch)
+        score(self.r, self.names, market, times, values, batch,
+              pending=self._pending.get(market.stream))  # fmt: skip
         state_updates.append(
             (self.names.loop_state, self.names.last_ts_field(market.stream), str(bars[-1].ts))
         )
@@ -774,6 +787,15 @@ class SignalLoop:
         after: list[Callable[[], None]] = []
         n = 0
         parts = {stream: (Batch(), list[Callable[[], None]]()) for stream, _ in got}
+        # the predictions waiting to be scored, for every market of the step in one trip
+        pipe = self.r.pipeline(transaction=False)
+        for stream, _ in got:
+            m = streams[stream]
+            pipe.zrange(self.names.pending_key(m.exchange, m.symbol, m.timeframe), 0, -1,
+                        withscores=True)  # fmt: skip
+        self._pending = {
+            stream: list(due) for (stream, _), due in zip(got, pipe.execute(), strict=True)
+        }
         outcome = _drive(
             {stream: self._process(streams[stream], items, *parts[stream]) for stream, items in got}
         )
