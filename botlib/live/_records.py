@@ -50,10 +50,12 @@ def add_predictions(
     pending_key = names.pending_key(market.exchange, market.symbol, market.timeframe)
     closes = closes[-k:]
     symbol = served.record_symbol(market.symbol)
+    names_out = [str(c) for c in tail.columns]
+    values = tail.to_numpy(dtype="float64")
     for i, ts in enumerate(tail.index):
         if not ready[i]:
             continue
-        out = {str(c): float(v) for c, v in tail.iloc[i].items() if np.isfinite(v)}
+        out = {c: float(v) for c, v in zip(names_out, values[i], strict=True) if np.isfinite(v)}
         created = pd.Timestamp(ts).to_pydatetime() + bar
         pred = Prediction(
             id=record_id("prediction", served.model_id, symbol, created),

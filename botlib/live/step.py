@@ -73,10 +73,11 @@ def signals_step(
     values = candles if isinstance(candles, np.ndarray) else candles[list(OHLCV_COLUMNS)].to_numpy()
     values = np.asarray(values, dtype="float64")
     n, k = len(values), len(tail)
+    rows = tail.to_numpy(dtype="float64")
     outputs = {}
-    for c in tail.columns:
+    for j, c in enumerate(tail.columns):
         full = np.full(n, np.nan)
-        full[n - k :] = tail[c].to_numpy(dtype="float64")
+        full[n - k :] = rows[:, j]
         outputs[str(c)] = full
     columns = signal_arrays(
         outputs, values[:, 3], values[:, 1], values[:, 2], first=n - k,
@@ -85,7 +86,7 @@ def signals_step(
     for target in columns["target"]:
         if np.isfinite(target):
             position = float(target)
-    ready = np.asarray(tail.notna().to_numpy().any(axis=1), dtype=bool)
+    ready = np.asarray((~np.isnan(rows)).any(axis=1), dtype=bool)
     return ModelStep(tail, columns, ready, position)
 
 

@@ -39,6 +39,12 @@ ARTIFACT_KEY = "botlib_model"
 
 
 def _as_candles(model_input: Any) -> pd.DataFrame:
+    if (
+        isinstance(model_input, pd.DataFrame)
+        and isinstance(model_input.index, pd.DatetimeIndex)
+        and [str(c) for c in model_input.columns] == list(OHLCV_COLUMNS)
+    ):
+        return model_input  # already a candle frame: read as it is, not copied
     frame = pd.DataFrame(model_input)
     if "timestamp" in frame.columns:
         frame = frame.set_index(
