@@ -313,6 +313,10 @@ class SignalLoop:
                 self.load_active(wait=not self.served)
         self.models.swap()
         self.stats.reloads = self.models.reloads
+        # a version no longer served keeps no streaming state in memory
+        serving = {s.model_id for s in self.served.values()}
+        for key in [k for k in self._states if k[0] not in serving]:
+            del self._states[key]
 
     def _apply_runtime(self, config: Any) -> None:
         if config is None:

@@ -144,3 +144,26 @@ def test_markets_served_by_one_model_share_its_network_calls(
         out = p["input_data"]["outputs"]["expected_return"]
         by_market.setdefault(p["input_data"]["exchange"], {})[p["input_data"]["bar_time"]] = out
     assert by_market["binance"] == by_market["bybit"] and len(by_market["binance"]) == 300
+
+
+def test_an_unusable_saved_state_is_rebuilt_from_the_window(
+    store: Store, redis_server: Any, r: redis.Redis
+) -> None:
+    """A restart that finds its model's state unreadable builds it again from the
+    market's window, says so in the counters, and serves every bar."""
+    promote(store.lstm, 1, gate=LENIENT)
+    candles = window(400)
+    feed(r, candles)
+    first = SignalLoop(as_role(r, "loop"), config=loop_config(consumer="a", batch=100))
+    first.run(max_bars=200)
+    field = f"stream|{store.lstm}:1|botlib:bars:binance:BTC/USDT:1h"
+    saved = json.loads(r.hget("botlib:loop:state", field) or "{}")
+    saved["state"]["rows"]["width"] = 3  # the ring no longer fits its own shape
+    r.hset("botlib:loop:state", field, json.dumps(saved))
+    second = SignalLoop(as_role(r, "loop"), config=loop_config(consumer="a", batch=100))
+    second.run(idle_exit_s=1.5)
+    assert first.stats.bars + second.stats.bars == 400
+    assert second.stats.stream_seeds == 1  # the model's state; the builder's ATR restored
+    assert second.stats.errors == 0 and second.stats.deadletters == 0
+    signals = records(r, "botlib:signals")
+    assert len(signals) == 400
