@@ -226,6 +226,9 @@ class BaseModel(ABC):
         self.params: dict[str, Any] = dict(params)
         self.fitted = False
         self.report: FitReport | None = None
+        #: the distribution of the input features on the training window (None: not
+        #: recorded, as for models trained before it was, or without a feature spec)
+        self.feature_profile: dict[str, Any] | None = None
 
     @property
     @abstractmethod
@@ -258,6 +261,12 @@ class BaseModel(ABC):
                 )
         self.report = self._fit(train, valid if valid is not None and len(valid) else None)
         self.fitted = True
+        spec = self.meta.feature_spec
+        if spec is not None:  # what live inputs are compared with (features.drift)
+            from botlib.features import feature_matrix
+            from botlib.features.drift import profile_features
+
+            self.feature_profile = profile_features(*feature_matrix(train, spec))
         return self.report
 
     def predict(self, candles: pd.DataFrame) -> pd.DataFrame:
@@ -318,6 +327,8 @@ class BaseModel(ABC):
         meta = self.meta.to_dict()
         meta["init"] = self.params
         meta["report"] = {"metrics": self.report.metrics if self.report else {}}
+        if self.feature_profile is not None:
+            meta["feature_profile"] = self.feature_profile
         (path / _META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         return path
 
@@ -331,6 +342,7 @@ class BaseModel(ABC):
         model._load(path)
         model.fitted = True
         model.report = FitReport(metrics=meta.get("report", {}).get("metrics", {}))
+        model.feature_profile = meta.get("feature_profile")
         return model
 
     def _min_train_bars(self) -> int:
