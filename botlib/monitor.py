@@ -82,9 +82,10 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     pipe.hgetall(names.runtime_config_status)
     pipe.hgetall(names.feed_stats)
     pipe.hgetall(names.supervisor_stats)
+    pipe.hgetall(names.drift)
     for stream in (names.signals, names.predictions, names.deadletter, names.events):
         pipe.xlen(stream)
-    loop_raw, state, bridge_raw, config_raw, feed_raw, sup_raw, *lengths = pipe.execute()
+    loop_raw, state, bridge_raw, config_raw, feed_raw, sup_raw, drift_raw, *lengths = pipe.execute()
     active = active_models(r, names)
 
     per_model: dict[str, dict[str, float]] = {}
@@ -217,9 +218,19 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
             config[component] = json.loads(text)
         except json.JSONDecodeError:
             config[component] = {"ok": False, "error": f"unreadable status {text[:80]!r}"}
+    drift = []
+    for _, text in sorted(drift_raw.items()):
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        scores = {k: v for k, v in (record.get("scores") or {}).items() if v is not None}
+        record["worst"] = sorted(scores.items(), key=lambda kv: -kv[1])[:3]
+        drift.append(record)
     return {
         "at": now,
         "active_models": models,
+        "drift": drift,
         "loop": {
             "up": loop_up,
             "heartbeat_age_s": loop_age,
@@ -294,6 +305,12 @@ def prometheus_text(status: dict[str, Any]) -> str:
             f"model_{key}_total", "counter", help_,
             [({"model_id": m["model_id"]}, m[key]) for m in models],
         )  # fmt: skip
+    metric(
+        "model_feature_drift", "gauge",
+        "Population stability index of a model's input feature, live against training.",
+        [({"model_id": d["model_id"], "market": d.get("market", ""), "feature": f}, v)
+         for d in status.get("drift", []) for f, v in (d.get("scores") or {}).items()],
+    )  # fmt: skip
     accuracy = status["accuracy"]
     metric(
         "model_validated_total", "counter", "Predictions scored per model version.",

@@ -59,6 +59,17 @@ def _print_status(status: dict[str, Any]) -> None:
             f"{loop['windowed']} recomputed the window; {loop['stream_seeds']} states built "
             "from the window"
         )
+    for d in status.get("drift", []):
+        where = f"{d['model_id']} on {d.get('market', '?')}"
+        if "unknown" in d:
+            console.print(f"  feature drift of {escape(where)}: unknown ({d['unknown']})")
+            continue
+        worst = ", ".join(f"{n} {v:.2f}" for n, v in d["worst"])
+        flag = "[red]moved[/]" if d.get("moved") else "[green]stable[/]"
+        console.print(
+            f"  feature drift of {escape(where)} over {d['rows']} bars: {flag} "
+            f"(PSI, threshold {d['threshold']}): {escape(worst)}"
+        )
     if loop["last_error"]:
         console.print(f"  last error: {escape(loop['last_error'])}", highlight=False)
     table = Table(title="active models", title_justify="left")

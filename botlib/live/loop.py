@@ -50,6 +50,7 @@ import pandas as pd
 import redis
 
 from botlib.data import OHLCV_COLUMNS, timeframe_seconds
+from botlib.features.drift import drift_scores
 from botlib.features.streaming import AverageTrueRange
 from botlib.live._market import Market, Rejected, check_bars, frame, plausible, seed_window
 from botlib.live._models import ActiveModels, Served
@@ -69,7 +70,7 @@ from botlib.transport import (
     ensure_group,
     redis_names,
 )
-from botlib.transport.stats import LoopCounter, per_stream
+from botlib.transport.stats import LoopCounter, per_model, per_stream
 
 __all__ = ["LoopConfig", "LoopStats", "SignalLoop"]
 
@@ -109,6 +110,13 @@ class LoopConfig:
     clock_skew_s: float = 60.0
     #: market leases among loop processes: a dead one's markets move after this long
     lease_ttl_s: float = 10.0
+    #: feature drift (models with a recorded training distribution and a streaming
+    #: state): the last ``drift_window`` feature rows are scored every ``drift_every``
+    #: bars once ``drift_min_rows`` are held; a PSI above ``drift_threshold`` alerts
+    drift_window: int = 500
+    drift_every: int = 24
+    drift_min_rows: int = 100
+    drift_threshold: float = 0.25
 
     def __post_init__(self) -> None:
         from botlib.errors import ConfigError
@@ -121,6 +129,13 @@ class LoopConfig:
             raise ConfigError(f"clock_skew_s must be >= 0, got {self.clock_skew_s}")
         if not self.lease_ttl_s >= 1:
             raise ConfigError(f"lease_ttl_s must be >= 1, got {self.lease_ttl_s}")
+        if not 1 <= self.drift_min_rows <= self.drift_window or self.drift_every < 1:
+            raise ConfigError(
+                "need 1 <= drift_min_rows <= drift_window and drift_every >= 1, got "
+                f"{self.drift_min_rows}, {self.drift_window}, {self.drift_every}"
+            )
+        if not self.drift_threshold > 0:
+            raise ConfigError(f"drift_threshold must be > 0, got {self.drift_threshold}")
         if not 0 <= self.block_ms <= 2000:
             # a blocking read must return well inside the client's 5 s socket timeout
             raise ConfigError(f"block_ms must be in [0, 2000], got {self.block_ms}")
@@ -283,6 +298,9 @@ class SignalLoop:
         self._states: dict[tuple[str, str], tuple[ModelStream, int | None]] = {}
         #: stream -> the builder's streaming ATR and the bar it is at
         self._atr: dict[str, tuple[AverageTrueRange, int | None]] = {}
+        #: (model id, stream) -> bars since its drift was last scored; alerting or not
+        self._drift_due: dict[tuple[str, str], int] = {}
+        self._alerting: dict[tuple[str, str], bool] = {}
         self.on_step: Callable[[int], None] | None = None
 
     # -- models and runtime settings ----------------------------------------------
@@ -569,6 +587,8 @@ class SignalLoop:
         stream = served.model.stream()
         if stream is None:
             return None
+        if served.model.feature_profile is not None:
+            stream.watch(self.config.drift_window)
         field_name = self.names.stream_state_field(served.model_id, market.stream)
         saved = self._saved_state(field_name, market.last_ts)
         if saved is not None:
@@ -580,6 +600,8 @@ class SignalLoop:
                 log.warning("%s: saved streaming state unusable (%s): rebuilt", field_name, exc)
                 stream = served.model.stream()
                 assert stream is not None
+                if served.model.feature_profile is not None:
+                    stream.watch(self.config.drift_window)
         # from the market's whole window before the new bars (the seeded history at
         # the first bar: where a backtest's features start too)
         history = frame(market.times, market.values)
@@ -719,6 +741,7 @@ class SignalLoop:
             batch.hset.append((self.names.loop_state, field_name, payload))
             batch.hincr.append((self.names.loop_stats, LoopCounter.streamed, 1))
             later.append(lambda: self._states.__setitem__(key, (stream, ts)))
+            self._check_drift(served, market, stream, ts, k, batch, later)
         else:
             candles = window.candles if isinstance(window, _Window) else window
             closes = candles["close"].to_numpy()
@@ -731,6 +754,57 @@ class SignalLoop:
         if not self._stale(served):
             add_signals(batch, self.names, served, market, step, bar_delta, self.config.bot_id)
         return step.position
+
+    def _check_drift(self, served: Served, market: Market, stream: ModelStream, ts: int,
+                     k: int, batch: Batch, later: list[Callable[[], None]]) -> None:  # fmt: skip
+        """Every ``drift_every`` bars, the model's recent feature rows against its
+        training distribution (``botlib:drift``); a feature past the threshold raises
+        an alert (``botlib:alerts`` and ``python:model_alert``) once, until it recovers."""
+        key = (served.model_id, market.stream)
+        field_name = f"{served.model_id}|{market.stream}"
+        profile = served.model.feature_profile
+        if profile is None:
+            if key not in self._alerting:
+                why = "no recorded distribution: trained before botlib recorded it"
+                unknown = {"model_id": served.model_id, "market": market.stream, "unknown": why}
+                batch.hset.append((self.names.drift, field_name, dumps(unknown)))
+                later.append(lambda: self._alerting.__setitem__(key, False))
+            return
+        due = self._drift_due.get(key, 0) + k
+        rows = stream.recent
+        cfg = self.config
+        if rows is None or due < cfg.drift_every or len(rows) < cfg.drift_min_rows:
+            later.append(lambda: self._drift_due.__setitem__(key, due))
+            return
+        names = list(getattr(stream, "features").columns)  # noqa: B009 (streams that watch)
+        scores = drift_scores(profile, np.vstack(rows), names)
+        moved = sorted(n for n, v in scores.items() if v > cfg.drift_threshold)
+        bar_time = pd.Timestamp(ts, unit="ms", tz="UTC").isoformat()
+        record: dict[str, Any] = {
+            "model_id": served.model_id, "symbol": served.record_symbol(market.symbol),
+            "market": market.symbol, "exchange": market.exchange,
+            "timeframe": market.timeframe, "bar_time": bar_time, "rows": len(rows),
+            "threshold": cfg.drift_threshold, "moved": moved,
+            "scores": {n: round(v, 6) for n, v in scores.items()},
+        }  # fmt: skip
+        batch.hset.append((self.names.drift, field_name, dumps(record)))
+        if moved and not self._alerting.get(key, False):
+            alert = {"type": "feature_drift", "at": time.time(), **record}
+            dedupe = f"{self.names.seen_prefix}alert|{served.model_id}|{market.stream}|{ts}"
+            batch.outputs.append(
+                Output(self.names.alerts, dumps(alert), self.names.model_alert_channel, dedupe)
+            )
+            batch.hincr.append(
+                (self.names.loop_stats, per_model(LoopCounter.drift_alerts, served.model_id), 1)
+            )
+            log.warning("%s on %s: feature drift in %s (PSI > %s)", served.model_id,
+                        market.stream, ", ".join(moved), cfg.drift_threshold)  # fmt: skip
+
+        def done() -> None:
+            self._drift_due[key] = 0
+            self._alerting[key] = bool(moved)
+
+        later.append(done)
 
     # -- the loop ---------------------------------------------------------------
     def _error(self, message: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
@@ -187,7 +188,21 @@ class ModelStream(ABC):
     within the streaming features' rounding (1e-12). ``state()`` is plain JSON that
     ``restore`` continues from in another process, so a restart or a takeover goes on
     where the last step ended instead of recomputing a window.
+
+    ``watch(n)`` makes it keep its last ``n`` raw feature rows in ``recent`` (the live
+    loop compares them with the training distribution: ``features.drift``).
     """
+
+    #: the last raw feature rows seen (``watch``), None when not kept
+    recent: deque[np.ndarray] | None = None
+
+    def watch(self, n: int) -> None:
+        if self.recent is None or self.recent.maxlen != n:
+            self.recent = deque(self.recent or (), maxlen=n)
+
+    def _seen(self, row: np.ndarray) -> None:
+        if self.recent is not None:
+            self.recent.append(row)
 
     @abstractmethod
     def step(self, bar: dict[str, float]) -> np.ndarray: ...

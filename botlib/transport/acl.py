@@ -110,7 +110,9 @@ def acl_rules(role: str, names: RedisNames | None = None) -> list[str]:
             *base,
             *_BACKEND_COMMANDS,
             *_keys("%W", n.commands),
-            *_keys("%R", n.predictions, n.signals, n.events, n.model_events, n.deadletter),
+            *_keys(
+                "%R", n.predictions, n.signals, n.events, n.model_events, n.deadletter, n.alerts
+            ),
             *_keys("%R", n.prediction_list),
             # what it may publish (the command channel) and every channel it reads
             *_channels(n.command_channel, *_answer_channels(n)),
@@ -134,9 +136,16 @@ def acl_rules(role: str, names: RedisNames | None = None) -> list[str]:
                 n.prediction_list,
                 n.lease_prefix + "{id}",
                 n.loop_members,
+                n.drift,
+                n.alerts,
             ),
             *_keys("%R", n.active_models, n.active_revision, n.events),
-            *_channels(n.prediction_channel, n.signal_channel, n.market_data_channel),
+            *_channels(
+                n.prediction_channel,
+                n.signal_channel,
+                n.market_data_channel,
+                n.model_alert_channel,
+            ),
         ]
     elif role == "bridge":
         rules = [

@@ -76,6 +76,11 @@ class RedisNames:
     lease_prefix: str = "botlib:lease:"
     #: hash: loop process token -> last beat (ms); the live ones share the markets
     loop_members: str = "botlib:loop:members"
+    #: hash: ``{model_id}|{bar stream}`` -> JSON of the latest feature-drift scores
+    drift: str = "botlib:drift"
+    #: durable log of model alerts (feature drift), also published on the channel
+    alerts: str = "botlib:alerts"
+    model_alert_channel: str = "python:model_alert"
 
     def bar_stream(self, exchange: str, symbol: str, timeframe: str) -> str:
         return self.bars.format(exchange=exchange, symbol=symbol, timeframe=timeframe)

@@ -51,6 +51,8 @@ class LoopCounter(StrEnum):
     windowed = "windowed"
     #: streaming states rebuilt from the window (a new model or market, a lost state)
     stream_seeds = "stream_seeds"
+    #: per model: feature-drift alerts raised
+    drift_alerts = "drift_alerts"
 
 
 class BridgeCounter(StrEnum):

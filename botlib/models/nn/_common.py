@@ -318,7 +318,9 @@ class _KerasStream(ModelStream):
     def _advance(self, bar: dict[str, float]) -> None:
         m = self.model
         # the batch path's arithmetic, row by row: float32 features, then the scaler
-        self.rows.append((self.features.update(bar).astype("float32") - m._mu) / m._sd)
+        raw = self.features.update(bar)
+        self._seen(raw)
+        self.rows.append((raw.astype("float32") - m._mu) / m._sd)
 
     def seed(self, candles: pd.DataFrame) -> None:
         cols = ["open", "high", "low", "close", "volume"]

@@ -257,7 +257,9 @@ class _AgentStream(ModelStream):
 
     def step(self, bar: dict[str, float]) -> np.ndarray:
         m = self.model
-        raw = self.features.update(bar).astype("float32")
+        full = self.features.update(bar)
+        self._seen(full)
+        raw = full.astype("float32")
         self.rows.append(np.clip((raw - m._mu) / m._sd, -OBS_CLIP, OBS_CLIP))
         if self.pending:
             self.entry, self.pending = float(bar["open"]), False

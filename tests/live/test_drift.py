@@ -1,0 +1,74 @@
+"""Issue 18 §3, live: the loop scores its models' recent inputs against their training
+distribution, and bars from a regime the model never saw raise one alert naming the
+features that moved — on the durable stream and on ``python:model_alert``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from botlib.live import SignalLoop
+from botlib.monitor import collect_status, prometheus_text
+from botlib.promotion import GateConfig, promote
+from botlib.transport import RedisNames
+from tests.conftest import Store
+from tests.features.test_drift import STAY, returns_scaled
+from tests.live.helpers import as_role, feed, loop_config, records, window
+
+LENIENT = GateConfig(margin=-10.0, min_trades=0)
+pytestmark = pytest.mark.slow
+
+
+def test_returns_scaled_x3_raise_one_alert_on_the_features_that_moved(
+    store: Store, redis_server: Any, r: redis.Redis
+) -> None:
+    promote(store.lstm, 1, gate=LENIENT)
+    heard: list[dict[str, Any]] = []
+    ready = threading.Event()
+
+    def listen() -> None:  # the backend's user, as the backend would
+        client = as_role(r, "backend")
+        pubsub = client.pubsub()
+        pubsub.subscribe("python:model_alert")
+        ready.set()
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=60)
+        while message is None and not done.is_set():
+            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if message:
+            heard.append(json.loads(message["data"]))
+        pubsub.close()
+        client.close()
+
+    done = threading.Event()
+    listener = threading.Thread(target=listen)
+    listener.start()
+    ready.wait(5)
+    feed(r, returns_scaled(window(600), 3.0))
+    config = loop_config(drift_every=50, drift_window=300, drift_min_rows=200)
+    loop = SignalLoop(as_role(r, "loop"), config=config)
+    loop.run(idle_exit_s=1.5)
+    done.set()
+    listener.join(10)
+
+    assert loop.stats.bars == 600
+    alerts = records(r, "botlib:alerts")
+    assert len(alerts) == 1, alerts  # once, while the drift lasts
+    alert = alerts[0]
+    assert alert["type"] == "feature_drift" and alert["model_id"] == f"{store.lstm}:1"
+    moved = set(alert["moved"])
+    assert {"logret_1", "rvol_24", "atr_pct_14", "bb_width"} <= moved, alert["scores"]
+    assert not moved & set(STAY), alert["scores"]
+    assert all(alert["scores"][n] > alert["threshold"] for n in moved)
+    assert heard and heard[0]["moved"] == alert["moved"]
+
+    status = collect_status(r, RedisNames())
+    (drift,) = status["drift"]
+    assert drift["moved"] and drift["worst"][0][1] > 0.25
+    text = prometheus_text(status)
+    assert f'botlib_model_feature_drift{{model_id="{store.lstm}:1"' in text
+    stats = r.hgetall("botlib:loop:stats")
+    assert int(stats[f"drift_alerts|{store.lstm}:1"]) == 1
