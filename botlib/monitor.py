@@ -14,6 +14,7 @@ format and ``serve_metrics`` exposes that on a loopback port.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +67,15 @@ def _group_info(r: Any, stream: str, group: str) -> tuple[int | None, int | None
     return None, None
 
 
+def wilson(rate: float, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """The Wilson score interval of a hit rate ``rate`` over ``n`` trials (95 %)."""
+    if n <= 0:
+        return None
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) -> dict[str, Any]:
     """Every figure ``botlib status`` shows, as plain data (see the module doc)."""
     from botlib.data import timeframe_seconds
@@ -99,6 +109,11 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
             "accuracy": f.get(LoopCounter.accuracy_milli, 0) / 1000 / f[LoopCounter.validated]
             if f[LoopCounter.validated]
             else None,
+            "persistence": f.get(LoopCounter.persistence_milli, 0)
+            / 1000
+            / f[LoopCounter.persistence_n]
+            if f.get(LoopCounter.persistence_n)
+            else None,
         }
         for model_id, f in sorted(per_model.items())
         if LoopCounter.validated in f
@@ -107,7 +122,11 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     for name, entry in sorted(active.items()):
         model_id = str(entry.get("model_id") or f"{name}:{entry.get('version')}")
         figures = per_model.get(model_id, {})
-        scored = accuracy.get(model_id, {"validated": 0, "accuracy": None})
+        scored = accuracy.get(model_id, {"validated": 0, "accuracy": None, "persistence": None})
+        hits = None
+        if entry.get("prediction_type") != "volatility" and scored["accuracy"] is not None:
+            hits = wilson(float(scored["accuracy"]), int(scored["validated"] or 0))
+        tested = entry.get("metrics") or {}
         models.append(
             {
                 "name": name,
@@ -119,6 +138,11 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
                 "predictions": int(figures.get(LoopCounter.predictions, 0)),
                 "signals": int(figures.get(LoopCounter.signals, 0)),
                 **scored,
+                #: the live hit rate's 95 % interval (Wilson), for direction-scored models
+                "hit_rate_ci": hits,
+                #: the same figures on the model's test window, as promoted
+                "test_hit_rate": tested.get("test.forecast.directional_accuracy"),
+                "test_persistence": tested.get("test.forecast.persistence_accuracy"),
             }
         )
 

@@ -73,14 +73,24 @@ def _print_status(status: dict[str, Any]) -> None:
     if loop["last_error"]:
         console.print(f"  last error: {escape(loop['last_error'])}", highlight=False)
     table = Table(title="active models", title_justify="left")
-    for col in ("model", "market", "algorithm", "preds", "signals", "scored", "accuracy"):
+    columns = ("model", "market", "algorithm", "preds", "signals", "scored", "accuracy",
+               "95% CI", "persistence", "test (persist.)")  # fmt: skip
+    for col in columns:
         table.add_column(
             col,
             justify="left" if col in ("model", "market", "algorithm") else "right",
             overflow="fold",
         )
+
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{value:.1%}"
+
     for m in status["active_models"]:
         acc = m["accuracy"]
+        ci = m.get("hit_rate_ci")
+        test = pct(m.get("test_hit_rate"))
+        if m.get("test_persistence") is not None:
+            test += f" ({pct(m['test_persistence'])})"
         table.add_row(
             m["model_id"],
             f"{m['symbol']} {m['timeframe']}",
@@ -89,6 +99,9 @@ def _print_status(status: dict[str, Any]) -> None:
             str(m["signals"]),
             str(m["validated"]),
             "–" if acc is None else f"{acc:.1%}",
+            "–" if not ci else f"{ci[0]:.0%}–{ci[1]:.0%}",
+            pct(m.get("persistence")),
+            test,
         )
     console.print(table if status["active_models"] else "no active models (botlib promote …)")
     for s in status["streams"]:

@@ -104,3 +104,12 @@ def score(
         batch.hincr.append(
             (names.loop_stats, per_model(LoopCounter.accuracy_milli, data["model_id"]), milli)
         )
+        if ptype != "volatility" and i >= 1:
+            # the persistence baseline: the last bar's move, carried on over the horizon
+            carried = float(np.sign(closes[i] - closes[i - 1]) == np.sign(actual_close - base))
+            for counter, amount in (
+                (LoopCounter.persistence_n, 1),
+                (LoopCounter.persistence_milli, round(carried * 1000)),
+            ):
+                batch.hincr.append((names.loop_stats, per_model(counter, data["model_id"]),
+                                    amount))  # fmt: skip

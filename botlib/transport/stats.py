@@ -53,6 +53,10 @@ class LoopCounter(StrEnum):
     stream_seeds = "stream_seeds"
     #: per model: feature-drift alerts raised
     drift_alerts = "drift_alerts"
+    #: per model: scored predictions with a persistence forecast beside them (the last
+    #: bar's move, carried on), and that baseline's hits in thousandths
+    persistence_n = "persistence_n"
+    persistence_milli = "persistence_milli"
 
 
 class BridgeCounter(StrEnum):

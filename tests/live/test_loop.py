@@ -120,6 +120,21 @@ def test_scored_predictions_match_what_happened(
     stats = r.hgetall("botlib:loop:stats")
     hits = sum(p["accuracy"] for p in scored)
     assert int(stats[f"accuracy_milli|{store.lstm}:1"]) == round(hits * 1000)
+    # beside it, the persistence baseline (the last bar's move carried on) and the hit
+    # rate's 95 % interval, as status shows them
+    from botlib.monitor import collect_status
+    from botlib.transport import RedisNames
+
+    closes = load_ohlcv("BTC/USDT", "1h", end=candles.index[-1] + pd.Timedelta("1h"))["close"]
+    carried = []
+    for p in scored:  # the first bar's previous close is the history's last
+        t = closes.index.get_loc(pd.Timestamp(p["input_data"]["bar_time"]))
+        before, now, later = closes.iloc[t - 1], closes.iloc[t], closes.iloc[t + 1]
+        carried.append(float(np.sign(now - before) == np.sign(later - now)))
+    (shown,) = collect_status(r, RedisNames())["active_models"]
+    assert shown["persistence"] == pytest.approx(sum(carried) / len(carried), abs=1e-3)
+    low, high = shown["hit_rate_ci"]
+    assert low < shown["accuracy"] < high and high - low < 0.15  # 299 scored: about ±5.6 %
 
 
 def test_replay_yields_the_backtests_signals(
