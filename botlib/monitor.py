@@ -93,9 +93,11 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     pipe.hgetall(names.feed_stats)
     pipe.hgetall(names.supervisor_stats)
     pipe.hgetall(names.drift)
+    pipe.hgetall(names.registry)
     for stream in (names.signals, names.predictions, names.deadletter, names.events):
         pipe.xlen(stream)
-    loop_raw, state, bridge_raw, config_raw, feed_raw, sup_raw, drift_raw, *lengths = pipe.execute()
+    (loop_raw, state, bridge_raw, config_raw, feed_raw, sup_raw, drift_raw, registry_raw,
+     *lengths) = pipe.execute()  # fmt: skip
     active = active_models(r, names)
 
     per_model: dict[str, dict[str, float]] = {}
@@ -251,10 +253,22 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
         scores = {k: v for k, v in (record.get("scores") or {}).items() if v is not None}
         record["worst"] = sorted(scores.items(), key=lambda kv: -kv[1])[:3]
         drift.append(record)
+    registry = {}
+    for name, text in sorted(registry_raw.items()):
+        try:
+            view = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        served = active.get(name)
+        view["served"] = str(served["version"]) if served else None  # as of now
+        view["in_sync"] = view.get("champion") == view["served"]
+        view["age_s"] = now - _num(view.get("at"))
+        registry[name] = view
     return {
         "at": now,
         "active_models": models,
         "drift": drift,
+        "registry": registry,
         "loop": {
             "up": loop_up,
             "heartbeat_age_s": loop_age,

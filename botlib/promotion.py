@@ -45,6 +45,7 @@ __all__ = [
     "evaluate_gate",
     "list_models",
     "promote",
+    "publish_version",
     "rollback",
 ]
 
@@ -382,15 +383,33 @@ def promote(
         old = client.get_model_version_by_alias(name, CHAMPION)
     except Exception:
         old = None
-    if old is not None and str(old.version) != result.version:
-        client.set_registered_model_alias(name, PREVIOUS, old.version)
-    client.set_registered_model_alias(name, CHAMPION, result.version)
-    _record_digest(client, name, result.version, result.entry)
+    previous = str(old.version) if old is not None else None
+    try:
+        publish_version(client, r, result, previous)
+    finally:
+        if r is not None:
+            r.close()
+    return result
+
+
+def publish_version(
+    client: MlflowClient, r: redis.Redis | None, result: GateResult, previous: str | None
+) -> dict[str, Any]:
+    """Make ``result``'s version @champion (``previous``, the version served before,
+    becomes @previous), tag it, and publish its entry to Redis (``r`` None: aliases
+    only). Shared by ``promote`` and the registry watcher. Returns the entry."""
+    name = result.name
     failed = [c.name for c in result.checks if not c.passed]
+    # tagged before the alias moves: a registry watcher that sees the alias first knows
+    # a promotion is on its way to Redis and leaves it alone (registry_watch.GRACE_S)
     client.set_model_version_tag(name, result.version, "botlib.promoted_at", str(time.time()))
     client.set_model_version_tag(
         name, result.version, "botlib.gate", "forced: " + ", ".join(failed) if failed else "passed"
     )
+    if previous is not None and previous != result.version:
+        client.set_registered_model_alias(name, PREVIOUS, previous)
+    client.set_registered_model_alias(name, CHAMPION, result.version)
+    _record_digest(client, name, result.version, result.entry)
     entry = {**result.entry, "promoted_at": time.time(), "gate": "forced" if failed else "passed"}
     if failed:
         entry["gate_failed"] = failed
@@ -399,12 +418,11 @@ def promote(
             "event": "promoted",
             "name": name,
             "version": result.version,
-            "previous": str(old.version) if old is not None else None,
+            "previous": previous,
             "gate": entry["gate"],
         }
         _announce(r, redis_names(), event, entry)
-        r.close()
-    return result
+    return entry
 
 
 def rollback(
@@ -422,6 +440,10 @@ def rollback(
     entry = evaluate_gate(name, previous.version).entry if r is not None else {}
     if entry:
         _record_digest(client, name, str(previous.version), entry)
+    # as in publish_version: marked before the alias moves (a watcher leaves it alone)
+    client.set_model_version_tag(
+        name, str(previous.version), "botlib.promoted_at", str(time.time())
+    )
     client.set_registered_model_alias(name, CHAMPION, previous.version)
     client.delete_registered_model_alias(name, PREVIOUS)
     client.set_model_version_tag(name, current.version, "botlib.rolled_back_at", str(time.time()))

@@ -418,3 +418,40 @@ def bridge(
     except KeyboardInterrupt:
         service.stop()
     console.print(f"handled {service.handled} commands")
+
+
+def watch_registry(
+    interval: Annotated[
+        float, typer.Option(help="Seconds between two looks at the registry.", min=0.2)
+    ] = 2.0,
+    margin: Annotated[
+        float, typer.Option(help="The gate's margin over the baselines (as `botlib promote`).")
+    ] = 0.0,
+    min_trades: Annotated[
+        int, typer.Option(help="The gate's fewest round trips (as `botlib promote`).", min=0)
+    ] = 3,
+    once: Annotated[bool, typer.Option("--once", help="One look, then exit.")] = False,
+) -> None:
+    """Make the registry's @champion what the loop serves: a version given @champion in
+    the MLflow UI (or its API, or a notebook) is gated as `botlib promote` gates it and
+    published, or refused with the alias moved back and the failed checks on the
+    version; @champion moved onto @previous rolls back without the gate; a deleted
+    @champion stops serving. Only versions botlib's training logged are considered.
+    Stop with Ctrl-C / SIGTERM."""
+    from botlib.promotion import GateConfig
+    from botlib.registry_watch import RegistryWatcher
+
+    logging.getLogger("botlib.registry").setLevel(logging.INFO)
+    watcher = RegistryWatcher(
+        gate=GateConfig(margin=margin, min_trades=min_trades), interval_s=interval
+    )
+    if once:
+        for action in watcher.poll():
+            console.print(f"{action.name}: {action.action} v{action.version} {action.detail}")
+        return
+    signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
+    console.print(f"watching the registry's @champion every {interval:g} s (Ctrl-C to stop)")
+    try:
+        watcher.run()
+    except KeyboardInterrupt:
+        watcher.stop()

@@ -59,6 +59,15 @@ def _print_status(status: dict[str, Any]) -> None:
             f"{loop['windowed']} recomputed the window; {loop['stream_seeds']} states built "
             "from the window"
         )
+    for name, view in status.get("registry", {}).items():
+        champion, served = view.get("champion"), view.get("served")
+        state = "[green]in sync[/]" if view["in_sync"] else "[red]differs[/]"
+        last = view.get("last_action") or {}
+        note = f"; last: {last['action']} v{last['version']}" if last else ""
+        console.print(
+            f"  registry {escape(name)}: @champion v{champion or '–'}, served "
+            f"v{served or '–'} {state} (looked {_age(view['age_s'])} ago{escape(note)})"
+        )
     for d in status.get("drift", []):
         where = f"{d['model_id']} on {d.get('market', '?')}"
         if "unknown" in d:

@@ -34,6 +34,7 @@ def _children(
     replay_speed: float,
     workers: int,
     lease_ttl: float,
+    registry_watch: bool = False,
 ) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for i in range(loops):
@@ -42,6 +43,8 @@ def _children(
         out.append({"name": name, "argv": argv})
     if bridge:
         out.append({"name": "bridge", "argv": ["bridge", "--workers", str(workers)]})
+    if registry_watch:
+        out.append({"name": "registry", "argv": ["watch-registry"]})
     for exchange, symbol, timeframe in markets if feed is not Feed.none else []:
         tag = f"feed-{exchange}-{symbol.replace('/', '_')}-{timeframe}"
         where = ["--symbol", symbol, "--timeframe", timeframe, "--exchange", exchange]
@@ -81,6 +84,14 @@ def up(
     foreground: Annotated[
         bool,
         typer.Option("--foreground", help="Supervise in this process (containers); Ctrl-C stops."),
+    ] = False,
+    registry_watch: Annotated[
+        bool,
+        typer.Option(
+            "--registry-watch/--no-registry-watch",
+            help="Also run `botlib watch-registry`: @champion set in the MLflow UI is "
+            "gated and served.",
+        ),
     ] = False,
 ) -> None:
     """Start the trading server: Redis (the local one is started if it is not up),
@@ -137,8 +148,9 @@ def up(
     if feed is not Feed.none and not markets:
         err_console.print("no active models yet: no feed started (promote a model, then `up`)")
     children = _children(
-        loops, bridge, feed, markets, replay_last, replay_speed, workers, lease_ttl
-    )
+        loops, bridge, feed, markets, replay_last, replay_speed, workers, lease_ttl,
+        registry_watch,
+    )  # fmt: skip
     spec = {
         "redis_url_host": host,
         "redis_started": started_redis,

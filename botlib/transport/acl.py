@@ -163,6 +163,7 @@ def acl_rules(role: str, names: RedisNames | None = None) -> list[str]:
                 n.active_models,
                 n.active_revision,
                 n.model_events,
+                n.registry,
             ),
             *_keys("%R", n.bars, n.predictions, n.prediction_list, n.loop_state),
             *_channels(n.command_channel, *_answer_channels(n)),

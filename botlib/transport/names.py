@@ -81,6 +81,8 @@ class RedisNames:
     #: durable log of model alerts (feature drift), also published on the channel
     alerts: str = "botlib:alerts"
     model_alert_channel: str = "python:model_alert"
+    #: hash: registered name -> JSON of the registry watcher's view (champion, served)
+    registry: str = "botlib:registry"
 
     def bar_stream(self, exchange: str, symbol: str, timeframe: str) -> str:
         return self.bars.format(exchange=exchange, symbol=symbol, timeframe=timeframe)

@@ -1,0 +1,95 @@
+"""Issue 18 §1: ``@champion`` set in the registry (as the MLflow UI sets it, through
+the client's alias API) is what the loop serves, through the gate; a refused version
+gets its alias moved back and its failed checks on it; ``@previous`` rolls back
+without the gate; a deleted ``@champion`` stops serving; a version botlib's training
+did not log is refused before anything of it is loaded."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+from mlflow import MlflowClient
+
+from botlib.promotion import GateConfig
+from botlib.registry_watch import RegistryWatcher
+from tests.conftest import Store
+from tests.live.helpers import as_role
+
+LENIENT = GateConfig(margin=-10.0, min_trades=0)
+STRICT = GateConfig(margin=10.0)  # beat buy-and-hold by 1,000 %: nothing passes
+pytestmark = pytest.mark.slow
+
+
+def _served(r: redis.Redis, name: str) -> str | None:
+    raw = r.hget("botlib:active_models", name)
+    return str(json.loads(raw)["version"]) if raw else None
+
+
+def test_the_registry_champion_is_what_the_loop_serves(
+    store: Store, redis_server: Any, r: redis.Redis
+) -> None:
+    client = MlflowClient()
+    name = store.lstm
+    watcher = RegistryWatcher(as_role(r, "bridge"), gate=LENIENT, client=client)
+    assert watcher.poll() == []  # nothing set, nothing served
+
+    client.set_registered_model_alias(name, "champion", "1")  # as the UI does
+    (action,) = watcher.poll()
+    assert (action.action, action.version) == ("published", "1")
+    assert _served(r, name) == "1"
+    events = [json.loads(f["data"]) for _, f in r.xrange("botlib:model_events")]
+    assert events[-1]["event"] == "promoted" and events[-1]["version"] == "1"
+
+    client.set_registered_model_alias(name, "champion", "2")
+    (action,) = watcher.poll()
+    assert action.action == "published" and _served(r, name) == "2"
+    assert str(client.get_registered_model(name).aliases["previous"]) == "1"
+
+    # back onto @previous: an emergency rollback, without the gate (strict here)
+    watcher.gate = STRICT
+    client.set_registered_model_alias(name, "champion", "1")
+    (action,) = watcher.poll()
+    assert action.action == "rolled_back" and _served(r, name) == "1"
+    assert "previous" not in client.get_registered_model(name).aliases
+
+    # a version the gate refuses: the alias goes back, the reasons go on the version
+    client.set_registered_model_alias(name, "champion", "2")
+    (action,) = watcher.poll()
+    assert action.action == "refused" and _served(r, name) == "1"
+    assert str(client.get_registered_model(name).aliases["champion"]) == "1"
+    refused = client.get_model_version(name, "2")
+    assert refused.tags["botlib.gate"].startswith("refused: ")
+    assert "beats" in refused.tags["botlib.gate"] or "baselines" in refused.tags["botlib.gate"]
+    assert "botlib refused @champion" in refused.description
+    assert watcher.poll() == []  # in sync again
+
+    # a version registered from outside botlib's training: refused unread
+    outside = client.create_model_version(name, client.get_model_version(name, "1").source)
+    try:
+        client.set_registered_model_alias(name, "champion", outside.version)
+        (action,) = watcher.poll()
+        assert action.action == "refused" and "not logged by botlib" in action.detail
+        assert _served(r, name) == "1"
+        assert str(client.get_registered_model(name).aliases["champion"]) == "1"
+    finally:
+        client.delete_model_version(name, outside.version)
+
+    # @champion deleted: the model stops serving
+    client.delete_registered_model_alias(name, "champion")
+    (action,) = watcher.poll()
+    assert action.action == "stopped" and _served(r, name) is None
+    view = json.loads(r.hget("botlib:registry", name) or "{}")
+    assert view["champion"] is None and view["served"] is None
+    assert view["last_action"]["action"] == "stopped"
+
+    # botlib promote tags the version before it moves the alias: while its publish is
+    # on its way (30 s at most), the watcher leaves the alias alone
+    import time
+
+    client.set_model_version_tag(name, "2", "botlib.promoted_at", str(time.time()))
+    client.set_registered_model_alias(name, "champion", "2")
+    assert watcher.poll() == [] and _served(r, name) is None
+    client.delete_registered_model_alias(name, "champion")
