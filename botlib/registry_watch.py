@@ -209,8 +209,21 @@ class RegistryWatcher:
         self.r.hset(self.names.registry, name, dumps(view))
 
     # -- running ------------------------------------------------------------------
+    def warm(self) -> None:
+        """Import every built-in model family now (TensorFlow, PyTorch): a version set
+        as @champion is then gated and published in seconds, not after a cold start."""
+        from botlib.models import get_model_class, model_names
+
+        for name in model_names():
+            try:
+                get_model_class(name)
+            except Exception as exc:  # a family that cannot load is said at its gate
+                log.warning("model family %s not loaded: %s", name, exc)
+
     def run(self) -> None:
-        """Poll until ``stop()``; a failing pass is logged and retried at the next."""
+        """Warm up, then poll until ``stop()``; a failing pass is logged and retried at
+        the next."""
+        self.warm()
         while not self._stop.is_set():
             try:
                 self.poll()

@@ -89,6 +89,14 @@ class Settings(BaseSettings):
         "uses this, never MLFLOW_TRACKING_URI.",
     )
     mlflow_artifacts_dir: Path = Field(default=Path("mlruns/artifacts"), validate_default=True)
+    mlflow_tracking_username: str | None = Field(
+        default=None,
+        description="User for an MLflow server with authentication (`mlflow server "
+        "--app-name basic-auth`); botlib passes it to MLflow's client itself.",
+    )
+    mlflow_tracking_password: SecretStr | None = Field(
+        default=None, description="That user's password."
+    )
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     redis_data_dir: Path = Field(default=Path(".cache/redis"), validate_default=True)
     logs_dir: Path = Field(

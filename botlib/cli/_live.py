@@ -441,7 +441,8 @@ def watch_registry(
     from botlib.promotion import GateConfig
     from botlib.registry_watch import RegistryWatcher
 
-    logging.getLogger("botlib.registry").setLevel(logging.INFO)
+    if not once:
+        logging.getLogger("botlib.registry").setLevel(logging.INFO)
     watcher = RegistryWatcher(
         gate=GateConfig(margin=margin, min_trades=min_trades), interval_s=interval
     )

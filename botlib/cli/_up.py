@@ -35,6 +35,7 @@ def _children(
     workers: int,
     lease_ttl: float,
     registry_watch: bool = False,
+    gate: tuple[float, int] = (0.0, 3),
 ) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for i in range(loops):
@@ -44,7 +45,9 @@ def _children(
     if bridge:
         out.append({"name": "bridge", "argv": ["bridge", "--workers", str(workers)]})
     if registry_watch:
-        out.append({"name": "registry", "argv": ["watch-registry"]})
+        margin, min_trades = gate
+        argv = ["watch-registry", "--margin", str(margin), "--min-trades", str(min_trades)]
+        out.append({"name": "registry", "argv": argv})
     for exchange, symbol, timeframe in markets if feed is not Feed.none else []:
         tag = f"feed-{exchange}-{symbol.replace('/', '_')}-{timeframe}"
         where = ["--symbol", symbol, "--timeframe", timeframe, "--exchange", exchange]
@@ -93,6 +96,12 @@ def up(
             "gated and served.",
         ),
     ] = False,
+    gate_margin: Annotated[
+        float, typer.Option(help="--registry-watch: the gate's margin over the baselines.")
+    ] = 0.0,
+    gate_min_trades: Annotated[
+        int, typer.Option(help="--registry-watch: the gate's fewest round trips.", min=0)
+    ] = 3,
 ) -> None:
     """Start the trading server: Redis (the local one is started if it is not up),
     the signal loop, the command bridge and the feeds, as supervised processes that
@@ -149,7 +158,7 @@ def up(
         err_console.print("no active models yet: no feed started (promote a model, then `up`)")
     children = _children(
         loops, bridge, feed, markets, replay_last, replay_speed, workers, lease_ttl,
-        registry_watch,
+        registry_watch, (gate_margin, gate_min_trades),
     )  # fmt: skip
     spec = {
         "redis_url_host": host,

@@ -9,8 +9,13 @@ bridge loading ``models:/…``, the CLI, notebooks — goes through :func:`use_s
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
+
+# MLflow's artifact downloads draw a progress bar on stderr for every model a command
+# loads: noise on botlib's console (a user who wants them sets the variable to true)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow
 
@@ -53,7 +58,15 @@ def tracking_uri(settings: Settings | None = None) -> str:
 def use_store(settings: Settings | None = None) -> str:
     """Point MLflow's tracking and registry at botlib's store; cheap when already so.
     Returns the tracking URI."""
+    settings = settings or get_settings()
     uri = tracking_uri(settings)
+    if uri.startswith(("http://", "https://")) and settings.mlflow_tracking_username:
+        # MLflow's REST client reads its credentials from these variables only; botlib's
+        # own settings (BOTLIB_MLFLOW_TRACKING_USERNAME/PASSWORD) are the user's interface
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_tracking_username
+        password = settings.mlflow_tracking_password
+        if password is not None:
+            os.environ["MLFLOW_TRACKING_PASSWORD"] = password.get_secret_value()
     with _LOCK:
         if mlflow.get_tracking_uri() != uri:
             mlflow.set_tracking_uri(uri)
@@ -77,6 +90,10 @@ def configure(experiment: str = "botlib", settings: Settings | None = None) -> s
     if found is not None:
         mlflow.set_experiment(experiment)
         return str(found.experiment_id)
+    if tracking_uri(settings).startswith(("http://", "https://")):
+        exp_id = mlflow.create_experiment(experiment)  # the server keeps the artifacts
+        mlflow.set_experiment(experiment)
+        return str(exp_id)
     artifacts = Path(settings.mlflow_artifacts_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
     exp_id = mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
