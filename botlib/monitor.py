@@ -328,7 +328,7 @@ def prometheus_text(status: dict[str, Any]) -> str:
         ("windowed", "Model steps that recomputed the window (no incremental form)."),
         ("stream_seeds", "Streaming states built from the window (new model or market)."),
     ):
-        metric(f"loop_{key}_total", "counter", help_, [({}, loop[key])])
+        metric(f"loop_{key}_total", "counter", help_, [({}, loop.get(key))])
     models = status["active_models"]
     metric(
         "model_active", "gauge", "Active model versions served by the loop.",
