@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 CHAMPION, PREVIOUS = "champion", "previous"
+#: version tag while ``promote`` / ``rollback`` move its alias and publish it
+PUBLISHING = "botlib.publishing_at"
 
 
 class PromotionRefusedError(BotlibError):
@@ -400,8 +402,9 @@ def publish_version(
     only). Shared by ``promote`` and the registry watcher. Returns the entry."""
     name = result.name
     failed = [c.name for c in result.checks if not c.passed]
-    # tagged before the alias moves: a registry watcher that sees the alias first knows
-    # a promotion is on its way to Redis and leaves it alone (registry_watch.GRACE_S)
+    # marked before the alias moves, cleared once published: a registry watcher that
+    # sees the alias first leaves this publish alone (registry_watch.GRACE_S)
+    client.set_model_version_tag(name, result.version, PUBLISHING, str(time.time()))
     client.set_model_version_tag(name, result.version, "botlib.promoted_at", str(time.time()))
     client.set_model_version_tag(
         name, result.version, "botlib.gate", "forced: " + ", ".join(failed) if failed else "passed"
@@ -422,6 +425,7 @@ def publish_version(
             "gate": entry["gate"],
         }
         _announce(r, redis_names(), event, entry)
+    client.delete_model_version_tag(name, result.version, PUBLISHING)
     return entry
 
 
@@ -440,10 +444,8 @@ def rollback(
     entry = evaluate_gate(name, previous.version).entry if r is not None else {}
     if entry:
         _record_digest(client, name, str(previous.version), entry)
-    # as in publish_version: marked before the alias moves (a watcher leaves it alone)
-    client.set_model_version_tag(
-        name, str(previous.version), "botlib.promoted_at", str(time.time())
-    )
+    # as in publish_version: marked while the alias moves (a watcher leaves it alone)
+    client.set_model_version_tag(name, str(previous.version), PUBLISHING, str(time.time()))
     client.set_registered_model_alias(name, CHAMPION, previous.version)
     client.delete_registered_model_alias(name, PREVIOUS)
     client.set_model_version_tag(name, current.version, "botlib.rolled_back_at", str(time.time()))
@@ -457,6 +459,7 @@ def rollback(
         }
         _announce(r, redis_names(), event, entry)
         r.close()
+    client.delete_model_version_tag(name, str(previous.version), PUBLISHING)
     return str(current.version), str(previous.version)
 
 

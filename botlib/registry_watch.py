@@ -35,6 +35,7 @@ import redis
 from botlib.promotion import (
     CHAMPION,
     PREVIOUS,
+    PUBLISHING,
     GateConfig,
     GateResult,
     _announce,
@@ -48,8 +49,9 @@ __all__ = ["GRACE_S", "RegistryWatcher", "WatchAction", "botlib_origin"]
 
 log = logging.getLogger("botlib.registry")
 
-#: a version tagged ``botlib.promoted_at`` less than this long ago is being published
-#: by ``botlib promote`` / ``rollback`` (they tag it before moving the alias): left alone
+#: a version marked ``botlib.publishing_at`` less than this long ago is being published
+#: by ``botlib promote`` / ``rollback`` (they mark it before moving the alias and clear
+#: the mark once published): left alone
 GRACE_S = 30.0
 
 
@@ -118,7 +120,7 @@ class RegistryWatcher:
             if champion is None and serving is not None:
                 action = self._stop_serving(model.name, entry or {})
             elif champion is not None and champion != serving:
-                if self._in_flight(model.name, champion, entry):
+                if self._in_flight(model.name, champion):
                     continue  # botlib's own promotion, still on its way to Redis
                 if champion == aliases.get(PREVIOUS) and serving is not None:
                     action = self._roll_back(model.name, champion, serving)
@@ -131,16 +133,16 @@ class RegistryWatcher:
                 actions.append(action)
         return actions
 
-    def _in_flight(self, name: str, version: str, entry: dict[str, Any] | None) -> bool:
-        """Whether ``botlib promote`` / ``rollback`` started publishing ``version`` after
-        the served entry was published, less than ``GRACE_S`` ago."""
+    def _in_flight(self, name: str, version: str) -> bool:
+        """Whether ``botlib promote`` / ``rollback`` are publishing ``version`` (their
+        mark, set before the alias moves and cleared once published, is less than
+        ``GRACE_S`` old: a mark left by a crash is ignored after that)."""
         tags = self.client.get_model_version(name, version).tags or {}
         try:
-            at = float(tags.get("botlib.promoted_at", "nan"))
+            at = float(tags.get(PUBLISHING, "nan"))
         except ValueError:
             return False
-        served_at = float((entry or {}).get("promoted_at") or 0.0)
-        return at > served_at and time.time() - at < GRACE_S
+        return time.time() - at < GRACE_S
 
     def _promote(self, name: str, version: str, serving: str | None) -> WatchAction:
         why = botlib_origin(self.client, name, version)

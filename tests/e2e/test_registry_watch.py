@@ -15,6 +15,10 @@ from tests.conftest import Store
 from tests.e2e.conftest import User, wait_for
 
 pytestmark = pytest.mark.slow
+#: how long a change may take to be served here. The watcher gates and publishes in a
+#: few seconds on a quiet machine (10 s is issue 18's goal); a busy CI runner with
+#: every test of the suite before it is allowed more
+WITHIN = 30
 
 
 def _served(r: redis.Redis, name: str) -> str | None:
@@ -38,7 +42,7 @@ def test_the_registry_drives_what_the_trading_server_serves(
 
     # the UI moves @champion back onto @previous: rolled back, no gate
     client.set_registered_model_alias(name, "champion", "1")
-    wait_for(lambda: _served(r, name) == "1", 10, "the rollback served")
+    wait_for(lambda: _served(r, name) == "1", WITHIN, "the rollback served")
     assert "previous" not in client.get_registered_model(name).aliases
 
     # a version registered from outside botlib's training: put back, reasons on it
@@ -47,7 +51,7 @@ def test_the_registry_drives_what_the_trading_server_serves(
         client.set_registered_model_alias(name, "champion", outside.version)
         wait_for(
             lambda: str(client.get_registered_model(name).aliases.get("champion")) == "1",
-            10,
+            WITHIN,
             "the alias put back",
         )
         tags = client.get_model_version(name, outside.version).tags
@@ -58,7 +62,7 @@ def test_the_registry_drives_what_the_trading_server_serves(
 
     # @champion deleted in the UI: the model stops serving
     client.delete_registered_model_alias(name, "champion")
-    wait_for(lambda: _served(r, name) is None, 10, "the model no longer served")
+    wait_for(lambda: _served(r, name) is None, WITHIN, "the model no longer served")
     status = json.loads(user.botlib("status", "--json").stdout)
     assert status["registry"][name]["served"] is None
     down = user.botlib("down")

@@ -89,7 +89,8 @@ def test_the_registry_champion_is_what_the_loop_serves(
     # on its way (30 s at most), the watcher leaves the alias alone
     import time
 
-    client.set_model_version_tag(name, "2", "botlib.promoted_at", str(time.time()))
+    client.set_model_version_tag(name, "2", "botlib.publishing_at", str(time.time()))
     client.set_registered_model_alias(name, "champion", "2")
     assert watcher.poll() == [] and _served(r, name) is None
     client.delete_registered_model_alias(name, "champion")
+    client.delete_model_version_tag(name, "2", "botlib.publishing_at")
