@@ -234,6 +234,7 @@ class _Window:
     def __init__(self, times: np.ndarray, values: np.ndarray, k: int) -> None:
         self.times, self.values, self.k = times, values, k
         self._candles: pd.DataFrame | None = None
+        self._bars: list[dict[str, float]] | None = None
         #: the builder's streaming ATR over these rows, once computed this step
         self.atr: np.ndarray | None = None
 
@@ -244,8 +245,12 @@ class _Window:
         return self._candles
 
     def new_bars(self) -> list[dict[str, float]]:
-        cols = list(OHLCV_COLUMNS)
-        return [dict(zip(cols, row, strict=True)) for row in self.values[-self.k :].tolist()]
+        """The new bars as dicts (built once per step, shared by the market's models)."""
+        if self._bars is None:
+            cols = list(OHLCV_COLUMNS)
+            rows = self.values[-self.k :].tolist()
+            self._bars = [dict(zip(cols, row, strict=True)) for row in rows]
+        return self._bars
 
 
 class SignalLoop:

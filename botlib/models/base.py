@@ -220,7 +220,12 @@ class ModelStream(ABC):
 
     def seed(self, candles: pd.DataFrame) -> None:
         for values in candles[list(OHLCV_COLUMNS)].itertuples(index=False, name=None):
-            self.step(dict(zip(OHLCV_COLUMNS, map(float, values), strict=True)))
+            self._warm(dict(zip(OHLCV_COLUMNS, map(float, values), strict=True)))
+
+    def _warm(self, bar: dict[str, float]) -> None:
+        """Advance over one history bar (``seed``); streams whose outputs are not
+        needed for history skip computing them."""
+        self.step(bar)
 
 
 class BaseModel(ABC):

@@ -322,10 +322,8 @@ class _KerasStream(ModelStream):
         self._seen(raw)
         self.rows.append((raw.astype("float32") - m._mu) / m._sd)
 
-    def seed(self, candles: pd.DataFrame) -> None:
-        cols = ["open", "high", "low", "close", "volume"]
-        for values in candles[cols].itertuples(index=False, name=None):
-            self._advance(dict(zip(cols, map(float, values), strict=True)))
+    def _warm(self, bar: dict[str, float]) -> None:
+        self._advance(bar)  # history needs no network call
 
     def step(self, bar: dict[str, float]) -> np.ndarray:
         return np.asarray(self.steps([bar])[0])
