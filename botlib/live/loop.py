@@ -117,6 +117,10 @@ class LoopConfig:
     drift_every: int = 24
     drift_min_rows: int = 100
     drift_threshold: float = 0.25
+    #: a model's streaming state is written to Redis every ``state_every`` bars of its
+    #: market (it is several KB); a restart or a takeover restores the last one written
+    #: and advances it over the window's bars since (the same steps: the same bits)
+    state_every: int = 16
 
     def __post_init__(self) -> None:
         from botlib.errors import ConfigError
@@ -134,6 +138,8 @@ class LoopConfig:
                 "need 1 <= drift_min_rows <= drift_window and drift_every >= 1, got "
                 f"{self.drift_min_rows}, {self.drift_window}, {self.drift_every}"
             )
+        if self.state_every < 1:
+            raise ConfigError(f"state_every must be >= 1, got {self.state_every}")
         if not self.drift_threshold > 0:
             raise ConfigError(f"drift_threshold must be > 0, got {self.drift_threshold}")
         if not 0 <= self.block_ms <= 2000:
@@ -305,6 +311,8 @@ class SignalLoop:
         self._atr: dict[str, tuple[AverageTrueRange, int | None]] = {}
         #: (model id, stream) -> bars since its drift was last scored; alerting or not
         self._drift_due: dict[tuple[str, str], int] = {}
+        #: bars each stream state has advanced since it was last written to Redis
+        self._state_due: dict[tuple[str, str], int] = {}
         self._alerting: dict[tuple[str, str], bool] = {}
         self.on_step: Callable[[int], None] | None = None
 
@@ -569,6 +577,10 @@ class SignalLoop:
     # -- streaming state ------------------------------------------------------------
     def _saved_state(self, field_name: str, ts: int | None) -> dict[str, Any] | None:
         """A streaming state kept in Redis, if it is at bar ``ts`` (the market's last)."""
+        data = self._read_state(field_name)
+        return data if data is not None and data.get("ts") == ts else None
+
+    def _read_state(self, field_name: str) -> dict[str, Any] | None:
         saved = self.r.hget(self.names.loop_state, field_name)
         if not saved:
             return None
@@ -577,36 +589,50 @@ class SignalLoop:
         except ValueError:
             log.warning("unreadable streaming state %s: rebuilt from the window", field_name)
             return None
-        return data if isinstance(data, dict) and data.get("ts") == ts else None
+        return data if isinstance(data, dict) else None
+
+    def _new_stream(self, served: Served) -> ModelStream | None:
+        stream = served.model.stream()
+        if stream is not None and served.model.feature_profile is not None:
+            stream.watch(self.config.drift_window)
+        return stream
 
     def _model_stream(
         self, served: Served, market: Market, window: _Window, batch: Batch
     ) -> ModelStream | None:
         """The model's streaming state on ``market`` at the market's last bar: held in
-        memory, else read from Redis (a restart, a takeover), else built from the
-        window; None for a model without an incremental form (the window path)."""
+        memory, else read from Redis (a restart, a takeover) and advanced over the
+        window's bars after it, else built from the window; None for a model without
+        an incremental form (the window path)."""
         key = (served.model_id, market.stream)
         held = self._states.get(key)
         if held is not None and held[1] == market.last_ts:
             return held[0]
-        stream = served.model.stream()
+        stream = self._new_stream(served)
         if stream is None:
             return None
-        if served.model.feature_profile is not None:
-            stream.watch(self.config.drift_window)
         field_name = self.names.stream_state_field(served.model_id, market.stream)
-        saved = self._saved_state(field_name, market.last_ts)
-        if saved is not None:
+        saved = self._read_state(field_name)
+        # the window's bars after the saved state's bar (the state is written every
+        # ``state_every`` bars): it continues over them, so it must be in the window
+        since = None
+        if saved is not None and market.last_ts is not None:
+            at = np.flatnonzero(market.times == saved.get("ts"))
+            since = int(at[0]) + 1 if len(at) else None
+        if saved is not None and since is not None:
             try:
                 stream.restore(saved["state"])
+                if since < len(market.times):
+                    stream.seed(frame(market.times[since:], market.values[since:]))
+                    log.info("%s on %s: streaming state restored and advanced over %d bars",
+                             served.model_id, market.stream, len(market.times) - since)  # fmt: skip
                 self._states[key] = (stream, market.last_ts)
+                self._state_due[key] = len(market.times) - since
                 return stream
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 log.warning("%s: saved streaming state unusable (%s): rebuilt", field_name, exc)
-                stream = served.model.stream()
+                stream = self._new_stream(served)
                 assert stream is not None
-                if served.model.feature_profile is not None:
-                    stream.watch(self.config.drift_window)
         # from the market's whole window before the new bars (the seeded history at
         # the first bar: where a backtest's features start too)
         history = frame(market.times, market.values)
@@ -615,6 +641,7 @@ class SignalLoop:
         log.info("%s on %s: streaming state built from %d bars",
                  served.model_id, market.stream, len(history))  # fmt: skip
         self._states[key] = (stream, market.last_ts)
+        self._state_due[key] = self.config.state_every  # written at its first step
         return stream
 
     def _builder_atr(self, market: Market, window: _Window, batch: Batch,
@@ -741,11 +768,19 @@ class SignalLoop:
             closes = short[:, 3]
             key = (served.model_id, market.stream)
             ts = int(window.times[-1])
-            payload = json.dumps({"ts": ts, "state": stream.state()})
-            field_name = self.names.stream_state_field(served.model_id, market.stream)
-            batch.hset.append((self.names.loop_state, field_name, payload))
+            due = self._state_due.get(key, 0) + k
+            if due >= self.config.state_every:
+                payload = json.dumps({"ts": ts, "state": stream.state()})
+                field_name = self.names.stream_state_field(served.model_id, market.stream)
+                batch.hset.append((self.names.loop_state, field_name, payload))
+                due = 0
             batch.hincr.append((self.names.loop_stats, LoopCounter.streamed, 1))
-            later.append(lambda: self._states.__setitem__(key, (stream, ts)))
+
+            def held() -> None:
+                self._states[key] = (stream, ts)
+                self._state_due[key] = due
+
+            later.append(held)
             self._check_drift(served, market, stream, ts, k, batch, later)
         else:
             candles = window.candles if isinstance(window, _Window) else window
