@@ -94,10 +94,12 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
     pipe.hgetall(names.supervisor_stats)
     pipe.hgetall(names.drift)
     pipe.hgetall(names.registry)
+    pipe.hgetall(names.paper)
+    pipe.hgetall(names.paper_stats)
     for stream in (names.signals, names.predictions, names.deadletter, names.events):
         pipe.xlen(stream)
     (loop_raw, state, bridge_raw, config_raw, feed_raw, sup_raw, drift_raw, registry_raw,
-     *lengths) = pipe.execute()  # fmt: skip
+     paper_raw, paper_stats, *lengths) = pipe.execute()  # fmt: skip
     active = active_models(r, names)
 
     per_model: dict[str, dict[str, float]] = {}
@@ -264,10 +266,56 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
         view["in_sync"] = view.get("champion") == view["served"]
         view["age_s"] = now - _num(view.get("at"))
         registry[name] = view
+    accounts = []
+    for _, text in sorted(paper_raw.items()):
+        try:
+            acc = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        parity = acc.get("parity") or {}
+        accounts.append(
+            {
+                **{
+                    k: acc.get(k)
+                    for k in (
+                        "model_id",
+                        "market",
+                        "exchange",
+                        "timeframe",
+                        "equity",
+                        "cash0",
+                        "max_drawdown",
+                        "fills",
+                        "bars",
+                        "missing",
+                    )
+                },
+                "return": (acc["equity"] / acc["cash0"] - 1.0) if acc.get("cash0") else None,
+                "last_bar": _iso(acc.get("last_ts")),
+                "parity_ok": parity.get("ok"),
+                "parity_breaks": parity.get("breaks"),
+                "first_break": parity.get("first_break"),
+                "parity_checked_to": parity.get("checked_to"),
+                "shadow_equity": parity.get("shadow_equity"),
+                "parity_error": parity.get("error"),
+            }
+        )
+    paper_up, paper_age = heartbeat(paper_stats)
+    paper = {
+        "up": paper_up,
+        "heartbeat_age_s": paper_age,
+        **{
+            k: int(_num(paper_stats.get(k)))
+            for k in ("signals", "bars", "fills", "missing", "parity_breaks", "errors")
+        },
+        "last_error": paper_stats.get("last_error", ""),
+        "accounts": accounts,
+    }
     return {
         "at": now,
         "active_models": models,
         "drift": drift,
+        "paper": paper,
         "registry": registry,
         "loop": {
             "up": loop_up,
@@ -348,6 +396,22 @@ def prometheus_text(status: dict[str, Any]) -> str:
         "Population stability index of a model's input feature, live against training.",
         [({"model_id": d["model_id"], "market": d.get("market", ""), "feature": f}, v)
          for d in status.get("drift", []) for f, v in (d.get("scores") or {}).items()],
+    )  # fmt: skip
+    paper = status.get("paper") or {"accounts": []}
+
+    def acc_labels(a: dict[str, Any]) -> dict[str, Any]:
+        return {"model_id": a["model_id"], "market": a["market"], "exchange": a["exchange"],
+                "timeframe": a["timeframe"]}  # fmt: skip
+
+    metric(
+        "paper_equity", "gauge", "A served model's paper account equity (quote currency).",
+        [(acc_labels(a), a["equity"]) for a in paper["accounts"]],
+    )  # fmt: skip
+    metric(
+        "paper_parity_breaks", "gauge",
+        "Bars where a paper account differs from its shadow backtest (last check).",
+        [(acc_labels(a), a["parity_breaks"]) for a in paper["accounts"]
+         if a.get("parity_breaks") is not None],
     )  # fmt: skip
     accuracy = status["accuracy"]
     metric(

@@ -17,7 +17,16 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["REASONS", "ffill_zero", "metrics_from_arrays", "simulate_arrays", "trade_pnls"]
+__all__ = [
+    "REASONS",
+    "STATE_SIZE",
+    "ffill_zero",
+    "fresh_state",
+    "metrics_from_arrays",
+    "simulate_arrays",
+    "simulate_from",
+    "trade_pnls",
+]
 
 #: fill reasons by code
 REASONS = ("signal", "stop_loss", "take_profit")
@@ -30,8 +39,19 @@ def _liquidation(cash: float, units: float, open_: float, fee: float, slip: floa
     return cash + units * exit_price - abs(units * exit_price) * fee
 
 
+#: the book between two calls of ``simulate_from`` (a float64 array of this length):
+#: units, cash, stop, take, entry bar (relative to the next call's first bar), and the
+#: last bars' target (two), stop loss and take profit (the signal a next open fills)
+STATE_SIZE = 9
+
+
+def fresh_state(cash: float) -> np.ndarray:
+    """The book before the first bar: flat, ``cash`` in hand, no signal yet."""
+    return np.array([0.0, float(cash), np.nan, np.nan, -1.0, 0.0, 0.0, np.nan, np.nan])
+
+
 @njit(cache=True)
-def simulate_arrays(
+def simulate_from(
     o: np.ndarray,
     h: np.ndarray,
     lo: np.ndarray,
@@ -39,34 +59,36 @@ def simulate_arrays(
     target: np.ndarray,
     sl: np.ndarray,
     tp: np.ndarray,
-    cash: float,
+    state: np.ndarray,
     fee: float,
     slip: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Equity and units per bar, and the fills (bar, size, price, commission, reason
-    code), for a normalized signal frame's columns (``target`` without NaN)."""
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]:
+    """``simulate_arrays`` continued from ``state`` (``fresh_state`` or what the call
+    before returned): the same arithmetic in the same order, so bars simulated in
+    several calls give the bits of one call over all of them (the paper accounts'
+    incremental book). Returns the arrays of ``simulate_arrays`` and the new state."""
     n = len(c)
     units_at = np.zeros(n)
-    cash_at = np.full(n, cash)
+    cash_at = np.zeros(n)
     fill_bar = np.empty(2 * n + 1, dtype=np.int64)
     fill_size = np.empty(2 * n + 1)
     fill_price = np.empty(2 * n + 1)
     fill_comm = np.empty(2 * n + 1)
     fill_reason = np.empty(2 * n + 1, dtype=np.int64)
     k = 0
-    units, money = 0.0, cash
-    stop, take = np.nan, np.nan
-    entry = -1
+    units, money = state[0], state[1]
+    stop, take = state[2], state[3]
+    entry = int(state[4])
     for t in range(n):
-        before = target[t - 2] if t >= 2 else 0.0
-        if t >= 1 and target[t - 1] != before:
-            sig = t - 1
+        last = target[t - 1] if t >= 1 else state[6]
+        before = target[t - 2] if t >= 2 else (state[6] if t == 1 else state[5])
+        if last != before:
+            sig_sl = sl[t - 1] if t >= 1 else state[7]
+            sig_tp = tp[t - 1] if t >= 1 else state[8]
             equity_open = _liquidation(money, units, o[t], fee, slip)
-            want = (
-                target[sig]
-                * equity_open
-                / (o[t] * (1.0 + slip) * (1.0 + fee) * (1.0 + _CASH_BUFFER))
-            )
+            want = last * equity_open / (o[t] * (1.0 + slip) * (1.0 + fee) * (1.0 + _CASH_BUFFER))
             delta = want - units
             if equity_open > 0 and abs(delta) * o[t] > 1e-9 * max(equity_open, 1.0):
                 if delta > 0:
@@ -79,7 +101,7 @@ def simulate_arrays(
                 fill_bar[k], fill_size[k], fill_price[k] = t, delta, price
                 fill_comm[k], fill_reason[k] = comm, 0
                 k += 1
-            stop, take, entry = sl[sig], tp[sig], t
+            stop, take, entry = sig_sl, sig_tp, t
         elif units != 0.0 and t > entry and not (np.isnan(stop) and np.isnan(take)):
             long = units > 0
             hit_sl = (lo[t] <= stop if long else h[t] >= stop) if not np.isnan(stop) else False
@@ -108,8 +130,35 @@ def simulate_arrays(
         units_at[t] = units
         cash_at[t] = money
     equity = cash_at + units_at * c
+    out = state.copy()
+    out[0], out[1], out[2], out[3] = units, money, stop, take
+    out[4] = float(entry - n)
+    if n >= 2:
+        out[5], out[6] = target[n - 2], target[n - 1]
+    elif n == 1:
+        out[5], out[6] = state[6], target[0]
+    if n >= 1:
+        out[7], out[8] = sl[n - 1], tp[n - 1]
     return (equity, units_at, fill_bar[:k], fill_size[:k], fill_price[:k], fill_comm[:k],
-            fill_reason[:k])  # fmt: skip
+            fill_reason[:k], out)  # fmt: skip
+
+
+def simulate_arrays(
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    target: np.ndarray,
+    sl: np.ndarray,
+    tp: np.ndarray,
+    cash: float,
+    fee: float,
+    slip: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Equity and units per bar, and the fills (bar, size, price, commission, reason
+    code), for a normalized signal frame's columns (``target`` without NaN), from a
+    flat book holding ``cash``."""
+    return simulate_from(o, h, lo, c, target, sl, tp, fresh_state(cash), fee, slip)[:7]
 
 
 @njit(cache=True)

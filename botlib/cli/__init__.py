@@ -14,6 +14,7 @@ botlib up --feed ccxt                 the trading server: Redis, loop, bridge, f
 botlib ps | down                      its services (pid, uptime, restarts) | stop them
 botlib serve                          the signal loop
 botlib bridge                         answer the backend's commands
+botlib paper                          paper accounts + shadow backtests of served models
 botlib status                         what runs, lag, queue, errors, accuracy
 botlib metrics --port 9464            the same as Prometheus text on loopback
 botlib config set signal.entry_threshold=0.2   runtime settings, no restart
@@ -93,6 +94,7 @@ app.command("bind-strategy")(_live.bind_strategy)
 app.command("serve")(_live.serve)
 app.command("bridge")(_live.bridge)
 app.command("watch-registry")(_live.watch_registry)
+app.command("paper")(_live.paper)
 app.command("up")(_up.up)
 app.command("down")(_up.down)
 app.command("ps")(_up.ps)

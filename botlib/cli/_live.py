@@ -456,3 +456,34 @@ def watch_registry(
         watcher.run()
     except KeyboardInterrupt:
         watcher.stop()
+
+
+def paper(
+    shadow_every: Annotated[
+        int, typer.Option(help="Bars between two shadow backtests of an account.", min=1)
+    ] = 24,
+    cash: Annotated[
+        float | None, typer.Option(help="Each account's starting cash (default: settings).")
+    ] = None,
+    idle_exit: Annotated[
+        float | None, typer.Option(help="Exit after this many seconds without a signal.")
+    ] = None,
+) -> None:
+    """Trade every served model's signals on paper, per model version and market: the
+    records in botlib:signals (what the backend gets) on the bars of the market's
+    stream, with the backtest's fills, fees and stops. Beside each account its shadow
+    backtest (the model's backtest over the same bars) must agree; a missing signal or
+    a difference is a parity break, reported by `botlib status` and alerted on
+    python:model_alert. State in Redis (botlib:paper*): a restart continues.
+    Stop with Ctrl-C / SIGTERM."""
+    from botlib.live.paper import PaperBook, PaperConfig
+
+    logging.getLogger("botlib.paper").setLevel(logging.INFO)
+    book = PaperBook(config=PaperConfig(cash=cash, shadow_every=shadow_every))
+    signal.signal(signal.SIGTERM, lambda *_: book.stop())
+    console.print("paper accounts on botlib:signals (Ctrl-C to stop)")
+    try:
+        n = book.run(idle_exit_s=idle_exit)
+    except KeyboardInterrupt:
+        n = book.applied
+    console.print(f"applied {n} signals to {len(book.accounts)} paper accounts")

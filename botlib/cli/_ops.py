@@ -79,6 +79,29 @@ def _print_status(status: dict[str, Any]) -> None:
             f"  feature drift of {escape(where)} over {d['rows']} bars: {flag} "
             f"(PSI, threshold {d['threshold']}): {escape(worst)}"
         )
+    paper = status.get("paper") or {}
+    for a in paper.get("accounts", []):
+        where = f"{a['model_id']} on {a['exchange']} {a['market']} {a['timeframe']}"
+        if a.get("parity_error"):
+            verdict = f"[yellow]shadow failed[/]: {escape(a['parity_error'])}"
+        elif a.get("parity_ok") is None:
+            verdict = "shadow backtest not run yet"
+        elif a["parity_ok"]:
+            verdict = f"[green]= shadow backtest[/] (to {a['parity_checked_to']})"
+        else:
+            first = a.get("first_break") or {}
+            why = escape(str(first.get("why")))
+            verdict = (
+                f"[red]{a['parity_breaks']} bar(s) differ from the shadow backtest[/], "
+                f"first {first.get('bar_time')}: {why}"
+            )
+        console.print(
+            f"  paper {escape(where)}: equity {a['equity']:,.2f} ({a['return']:+.2%}), "
+            f"max drawdown {a['max_drawdown']:.2%}, {a['fills']} fills over {a['bars']} "
+            f"bars; {verdict}"
+        )
+    if paper.get("accounts") and not paper.get("up"):
+        console.print("  paper accounts: [red]`botlib paper` is not running[/]")
     if loop["last_error"]:
         console.print(f"  last error: {escape(loop['last_error'])}", highlight=False)
     table = Table(title="active models", title_justify="left")

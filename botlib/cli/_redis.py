@@ -52,7 +52,7 @@ def start() -> None:
 @app.command("url")
 def url(
     role: Annotated[
-        str, typer.Option(help="Whose URL: loop, bridge, feed, backend or admin.")
+        str, typer.Option(help="Whose URL: loop, bridge, feed, paper, backend or admin.")
     ] = "admin",
 ) -> None:
     """Print the local server's URL for a role, with its password (`--role backend` is
@@ -118,7 +118,7 @@ def acl(
         str | None, typer.Option(help="An admin URL of the Redis (default: BOTLIB_REDIS_URL).")
     ] = None,
 ) -> None:
-    """Create or reset a user per role (loop, bridge, feed, backend, admin) on an
+    """Create or reset a user per role (loop, bridge, feed, paper, backend, admin) on an
     external Redis 7+, each with a new random password and only the keys, channels and
     commands its role needs; their URLs are kept in a file only you can read, where
     every botlib command finds its own (`botlib redis users` prints them). Running it

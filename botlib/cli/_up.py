@@ -36,6 +36,7 @@ def _children(
     lease_ttl: float,
     registry_watch: bool = False,
     gate: tuple[float, int] = (0.0, 3),
+    paper: bool = True,
 ) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for i in range(loops):
@@ -48,6 +49,8 @@ def _children(
         margin, min_trades = gate
         argv = ["watch-registry", "--margin", str(margin), "--min-trades", str(min_trades)]
         out.append({"name": "registry", "argv": argv})
+    if paper:
+        out.append({"name": "paper", "argv": ["paper"]})
     for exchange, symbol, timeframe in markets if feed is not Feed.none else []:
         tag = f"feed-{exchange}-{symbol.replace('/', '_')}-{timeframe}"
         where = ["--symbol", symbol, "--timeframe", timeframe, "--exchange", exchange]
@@ -102,12 +105,20 @@ def up(
     gate_min_trades: Annotated[
         int, typer.Option(help="--registry-watch: the gate's fewest round trips.", min=0)
     ] = 3,
+    paper: Annotated[
+        bool,
+        typer.Option(
+            "--paper/--no-paper",
+            help="Run `botlib paper`: each served model's signals traded on paper beside "
+            "its shadow backtest (parity breaks reported).",
+        ),
+    ] = True,
 ) -> None:
     """Start the trading server: Redis (the local one is started if it is not up),
-    the signal loop, the command bridge and the feeds, as supervised processes that
-    are restarted when they die. A Redis with no active models gets the registry's
-    @champion versions. Logs in logs/ of the home; `botlib ps` lists them,
-    `botlib down` stops them.
+    the signal loop, the command bridge, the paper accounts and the feeds, as
+    supervised processes that are restarted when they die. A Redis with no active
+    models gets the registry's @champion versions. Logs in logs/ of the home;
+    `botlib ps` lists them, `botlib down` stops them.
 
         botlib up --feed ccxt
         botlib up --feed replay --replay-last 500 --loops 2
@@ -158,7 +169,7 @@ def up(
         err_console.print("no active models yet: no feed started (promote a model, then `up`)")
     children = _children(
         loops, bridge, feed, markets, replay_last, replay_speed, workers, lease_ttl,
-        registry_watch, (gate_margin, gate_min_trades),
+        registry_watch, (gate_margin, gate_min_trades), paper,
     )  # fmt: skip
     spec = {
         "redis_url_host": host,

@@ -314,6 +314,8 @@ class SignalLoop:
         #: bars each stream state has advanced since it was last written to Redis
         self._state_due: dict[tuple[str, str], int] = {}
         self._alerting: dict[tuple[str, str], bool] = {}
+        #: (model id, stream) whose origin (``RedisNames.origin_field``) is recorded
+        self._origins: set[tuple[str, str]] = set()
         self.on_step: Callable[[int], None] | None = None
 
     # -- models and runtime settings ----------------------------------------------
@@ -638,11 +640,24 @@ class SignalLoop:
         history = frame(market.times, market.values)
         stream.seed(history)
         batch.hincr.append((self.names.loop_stats, LoopCounter.stream_seeds, 1))
+        if len(market.times):  # where a backtest giving this state's outputs starts
+            self._set_origin(served, market, int(market.times[0]), batch)
         log.info("%s on %s: streaming state built from %d bars",
                  served.model_id, market.stream, len(history))  # fmt: skip
         self._states[key] = (stream, market.last_ts)
         self._state_due[key] = self.config.state_every  # written at its first step
         return stream
+
+    def _set_origin(self, served: Served, market: Market, ts: int, batch: Batch, *,
+                    keep: bool = False) -> None:  # fmt: skip
+        """Record the first bar of the history a model's outputs on ``market`` start
+        from (its shadow backtest's start, ``botlib paper``); ``keep``: only if none is
+        recorded yet (the window path: any window of the model's history gives them)."""
+        key = (served.model_id, market.stream)
+        field_name = self.names.origin_field(served.model_id, market.stream)
+        if not (keep and self.r.hexists(self.names.loop_state, field_name)):
+            batch.hset.append((self.names.loop_state, field_name, str(ts)))
+        self._origins.add(key)
 
     def _builder_atr(self, market: Market, window: _Window, batch: Batch,
                      later: list[Callable[[], None]]) -> np.ndarray:  # fmt: skip
@@ -785,6 +800,9 @@ class SignalLoop:
         else:
             candles = window.candles if isinstance(window, _Window) else window
             closes = candles["close"].to_numpy()
+            if (served.model_id, market.stream) not in self._origins:
+                self._set_origin(served, market, int(candles.index[0].value // 10**6), batch,
+                                 keep=True)  # fmt: skip
             step = model_step(served.model, candles, window.k if isinstance(window, _Window)
                               else 1, config=self.signal_config, position=position)  # fmt: skip
             batch.hincr.append((self.names.loop_stats, LoopCounter.windowed, 1))
@@ -882,6 +900,7 @@ class SignalLoop:
         self._positions.clear()
         self._states.clear()
         self._atr.clear()
+        self._origins.clear()
         self.leases.drop()
         self._recover = True
         self._groups.clear()

@@ -11,6 +11,8 @@ loop        read bars and active models; write predictions, signals, dead    ``b
 bridge      read and acknowledge commands (both paths); write answers,       ``botlib bridge``
             events, active models (promotion), its counters
 feed        write bar streams and feed counters; publish market data         ``botlib feed``
+paper       read signals, bars, active models and the loop's state; write    ``botlib paper``
+            its accounts, fills, counters and parity alerts
 backend     publish on the command channel, ``XADD`` to the command stream;  the backend
             read record streams, ``predictions:*`` and ``python:*`` channels
 admin       everything the server offers (its administrative commands are    operators' CLI
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 #: every role, the operator's (admin) last
-ROLES = ("loop", "bridge", "feed", "backend", "admin")
+ROLES = ("loop", "bridge", "feed", "paper", "backend", "admin")
 
 _GLOB_SPECIAL = re.compile(r"([\\*?\[\]])")
 
@@ -167,6 +169,22 @@ def acl_rules(role: str, names: RedisNames | None = None) -> list[str]:
             ),
             *_keys("%R", n.bars, n.predictions, n.prediction_list, n.loop_state),
             *_channels(n.command_channel, *_answer_channels(n)),
+        ]
+    elif role == "paper":
+        rules = [
+            *_keys(
+                "", n.paper, n.paper_curve, n.paper_fills, n.paper_stats, n.paper_cursor, n.alerts
+            ),
+            *_keys(
+                "%R",
+                n.signals,
+                n.bars,
+                n.active_models,
+                n.active_revision,
+                n.loop_state,
+                n.drift,
+            ),
+            *_channels(n.model_alert_channel),
         ]
     else:  # feed
         rules = [

@@ -83,6 +83,13 @@ class RedisNames:
     model_alert_channel: str = "python:model_alert"
     #: hash: registered name -> JSON of the registry watcher's view (champion, served)
     registry: str = "botlib:registry"
+    #: paper accounts (``botlib paper``): account JSON per ``{model_id}|{stream}``, the
+    #: bar curve of each, their fills, counters and the signal stream position read
+    paper: str = "botlib:paper"
+    paper_curve: str = "botlib:paper:curve:{account}"
+    paper_fills: str = "botlib:paper:fills"
+    paper_stats: str = "botlib:paper:stats"
+    paper_cursor: str = "botlib:paper:cursor"
 
     def bar_stream(self, exchange: str, symbol: str, timeframe: str) -> str:
         return self.bars.format(exchange=exchange, symbol=symbol, timeframe=timeframe)
@@ -106,6 +113,14 @@ class RedisNames:
     def atr_state_field(self, stream: str) -> str:
         """The ``loop_state`` field holding the signal builder's streaming ATR."""
         return f"atr|{stream}"
+
+    def origin_field(self, model_id: str, stream: str) -> str:
+        """The ``loop_state`` field holding the open time of the first bar a model
+        version's state on a market was built from (where its shadow backtest starts)."""
+        return f"origin|{model_id}|{stream}"
+
+    def paper_curve_key(self, account: str) -> str:
+        return self.paper_curve.format(account=account)
 
     def position_field(self, model_name: str, stream: str) -> str:
         """The ``loop_state`` field holding a model's position on a market."""

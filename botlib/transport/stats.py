@@ -17,6 +17,7 @@ __all__ = [
     "BridgeCounter",
     "FeedCounter",
     "LoopCounter",
+    "PaperCounter",
     "SupervisorCounter",
     "feed_field",
     "keyed",
@@ -97,6 +98,23 @@ class FeedCounter(StrEnum):
     errors = "errors"
     last_error = "last_error"
     last_error_at = "last_error_at"
+
+
+class PaperCounter(StrEnum):
+    """``botlib:paper:stats`` (``botlib paper``)."""
+
+    signals = "signals"
+    bars = "bars"
+    fills = "fills"
+    #: bars on a market's stream that had no signal in ``botlib:signals``
+    missing = "missing"
+    #: parity breaks found (a missing signal, or the shadow backtest disagreeing)
+    parity_breaks = "parity_breaks"
+    shadow_checks = "shadow_checks"
+    errors = "errors"
+    last_error = "last_error"
+    last_error_at = "last_error_at"
+    heartbeat = "heartbeat"
 
 
 class SupervisorCounter(StrEnum):

@@ -81,3 +81,32 @@ def test_kernel_metrics_are_compute_metrics(two_years: pd.DataFrame) -> None:
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-12, nan_ok=True), key
+
+
+def test_the_book_continued_in_chunks_is_the_book_in_one_pass(two_years: pd.DataFrame) -> None:
+    """``simulate_from`` (the paper accounts' book) over bars split into random chunks
+    gives the bits of one pass over all of them: equity, units and every fill."""
+    from botlib.backtest.kernel import fresh_state, simulate_from
+
+    bars = two_years.iloc[:3_000]
+    o, h, lo, c = (np.ascontiguousarray(bars[k].to_numpy("float64"))
+                   for k in ("open", "high", "low", "close"))  # fmt: skip
+    rng = np.random.default_rng(3)
+    # targets that change often, shorts included, stops and takes on most entries
+    target = np.repeat(rng.choice([-1.0, -0.5, 0.0, 0.5, 1.0], size=300), 10)
+    sl = np.where(target > 0, c * 0.98, np.where(target < 0, c * 1.02, np.nan))
+    tp = np.where(target > 0, c * 1.03, np.where(target < 0, c * 0.97, np.nan))
+    sl[rng.random(len(sl)) < 0.2] = np.nan
+    whole = simulate_arrays(o, h, lo, c, target, sl, tp, 10_000.0, 0.001, 0.0005)
+    assert len(whole[2]) > 100 and {1, 2} <= set(whole[6].tolist())  # stops and takes hit
+    cuts = np.sort(rng.choice(np.arange(1, len(c)), size=60, replace=False))
+    state = fresh_state(10_000.0)
+    parts: list[tuple[np.ndarray, ...]] = []
+    for a, b in zip([0, *cuts.tolist(), len(c) - 1], [*cuts.tolist(), len(c) - 1, len(c)],
+                    strict=True):  # fmt: skip
+        *out, state = simulate_from(o[a:b], h[a:b], lo[a:b], c[a:b], target[a:b], sl[a:b],
+                                    tp[a:b], state, 0.001, 0.0005)  # fmt: skip
+        out[2] = out[2] + a  # fill bars, relative to the chunk
+        parts.append(tuple(out))
+    for i in range(7):
+        assert np.array_equal(np.concatenate([p[i] for p in parts]), whole[i]), i

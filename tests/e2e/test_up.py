@@ -76,7 +76,7 @@ def test_up_serves_every_bar_to_the_backend_and_down_leaves_nothing(
     assert "running" in ps.stdout
     state = user.state()
     pids = [c["pid"] for c in state["children"] if c["pid"]]
-    assert len(state["children"]) == 3  # serve, bridge, one replay feed
+    assert len(state["children"]) == 4  # serve, bridge, paper, one replay feed
     status = user.botlib("status", "--json")
     loop = json.loads(status.stdout)["loop"]
     assert loop["bars"] == BARS and loop["deadletters"] == 0
@@ -99,7 +99,7 @@ def test_up_serves_every_bar_to_the_backend_and_down_leaves_nothing(
     assert answer["result"]["metadata"]["candles_from"] == "stream"
 
     down = user.botlib("down")
-    assert "stopped 3 services" in down.stdout
+    assert "stopped 4 services" in down.stdout
     assert not alive(state["pid"])
     assert not any(alive(pid) for pid in pids), "a service outlived `botlib down`"
     # up found Redis running (`botlib redis start`): down leaves it alone

@@ -58,7 +58,13 @@ def _refused(client: redis.Redis, *command: object) -> str:
 def test_no_password_no_entry_and_admin_commands_off_for_every_role(
     server: RedisServer,
 ) -> None:
-    assert local_roles(server.data_dir, server.port) == ("loop", "bridge", "feed", "backend")
+    assert local_roles(server.data_dir, server.port) == (
+        "loop",
+        "bridge",
+        "feed",
+        "paper",
+        "backend",
+    )
     once = Retry(NoBackoff(), 0)  # a refusal is final: no retries with backoff
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(host="127.0.0.1", port=server.port, retry=once).ping()
@@ -132,11 +138,16 @@ def test_each_service_role_holds_only_its_own_keys(server: RedisServer) -> None:
                  ("HSET", NAMES.loop_state, "x", "1")],
         "bridge": [("XADD", BAR_STREAM, "*", "data", "{}"), ("SET", NAMES.runtime_config, "{}"),
                    ("HSET", NAMES.loop_state, "x", "1")],
+        # the paper accounts read the signals, never write them nor the loop's state
+        "paper": [("XADD", NAMES.signals, "*", "data", "{}"),
+                  ("HSET", NAMES.loop_state, "x", "1"), ("XADD", BAR_STREAM, "*", "data", "{}"),
+                  ("HSET", NAMES.active_models, "m", "{}")],
     }  # fmt: skip
     allowed = {
         "loop": ("XADD", NAMES.signals, "*", "data", "{}"),
         "feed": ("XADD", BAR_STREAM, "*", "data", "{}"),
         "bridge": ("HSET", NAMES.active_models, "m", "{}"),
+        "paper": ("HSET", NAMES.paper, "acc", "{}"),
     }
     for role, refused in cases.items():
         client = _as(server, role)
@@ -148,7 +159,7 @@ def test_each_service_role_holds_only_its_own_keys(server: RedisServer) -> None:
 
 
 def test_connect_takes_the_role_user_by_itself(server: RedisServer) -> None:
-    for role in ("loop", "bridge", "feed", "backend"):
+    for role in ("loop", "bridge", "feed", "paper", "backend"):
         assert _user(connect(role=role)) == f"botlib-{role}"
     assert _user(connect()) is None  # the default user: admin
     # a URL naming its user is taken as given

@@ -75,11 +75,11 @@ def test_cli_start_status_stop(tmp_path: Path, monkeypatch) -> None:  # type: ig
         started = botlib("start")
         assert started.returncode == 0 and f"127.0.0.1:{port}" in started.stdout
         assert botlib("status").returncode == 0
-        assert "users per role: loop, bridge, feed, backend" in started.stdout
+        assert "users per role: loop, bridge, feed, paper, backend" in started.stdout
         import json
 
         users = json.loads(botlib("users", "--json").stdout)
-        assert sorted(users) == ["admin", "backend", "bridge", "feed", "loop"]
+        assert sorted(users) == ["admin", "backend", "bridge", "feed", "loop", "paper"]
         assert users["backend"].startswith("redis://botlib-backend:")
         assert botlib("url", "--role", "backend").stdout.strip() == users["backend"]
         wrong = botlib("url", "--role", "nobody")
