@@ -207,7 +207,7 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
         for k in (
             B.handled, B.invalid, B.rate_limited, B.busy, B.started, B.queued, B.done, B.failed,
             B.timeout, B.replayed, B.duplicates, B.running, B.queue_depth, B.quick_in_flight,
-            B.model_loads, B.model_cache_hits,
+            B.model_loads, B.model_cache_hits, B.demoted,
         )
     }  # fmt: skip
     feeds: dict[str, dict[str, Any]] = {}
@@ -473,6 +473,11 @@ def prometheus_text(status: dict[str, Any]) -> str:
     metric(
         "bridge_model_loads_total", "counter", "Models loaded (cache misses).",
         [({}, bridge["model_loads"])],
+    )  # fmt: skip
+    metric(
+        "bridge_demoted_total", "counter",
+        "Models stopped by a feature-drift alert (runtime drift_demote).",
+        [({}, bridge.get("demoted", 0))],
     )  # fmt: skip
     metric(
         "output_stream_length", "gauge", "Entries held by the durable output streams.",

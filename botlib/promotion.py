@@ -464,12 +464,13 @@ def rollback(
 
 
 def deactivate(
-    name: str, *, redis_url: str | None = None, role: str = "admin"
+    name: str, *, redis_url: str | None = None, role: str = "admin", reason: str | None = None
 ) -> dict[str, Any] | None:
     """Stop serving ``name``: it leaves ``botlib:active_models`` (the loop stops it at
     its next step) and loses ``@champion`` (so ``botlib up`` does not serve it again);
     its versions and ``@previous`` stay. Returns the entry it was served with (None if
-    it was not active). A bound model is announced ``inactive``."""
+    it was not active). A bound model is announced ``inactive``; ``reason`` goes on the
+    model event (a demotion says why)."""
     client = _client()
     r = _redis(redis_url, role)
     try:
@@ -488,6 +489,8 @@ def deactivate(
             raise ConfigError(f"{name} is not active (no @champion, not served)")
         version = str((was or {}).get("version") or getattr(champion, "version", ""))
         event = {"event": "deactivated", "name": name, "version": version}
+        if reason:
+            event["reason"] = reason
         _announce(r, redis_names(), event, None, was=was)
     finally:
         r.close()

@@ -107,6 +107,9 @@ class RuntimeConfig(_Strict):
     #: and stream, or the admin stream) together get this many times a user's limit —
     #: a ceiling no payload can dodge by changing its user_id
     path_ceiling: int = Field(default=10, ge=1, le=10_000)
+    #: a feature-drift alert (``botlib:alerts``) stops serving the model version it
+    #: names: the bridge deactivates it as ``botlib deactivate`` does, with the reason
+    drift_demote: bool = False
 
     @classmethod
     def from_parts(cls, signal: SignalConfig, max_model_age_days: float | None) -> RuntimeConfig:

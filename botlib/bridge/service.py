@@ -230,6 +230,7 @@ class CommandService:
         self._next_check = 0.0
         self._next_trim = 0.0
         self._recover = True  # read this consumer's unacknowledged commands first
+        self._alerts_cursor: str | None = None
 
     # -- answers ------------------------------------------------------------------
     def _count(self, *fields: str, **gauges: Any) -> None:
@@ -547,6 +548,52 @@ class CommandService:
         if config is not None:
             self.rate_limits = config.limits()
             self.path_ceiling = config.path_ceiling
+        self._read_alerts(demote=self.runtime.current.drift_demote)
+
+    def _read_alerts(self, *, demote: bool) -> None:
+        """The model alerts raised since the last look (``botlib:alerts``, position kept
+        in the bridge's stats). With the runtime ``drift_demote`` on, a feature-drift
+        alert stops serving the version it names, if that version still serves; off,
+        they are read past, so switching it on acts on alerts from then on only."""
+        from botlib.transport import active_models
+
+        if self._alerts_cursor is None:
+            saved = self.r.hget(self.names.bridge_stats, BridgeCounter.alerts_read)
+            last = self.r.xrevrange(self.names.alerts, count=1)
+            self._alerts_cursor = saved or (last[0][0] if last else "0-0")
+        got = self.r.xread({self.names.alerts: self._alerts_cursor}, count=100)
+        entries = got[0][1] if got else []
+        if not entries:
+            return
+        for _, fields in entries:
+            try:
+                alert = json.loads(fields.get("data") or "{}")
+            except ValueError:
+                continue
+            if not demote or alert.get("type") != "feature_drift":
+                continue
+            served = {
+                str(e.get("model_id") or f"{n}:{e.get('version')}"): n
+                for n, e in active_models(self.r, self.names).items()
+            }
+            name = served.get(str(alert.get("model_id")))
+            if name is None:
+                continue  # that version no longer serves
+            moved = ", ".join(map(str, alert.get("moved") or []))
+            reason = (f"feature drift on {alert.get('exchange')} {alert.get('market')} "
+                      f"{alert.get('timeframe')} at {alert.get('bar_time')}: {moved} "
+                      "(runtime drift_demote)")  # fmt: skip
+            try:
+                from botlib.promotion import deactivate
+
+                deactivate(name, role="bridge", reason=reason)
+                log.warning("%s deactivated: %s", name, reason)
+                self._count(BridgeCounter.demoted)
+            except Exception as exc:  # the alert stays read; the error is reported
+                log.error("%s could not be deactivated after drift: %s", name, exc)
+                self._count(BridgeCounter.failed)
+        self._alerts_cursor = entries[-1][0]
+        self.r.hset(self.names.bridge_stats, BridgeCounter.alerts_read, self._alerts_cursor)
 
     # -- the loop ---------------------------------------------------------------------
     def _raw_client(self) -> Any:

@@ -166,6 +166,9 @@ def _print_status(status: dict[str, Any]) -> None:
         f"{bridge['running']} running, {bridge['queue_depth']} queued; "
         f"{bridge['model_loads']} model loads, {bridge['model_cache_hits']} cache hits"
     )
+    if bridge.get("demoted"):
+        console.print(f"  [red]{bridge['demoted']} model(s) stopped by feature drift[/] "
+                      "(runtime drift_demote; see botlib:model_events)")  # fmt: skip
     if bridge["last_error"]:
         console.print(f"  last error: {escape(bridge['last_error'])}", highlight=False)
     sup = status.get("supervisor", {})

@@ -167,7 +167,7 @@ def acl_rules(role: str, names: RedisNames | None = None) -> list[str]:
                 n.model_events,
                 n.registry,
             ),
-            *_keys("%R", n.bars, n.predictions, n.prediction_list, n.loop_state),
+            *_keys("%R", n.bars, n.predictions, n.prediction_list, n.loop_state, n.alerts),
             *_channels(n.command_channel, *_answer_channels(n)),
         ]
     elif role == "paper":

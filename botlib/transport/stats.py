@@ -83,6 +83,10 @@ class BridgeCounter(StrEnum):
     quick_in_flight = "quick_in_flight"
     model_loads = "model_loads"
     model_cache_hits = "model_cache_hits"
+    #: models stopped by a feature-drift alert (runtime ``drift_demote``), and the last
+    #: alert read (``botlib:alerts`` entry id)
+    demoted = "demoted"
+    alerts_read = "alerts_read"
     last_error = "last_error"
     last_error_at = "last_error_at"
     heartbeat = "heartbeat"

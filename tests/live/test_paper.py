@@ -4,6 +4,7 @@ backtest of each model over the same bars; a lost signal is a parity break at it
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,7 @@ def live_run(name: str, acc: dict[str, Any]) -> None:
         assert 0 <= metrics["live.hit_rate"] <= 1 and "live.persistence_hit_rate" in metrics
         assert metrics["live.drift.max"] > 0
     figure = client.download_artifacts(run_id, "figures/live_equity.html")
-    text = open(figure, encoding="utf-8").read()
+    text = Path(figure).read_text(encoding="utf-8")
     assert "shadow backtest" in text and "paper account" in text
 
 
