@@ -395,37 +395,43 @@ def promote(
 
 
 def publish_version(
-    client: MlflowClient, r: redis.Redis | None, result: GateResult, previous: str | None
+    client: MlflowClient,
+    r: redis.Redis | None,
+    result: GateResult,
+    previous: str | None,
+    *,
+    alias_set: bool = False,
 ) -> dict[str, Any]:
     """Make ``result``'s version @champion (``previous``, the version served before,
     becomes @previous), tag it, and publish its entry to Redis (``r`` None: aliases
-    only). Shared by ``promote`` and the registry watcher. Returns the entry."""
+    only). Shared by ``promote`` and the registry watcher. ``alias_set``: @champion is
+    on the version already (the registry watcher): its entry goes to Redis as soon as
+    its digest is recorded, before the bookkeeping tags. Returns the entry."""
     name = result.name
     failed = [c.name for c in result.checks if not c.passed]
-    # marked before the alias moves, cleared once published: a registry watcher that
-    # sees the alias first leaves this publish alone (registry_watch.GRACE_S)
-    client.set_model_version_tag(name, result.version, PUBLISHING, str(time.time()))
+    entry = {**result.entry, "promoted_at": time.time(), "gate": "forced" if failed else "passed"}
+    if failed:
+        entry["gate_failed"] = failed
+    event = {"event": "promoted", "name": name, "version": result.version,
+             "previous": previous, "gate": entry["gate"]}  # fmt: skip
+    if not alias_set:
+        # marked before the alias moves, cleared once published: a registry watcher
+        # that sees the alias first leaves this publish alone (registry_watch.GRACE_S)
+        client.set_model_version_tag(name, result.version, PUBLISHING, str(time.time()))
+        if previous is not None and previous != result.version:
+            client.set_registered_model_alias(name, PREVIOUS, previous)
+        client.set_registered_model_alias(name, CHAMPION, result.version)
+    _record_digest(client, name, result.version, result.entry)  # the loop checks it first
+    if r is not None:
+        _announce(r, redis_names(), event, entry)
     client.set_model_version_tag(name, result.version, "botlib.promoted_at", str(time.time()))
     client.set_model_version_tag(
         name, result.version, "botlib.gate", "forced: " + ", ".join(failed) if failed else "passed"
     )
-    if previous is not None and previous != result.version:
+    if alias_set and previous is not None and previous != result.version:
         client.set_registered_model_alias(name, PREVIOUS, previous)
-    client.set_registered_model_alias(name, CHAMPION, result.version)
-    _record_digest(client, name, result.version, result.entry)
-    entry = {**result.entry, "promoted_at": time.time(), "gate": "forced" if failed else "passed"}
-    if failed:
-        entry["gate_failed"] = failed
-    if r is not None:
-        event = {
-            "event": "promoted",
-            "name": name,
-            "version": result.version,
-            "previous": previous,
-            "gate": entry["gate"],
-        }
-        _announce(r, redis_names(), event, entry)
-    client.delete_model_version_tag(name, result.version, PUBLISHING)
+    if not alias_set:
+        client.delete_model_version_tag(name, result.version, PUBLISHING)
     return entry
 
 

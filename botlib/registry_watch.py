@@ -145,26 +145,28 @@ class RegistryWatcher:
         return time.time() - at < GRACE_S
 
     def _promote(self, name: str, version: str, serving: str | None) -> WatchAction:
+        started = time.monotonic()
         why = botlib_origin(self.client, name, version)
         if why:
             self._put_back(name, version, serving, [("origin", why)])
             return WatchAction(name, "refused", version, why)
         result = evaluate_gate(name, version, gate=self.gate)
+        gated = time.monotonic()
         if not result.passed or not result.entry:
             failed = [(c.name, c.detail) for c in result.checks if not c.passed]
             self._put_back(name, version, serving, failed or [("entry", "cannot be served")])
-            return WatchAction(name, "refused", version, "; ".join(f"{n}: {d}" for n, d in failed))
-        publish_version(self.client, self.r, result, serving)
-        return WatchAction(name, "published", version, "gate passed")
+            took = f" (gate {gated - started:.1f} s, put back {time.monotonic() - gated:.1f} s)"
+            detail = "; ".join(f"{n}: {d}" for n, d in failed)
+            return WatchAction(name, "refused", version, detail + took)
+        publish_version(self.client, self.r, result, serving, alias_set=True)
+        took = f"gate {gated - started:.1f} s, publish {time.monotonic() - gated:.1f} s"
+        return WatchAction(name, "published", version, f"gate passed ({took})")
 
     def _put_back(
         self, name: str, version: str, serving: str | None, failed: list[tuple[str, str]]
     ) -> None:
-        """``@champion`` back where it was; the reasons on the refused version."""
-        if serving is not None:
-            self.client.set_registered_model_alias(name, CHAMPION, serving)
-        else:
-            self.client.delete_registered_model_alias(name, CHAMPION)
+        """The reasons on the refused version, then ``@champion`` back where it was
+        (whoever sees the alias back finds why on the version)."""
         summary = ", ".join(n for n, _ in failed)
         self.client.set_model_version_tag(name, version, "botlib.gate", f"refused: {summary}")
         for check, detail in failed:
@@ -173,18 +175,22 @@ class RegistryWatcher:
         self.client.update_model_version(
             name, version, description=f"botlib refused @champion for this version:\n{lines}"
         )
+        if serving is not None:
+            self.client.set_registered_model_alias(name, CHAMPION, serving)
+        else:
+            self.client.delete_registered_model_alias(name, CHAMPION)
 
     def _roll_back(self, name: str, version: str, serving: str) -> WatchAction:
         result: GateResult = evaluate_gate(name, version)  # the entry; no gate applies
         if not result.entry:
             self._put_back(name, version, serving, [("entry", "cannot be served")])
             return WatchAction(name, "refused", version, "cannot be served")
-        _record_digest(self.client, name, version, result.entry)
-        self.client.delete_registered_model_alias(name, PREVIOUS)
-        self.client.set_model_version_tag(name, serving, "botlib.rolled_back_at", str(time.time()))
+        _record_digest(self.client, name, version, result.entry)  # the loop checks it
         entry = {**result.entry, "promoted_at": time.time(), "gate": "rollback"}
         event = {"event": "rolled_back", "name": name, "version": version, "previous": serving}
-        _announce(self.r, self.names, event, entry)
+        _announce(self.r, self.names, event, entry)  # served first, bookkeeping after
+        self.client.delete_registered_model_alias(name, PREVIOUS)
+        self.client.set_model_version_tag(name, serving, "botlib.rolled_back_at", str(time.time()))
         return WatchAction(name, "rolled_back", version, f"from v{serving}, without the gate")
 
     def _stop_serving(self, name: str, entry: dict[str, Any]) -> WatchAction:

@@ -140,12 +140,18 @@ def test_champion_set_through_the_authenticated_rest_api_is_served(
             assert _set_champion(mlflow_server, version) == 200
             wait_for(lambda v=version: _served(r) == v, WITHIN, what)
             took.append(round(time.monotonic() - started, 1))
+            view = json.loads(r.hget("botlib:registry", NAME) or "{}")
+            took.append((view.get("last_action") or {}).get("detail", ""))
         print(f"alias set -> served: {took} s")  # pytest -s shows it
         events = [json.loads(f["data"])["event"] for _, f in r.xrange("botlib:model_events")]
         assert events[-3:] == ["promoted", "promoted", "rolled_back"]
 
-        status = json.loads(user.botlib("status", "--json").stdout)
-        assert status["registry"][NAME]["in_sync"]
+        # the watcher's view follows its next look (it serves first, writes tags after)
+        def in_sync() -> bool:
+            status = json.loads(user.botlib("status", "--json").stdout)
+            return bool(status["registry"][NAME]["in_sync"])
+
+        wait_for(in_sync, 15, "botlib status to say the registry and Redis agree")
         assert user.acl_denials() == []
     finally:
         user.botlib("down", check=False)

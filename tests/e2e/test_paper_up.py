@@ -8,14 +8,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import redis
+from mlflow import MlflowClient
 
 from botlib.backtest import simulate
 from botlib.data import load_ohlcv
+from botlib.live.live_runs import live_run_tag
 from botlib.models import load_model
 from botlib.models.evaluate import model_signal_frame
 from botlib.settings import get_settings
@@ -63,6 +66,7 @@ def test_paper_accounts_survive_a_sigkill_and_equal_their_backtests(
 
     _use(live_store, monkeypatch)
     s = get_settings()
+    client = MlflowClient(tracking_uri=live_store.uri, registry_uri=live_store.uri)
     for key, name in zip(keys, (live_store.lstm, live_store.ga), strict=True):
         acc = json.loads(r.hget("botlib:paper", key) or "{}")
         assert acc["missing"] == 0 and acc["fills"] > 0, (name, acc["missing"], acc["fills"])
@@ -82,6 +86,17 @@ def test_paper_accounts_survive_a_sigkill_and_equal_their_backtests(
         )
         equity = simulate(candles, signals, cash=s.initial_cash, fee=s.fee, slippage=s.slippage)
         np.testing.assert_allclose(acc["equity"], equity.equity.iloc[-1], rtol=1e-9, err_msg=name)
+
+        # its MLflow run ``live``, updated by the deployed process once the stream idles
+        def live_equity(name: str = name, acc: dict[str, Any] = acc) -> bool:
+            tags = client.get_model_version(name, "1").tags
+            run_id = tags.get(live_run_tag("binance", "BTC/USDT", "1h"))
+            if run_id is None:
+                return False
+            metrics = client.get_run(run_id).data.metrics
+            return metrics.get("live.paper_equity") == acc["equity"]
+
+        wait_for(live_equity, 60, f"{name}'s live run at the account's equity")
     status = user.botlib("status").stdout
     assert status.count("= shadow backtest") == 2, status
     user.botlib("down")
