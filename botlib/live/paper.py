@@ -110,6 +110,9 @@ class Account:
     promoted_at: float | None
     cash0: float
     first_ts: int
+    #: the position the loop's builder held before the first bar (a version that
+    #: inherited its name's position): where the shadow backtest's builder starts
+    start_position: float = 0.0
     #: the last bar applied, and its stream entry (where the next bars are read from)
     last_ts: int | None = None
     bar_id: str | None = None
@@ -320,6 +323,7 @@ class PaperBook:
             symbol=str(record.get("symbol") or market), bar_ms=bar_ms,
             promoted_at=None if math.isnan(promoted_at) else promoted_at,
             cash0=self.cash, first_ts=ts, last_ts=ts - bar_ms,
+            start_position=_num(meta.get("position_before") or 0.0),
             bar_id=self._before(stream, first_id), book=fresh_state(self.cash).tolist(),
             equity=self.cash, peak=self.cash,
         )  # fmt: skip
@@ -496,15 +500,20 @@ class PaperBook:
         return len(entries)
 
     # -- the shadow backtest ------------------------------------------------------------
-    def _model(self, model_id: str) -> Any:
-        if model_id not in self._models:
+    def _model(self, acc: Account) -> Any:
+        """The account's model version: as served, or (no longer served) from the
+        registry, its artifacts' digest checked either way; None if it is gone."""
+        if acc.model_id not in self._models:
             from botlib.tracking.verify import load_verified
 
-            entry = self._active.get(model_id)
+            entry = self._active.get(acc.model_id)
+            if entry is None and acc.version:
+                entry = {"model_uri": f"models:/{acc.model_name}/{acc.version}",
+                         "version": acc.version}  # fmt: skip
             if entry is None:
                 return None
-            self._models[model_id] = load_verified(entry)
-        return self._models[model_id]
+            self._models[acc.model_id] = load_verified(entry)
+        return self._models[acc.model_id]
 
     def _shadows(self, *, idle: bool) -> None:
         for acc in list(self.accounts.values()):
@@ -537,10 +546,10 @@ class PaperBook:
         from botlib.backtest.kernel import fresh_state, simulate_from
         from botlib.models.evaluate import model_signal_frame
 
-        model = self._model(acc.model_id)
+        model = self._model(acc)
         checked = {"checked_at": time.time(), "bars": acc.bars}
         if model is None:
-            acc.parity = {**acc.parity, **checked, "skipped": "the model is no longer active"}
+            acc.parity = {**acc.parity, **checked, "skipped": "the model version is unknown"}
             acc.shadow_due = 0
             self._commit([], {acc.key}, None)
             return
@@ -557,7 +566,8 @@ class PaperBook:
         history = self._context(acc, origin) if origin < acc.first_ts else live.iloc[:0]
         context = pd.concat([history, live]) if len(history) else live
         cfg = self.runtime.current.signal_config()
-        shadow = model_signal_frame(model, context, live.index[0], config=cfg)
+        shadow = model_signal_frame(model, context, live.index[0], config=cfg,
+                                    previous_target=acc.start_position)  # fmt: skip
         index = pd.DatetimeIndex(live.index)
         columns = shadow[["target", "stop_loss", "take_profit"]]
         sig = normalize_signals(columns, index, allow_short=cfg.allow_short)

@@ -34,6 +34,8 @@ class ModelStep:
     ready: np.ndarray
     #: target position after the newest bar (fraction of equity, signed)
     position: float
+    #: the position held before each new bar (where the builder started it from)
+    before: np.ndarray | None = None
 
     @property
     def signals(self) -> pd.DataFrame:
@@ -83,11 +85,13 @@ def signals_step(
         outputs, values[:, 3], values[:, 1], values[:, 2], first=n - k,
         horizon=model.meta.horizon, config=config, previous_target=position, atr=atr,
     )  # fmt: skip
-    for target in columns["target"]:
+    before = np.empty(k)
+    for i, target in enumerate(columns["target"]):
+        before[i] = position
         if np.isfinite(target):
             position = float(target)
     ready = np.asarray((~np.isnan(rows)).any(axis=1), dtype=bool)
-    return ModelStep(tail, columns, ready, position)
+    return ModelStep(tail, columns, ready, position, before)
 
 
 def signal_payloads(
@@ -101,15 +105,20 @@ def signal_payloads(
     bot_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """The signal records of the ready bars, as JSON-ready dicts (``metadata.target``
-    carries the builder's target position)."""
+    carries the builder's target position, ``metadata.position_before`` the position
+    it started the bar from)."""
     ready = {c: v[step.ready] for c, v in step.columns.items()}
     records = records_from_arrays(
         ready, step.tail.index[step.ready], model_id=model_id, symbol=symbol, bar=bar,
         horizon=horizon, metadata=metadata, bot_id=bot_id,
     )  # fmt: skip
+    before = step.before[step.ready] if step.before is not None else [None] * len(records)
     out = []
-    for sig, target in zip(records, ready["target"], strict=True):
+    for sig, target, held in zip(records, ready["target"], before, strict=True):
         data = sig.model_dump(mode="json")
         data["metadata"]["target"] = float(target) if np.isfinite(target) else None
+        # the position the builder held before this bar (a paper account's shadow
+        # backtest of a version that inherited a position starts from it)
+        data["metadata"]["position_before"] = None if held is None else float(held)
         out.append(data)
     return out

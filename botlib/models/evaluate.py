@@ -20,13 +20,16 @@ def model_signal_frame(
     start: Any = None,
     *,
     config: SignalConfig | None = None,
+    previous_target: float = 0.0,
 ) -> pd.DataFrame:
     """Signals from bar ``start`` on. Rows before ``start`` are history only (feature,
-    ATR and volatility warm-up): the book starts flat at ``start``."""
+    ATR and volatility warm-up): the builder starts at ``start`` from
+    ``previous_target`` (flat by default)."""
     outputs = model.predict(candles)
     frame = build_signal_frame(
-        outputs, candles, horizon=model.meta.horizon, config=config, start=start
-    )
+        outputs, candles, horizon=model.meta.horizon, config=config, start=start,
+        previous_target=previous_target,
+    )  # fmt: skip
     return frame
 
 

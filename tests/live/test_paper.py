@@ -150,3 +150,35 @@ def test_a_signal_lost_before_the_backend_is_a_parity_break_at_its_bar(
     alerts = [a for a in records(r, "botlib:alerts") if a["type"] == "parity_break"]
     assert len(alerts) == 1 and alerts[0]["bar_time"] == lost_bar.isoformat()
     assert int(r.hget("botlib:paper:stats", "parity_breaks") or 0) == 1
+
+
+def test_a_new_version_that_inherits_a_position_still_equals_its_backtest(
+    store: Store, redis_server: Any, r: redis.Redis
+) -> None:
+    """v2 promoted while v1 holds a position: the loop's builder carries that position
+    over; each version gets its own account (reset on promotion), and v2's shadow
+    backtest starts its builder from the position the signals say it inherited."""
+    promote(store.lstm, 1, gate=LENIENT, force=True)
+    candles = window(700)
+    served = 300
+    feed(r, candles.iloc[:served])
+    loop = SignalLoop(as_role(r, "loop"), config=loop_config(history=0))
+    loop.run(idle_exit_s=1.0)
+    field = f"position|{store.lstm}|{STREAM}"
+    while float(r.hget("botlib:loop:state", field) or 0) == 0:  # until v1 holds one
+        assert served < 500, "v1 never took a position"
+        feed(r, candles.iloc[served : served + 20])
+        served += 20
+        SignalLoop(as_role(r, "loop"), config=loop_config(history=0)).run(idle_exit_s=1.0)
+    held = float(r.hget("botlib:loop:state", field) or 0)
+    promote(store.lstm, 2, gate=LENIENT, force=True)
+    feed(r, candles.iloc[served:])
+    SignalLoop(as_role(r, "loop"), config=loop_config(history=0)).run(idle_exit_s=1.0)
+
+    PaperBook(as_role(r, "paper"), config=PaperConfig(block_ms=50)).run(idle_exit_s=1.0)
+    got = accounts(r)
+    v1, v2 = got[f"{store.lstm}:1|{STREAM}"], got[f"{store.lstm}:2|{STREAM}"]
+    assert v1["bars"] == served and v2["bars"] == 700 - served
+    assert v2["start_position"] == held != 0
+    for acc in (v1, v2):
+        assert acc["parity"]["ok"], acc["parity"]
