@@ -108,7 +108,7 @@ def _served(r: redis.Redis) -> str | None:
 
 
 def test_champion_set_through_the_authenticated_rest_api_is_served(
-    mlflow_server: str, tmp_path: Path
+    mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home, user_home, cwd = tmp_path / "home", tmp_path / "user", tmp_path / "elsewhere"
     for folder in (home, user_home, cwd):
@@ -145,6 +145,32 @@ def test_champion_set_through_the_authenticated_rest_api_is_served(
         print(f"alias set -> served: {took} s")  # pytest -s shows it
         events = [json.loads(f["data"])["event"] for _, f in r.xrange("botlib:model_events")]
         assert events[-3:] == ["promoted", "promoted", "rolled_back"]
+
+        # a version registered from outside botlib's training, through the same server:
+        # refused, the alias back on the served version, the reason on the version
+        from mlflow import MlflowClient
+
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+        client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+        v1_run = client.get_run(client.get_model_version(NAME, "1").run_id)
+        run = client.create_run(v1_run.info.experiment_id)  # someone else's run
+        folder = tmp_path / "outside" / "model"
+        folder.mkdir(parents=True)
+        (folder / "MLmodel").write_text("flavors: {}\n")
+        client.log_artifacts(run.info.run_id, str(folder), artifact_path="model")
+        client.set_terminated(run.info.run_id)
+        source = f"{run.info.artifact_uri}/model"
+        outside = client.create_model_version(NAME, source, run_id=run.info.run_id)
+        started = time.monotonic()
+        assert _set_champion(mlflow_server, str(outside.version)) == 200
+        wait_for(lambda: str(client.get_registered_model(NAME).aliases.get("champion")) == "1",
+                 WITHIN, "the outside version's alias put back")  # fmt: skip
+        print(f"alias set -> put back: {time.monotonic() - started:.1f} s")
+        assert client.get_model_version(NAME, outside.version).tags["botlib.gate"] == (
+            "refused: origin"
+        )
+        assert _served(r) == "1"
 
         # the watcher's view follows its next look (it serves first, writes tags after)
         def in_sync() -> bool:
