@@ -29,6 +29,7 @@ and ``botlib:paper:cursor``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -42,7 +43,6 @@ import numpy as np
 import pandas as pd
 
 from botlib.data import timeframe_seconds
-from botlib.errors import BotlibError
 from botlib.live._market import Market, frame, seed_window
 from botlib.transport import BarError, RedisNames, connect, decode_bar, dumps, redis_names
 from botlib.transport.stats import PaperCounter
@@ -464,19 +464,22 @@ class PaperBook:
         for entry_id, fields in entries:
             try:
                 record = json.loads(fields["data"])
-                bar_ms_hint = record.get("metadata", {}).get("timeframe")
+                if not isinstance(record, dict) or not isinstance(record.get("metadata"), dict):
+                    raise ValueError("not a signal record (an object with metadata)")
+                meta = record["metadata"]
                 created = pd.Timestamp(record["created_at"])
-                bar_ms = timeframe_seconds(str(bar_ms_hint)) * 1000
+                bar_ms = timeframe_seconds(str(meta.get("timeframe"))) * 1000
                 ts = int(created.value // 1_000_000) - bar_ms
                 acc = self._account(record, ts)
                 if acc is None:
                     continue
-                meta = record.get("metadata") or {}
                 target = _num(meta.get("target"))
                 per_account.setdefault(acc.key, []).append(
                     (ts, target, _num(record.get("stop_loss")), _num(record.get("take_profit")))
                 )
-            except (KeyError, ValueError, TypeError, BotlibError) as exc:
+            except _RETRYABLE:
+                raise
+            except Exception as exc:  # a bad record is set aside with its reason, never fatal
                 why = f"signal {entry_id} set aside: {type(exc).__name__}: {exc}"
                 log.warning("%s", why)
                 writes.append(("error", why))
@@ -486,7 +489,9 @@ class PaperBook:
             try:
                 self._apply(acc, signals, writes)
                 touched.add(key)
-            except (ValueError, BotlibError) as exc:
+            except _RETRYABLE:
+                raise
+            except Exception as exc:  # one account failing never stops the others
                 why = f"{key}: {exc}"
                 log.warning("paper account not advanced: %s", why)
                 writes.append(("error", why))
@@ -503,17 +508,20 @@ class PaperBook:
     def _model(self, acc: Account) -> Any:
         """The account's model version: as served, or (no longer served) from the
         registry, its artifacts' digest checked either way; None if it is gone."""
-        if acc.model_id not in self._models:
+        key = f"{acc.model_name}:{acc.version}"  # a bound model_id spans versions
+        if key not in self._models:
             from botlib.tracking.verify import load_verified
 
             entry = self._active.get(acc.model_id)
+            if entry is not None and acc.version and str(entry.get("version")) != acc.version:
+                entry = None  # the id now serves another version: this one from the registry
             if entry is None and acc.version:
                 entry = {"model_uri": f"models:/{acc.model_name}/{acc.version}",
                          "version": acc.version}  # fmt: skip
             if entry is None:
                 return None
-            self._models[acc.model_id] = load_verified(entry)
-        return self._models[acc.model_id]
+            self._models[key] = load_verified(entry)
+        return self._models[key]
 
     def _shadows(self, *, idle: bool) -> None:
         for acc in list(self.accounts.values()):
@@ -689,6 +697,16 @@ class PaperBook:
                 backoff = 0.1
             except _RETRYABLE as exc:
                 log.warning("redis unavailable (%s); retrying in %.1f s", exc, backoff)
+                self._loaded = False
+                self.accounts.clear()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except Exception as exc:  # reported, state re-read from Redis, retried
+                why = f"paper step failed: {type(exc).__name__}: {exc}"
+                log.error("%s", why)
+                with contextlib.suppress(*_RETRYABLE):
+                    self._commit([("error", why)], set(), None)
                 self._loaded = False
                 self.accounts.clear()
                 self._stop.wait(backoff)

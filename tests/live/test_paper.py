@@ -139,8 +139,16 @@ def test_a_signal_lost_before_the_backend_is_a_parity_break_at_its_bar(
     lost_id, lost = signals[250]
     lost_bar = pd.Timestamp(json.loads(lost["data"])["created_at"]) - pd.Timedelta("1h")
     r.xdel("botlib:signals", lost_id)
+    # records no loop writes: each set aside with its reason, none stops the book
+    for fields in ({"data": "not json"}, {"data": "[1, 2]"}, {"data": '{"metadata": null}'},
+                   {"nodata": "x"}, {"data": json.dumps({"metadata": {"timeframe": "1h"},
+                                                         "created_at": "yesterday"})}):  # fmt: skip
+        r.xadd("botlib:signals", fields)
 
     PaperBook(as_role(r, "paper"), config=PaperConfig(block_ms=50)).run(idle_exit_s=1.0)
+    stats = r.hgetall("botlib:paper:stats")
+    assert int(stats["errors"]) == 5 and "set aside" in stats["last_error"]
+    assert int(stats["signals"]) == 399 + 5
     acc = accounts(r)[f"{store.lstm}:1|{STREAM}"]
     assert acc["bars"] == 400 and acc["missing"] == 1
     assert acc["first_missing"] == int(lost_bar.value // 10**6)
