@@ -191,7 +191,8 @@ class PaperBook:
         self._cursor: str | None = None
         self._active: dict[str, dict[str, Any]] = {}  # model_id -> active entry
         self._revision: str | None = "-"
-        self._models: dict[str, Any] = {}  # model_id -> loaded model (shadows)
+        self._models: dict[str, Any] = {}  # name:version -> loaded model (shadows)
+        self._fresh: set[str] = set()  # accounts created this step: curves start empty
         self._next_poll = 0.0
         self._stop = threading.Event()
         self.live = None
@@ -328,6 +329,7 @@ class PaperBook:
             equity=self.cash, peak=self.cash,
         )  # fmt: skip
         self.accounts[key] = acc
+        self._fresh.add(key)  # its curve starts empty (a reset drops the last account's)
         return acc
 
     def _before(self, stream: str, entry_id: str) -> str:
@@ -425,7 +427,9 @@ class PaperBook:
         pipe = self.r.pipeline(transaction=True)
         for item in writes:
             kind = item[0]
-            if kind == "rpush":
+            if kind == "del":
+                pipe.delete(item[1])
+            elif kind == "rpush":
                 pipe.rpush(item[1], *item[2])
                 pipe.ltrim(item[1], -self.config.max_curve, -1)
             elif kind == "fill":
@@ -483,6 +487,8 @@ class PaperBook:
                 why = f"signal {entry_id} set aside: {type(exc).__name__}: {exc}"
                 log.warning("%s", why)
                 writes.append(("error", why))
+        writes[:0] = [("del", self.names.paper_curve_key(k)) for k in sorted(self._fresh)]
+        self._fresh.clear()
         touched = set()
         for key, signals in per_account.items():
             acc = self.accounts[key]
@@ -699,6 +705,7 @@ class PaperBook:
                 log.warning("redis unavailable (%s); retrying in %.1f s", exc, backoff)
                 self._loaded = False
                 self.accounts.clear()
+                self._fresh.clear()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -709,6 +716,7 @@ class PaperBook:
                     self._commit([("error", why)], set(), None)
                 self._loaded = False
                 self.accounts.clear()
+                self._fresh.clear()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue

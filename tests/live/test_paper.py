@@ -167,7 +167,7 @@ def test_a_new_version_that_inherits_a_position_still_equals_its_backtest(
     over; each version gets its own account (reset on promotion), and v2's shadow
     backtest starts its builder from the position the signals say it inherited."""
     promote(store.lstm, 1, gate=LENIENT, force=True)
-    candles = window(700)
+    candles = window(760)
     served = 300
     feed(r, candles.iloc[:served])
     loop = SignalLoop(as_role(r, "loop"), config=loop_config(history=0))
@@ -180,7 +180,7 @@ def test_a_new_version_that_inherits_a_position_still_equals_its_backtest(
         SignalLoop(as_role(r, "loop"), config=loop_config(history=0)).run(idle_exit_s=1.0)
     held = float(r.hget("botlib:loop:state", field) or 0)
     promote(store.lstm, 2, gate=LENIENT, force=True)
-    feed(r, candles.iloc[served:])
+    feed(r, candles.iloc[served:700])
     SignalLoop(as_role(r, "loop"), config=loop_config(history=0)).run(idle_exit_s=1.0)
 
     PaperBook(as_role(r, "paper"), config=PaperConfig(block_ms=50)).run(idle_exit_s=1.0)
@@ -190,3 +190,12 @@ def test_a_new_version_that_inherits_a_position_still_equals_its_backtest(
     assert v2["start_position"] == held != 0
     for acc in (v1, v2):
         assert acc["parity"]["ok"], acc["parity"]
+
+    # v2 promoted again: its account starts afresh at the next bar, and agrees again
+    promote(store.lstm, 2, gate=LENIENT, force=True)
+    feed(r, candles.iloc[700:])
+    SignalLoop(as_role(r, "loop"), config=loop_config(history=0)).run(idle_exit_s=1.0)
+    PaperBook(as_role(r, "paper"), config=PaperConfig(block_ms=50)).run(idle_exit_s=1.0)
+    again = accounts(r)[f"{store.lstm}:2|{STREAM}"]
+    assert again["bars"] == 60 and again["first_ts"] == int(candles.index[700].value // 10**6)
+    assert again["parity"]["ok"], again["parity"]
