@@ -113,6 +113,8 @@ class Account:
     #: the position the loop's builder held before the first bar (a version that
     #: inherited its name's position): where the shadow backtest's builder starts
     start_position: float = 0.0
+    #: the stream entry of the first bar (where the shadow's history ends)
+    first_bar_id: str | None = None
     #: the last bar applied, and its stream entry (where the next bars are read from)
     last_ts: int | None = None
     bar_id: str | None = None
@@ -193,6 +195,8 @@ class PaperBook:
         self._revision: str | None = "-"
         self._models: dict[str, Any] = {}  # name:version -> loaded model (shadows)
         self._fresh: set[str] = set()  # accounts created this step: curves start empty
+        #: (account, origin, first bar) -> the bars before the account's first (shadows)
+        self._history: dict[tuple[str, int, int], pd.DataFrame] = {}
         self._next_poll = 0.0
         self._stop = threading.Event()
         self.live = None
@@ -325,7 +329,8 @@ class PaperBook:
             promoted_at=None if math.isnan(promoted_at) else promoted_at,
             cash0=self.cash, first_ts=ts, last_ts=ts - bar_ms,
             start_position=_num(meta.get("position_before") or 0.0),
-            bar_id=self._before(stream, first_id), book=fresh_state(self.cash).tolist(),
+            first_bar_id=first_id, bar_id=self._before(stream, first_id),
+            book=fresh_state(self.cash).tolist(),
             equity=self.cash, peak=self.cash,
         )  # fmt: skip
         self.accounts[key] = acc
@@ -547,12 +552,15 @@ class PaperBook:
     def _context(self, acc: Account, origin: int) -> pd.DataFrame:
         """The bars the loop started the model's state from (before the account's first
         bar), as the loop read them: the stream, then the data store."""
-        need = max(0, (acc.first_ts - origin) // acc.bar_ms)
-        first_id = self._first_bar_id(acc.stream, acc.first_ts)
-        m = Market(acc.stream, acc.exchange, acc.market, acc.timeframe, acc.bar_ms, need or 1)
-        if need and first_id is not None:
-            seed_window(self.r, m, need, first_id, acc.first_ts)
-        return frame(m.times, m.values) if need else frame(m.times[:0], m.values[:0])
+        memo = (acc.key, origin, acc.first_ts)  # fixed for the account's life
+        if memo not in self._history:
+            need = max(0, (acc.first_ts - origin) // acc.bar_ms)
+            first_id = acc.first_bar_id or self._first_bar_id(acc.stream, acc.first_ts)
+            m = Market(acc.stream, acc.exchange, acc.market, acc.timeframe, acc.bar_ms, need or 1)
+            if need and first_id is not None:
+                seed_window(self.r, m, need, first_id, acc.first_ts)
+            self._history[memo] = frame(m.times, m.values)
+        return self._history[memo]
 
     def _shadow(self, acc: Account, *, idle: bool = False) -> None:
         """The model's backtest over the account's bars, against the account."""
@@ -701,19 +709,14 @@ class PaperBook:
             try:
                 n = self.step()
                 backoff = 0.1
-            except _RETRYABLE as exc:
-                log.warning("redis unavailable (%s); retrying in %.1f s", exc, backoff)
-                self._loaded = False
-                self.accounts.clear()
-                self._fresh.clear()
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            except Exception as exc:  # reported, state re-read from Redis, retried
-                why = f"paper step failed: {type(exc).__name__}: {exc}"
-                log.error("%s", why)
-                with contextlib.suppress(*_RETRYABLE):
-                    self._commit([("error", why)], set(), None)
+            except Exception as exc:  # state re-read from Redis, then retried
+                if isinstance(exc, _RETRYABLE):
+                    log.warning("redis unavailable (%s); retrying in %.1f s", exc, backoff)
+                else:  # reported
+                    why = f"paper step failed: {type(exc).__name__}: {exc}"
+                    log.error("%s", why)
+                    with contextlib.suppress(*_RETRYABLE):
+                        self._commit([("error", why)], set(), None)
                 self._loaded = False
                 self.accounts.clear()
                 self._fresh.clear()

@@ -75,18 +75,11 @@ def test_returns_scaled_x3_raise_one_alert_on_the_features_that_moved(
     assert int(stats[f"drift_alerts|{store.lstm}:1"]) == 1
 
 
-def test_with_drift_demote_on_an_alert_stops_the_model(
-    store: Store, redis_server: Any, r: redis.Redis
-) -> None:
-    """The runtime setting ``drift_demote`` (off by default): the bridge, reading the
-    alerts under its own Redis user, deactivates the version an alert names, with the
-    reason on the model event; the registry's @champion goes too."""
-    from mlflow import MlflowClient
-
+def _drift_beside_a_bridge(r: redis.Redis, until: Any, what: str) -> None:
+    """Serve the LSTM over returns scaled x3 (one drift alert) while a bridge runs
+    under its own Redis user, until ``until()`` holds (within 30 s)."""
     from botlib.bridge.service import BridgeConfig, CommandService
 
-    promote(store.lstm, 1, gate=LENIENT)
-    r.set("botlib:config", json.dumps({"drift_demote": True}))
     bridge = CommandService(as_role(r, "bridge"), config=BridgeConfig(experiment="drift"))
     thread = threading.Thread(target=bridge.run, daemon=True)
     thread.start()
@@ -96,12 +89,28 @@ def test_with_drift_demote_on_an_alert_stops_the_model(
         SignalLoop(as_role(r, "loop"), config=config).run(idle_exit_s=1.5)
         assert len(records(r, "botlib:alerts")) == 1
         deadline = time.monotonic() + 30
-        while r.hexists("botlib:active_models", store.lstm) and time.monotonic() < deadline:
+        while not until():
+            assert time.monotonic() < deadline, what
             time.sleep(0.1)
-        assert not r.hexists("botlib:active_models", store.lstm), "still served after drift"
     finally:
         bridge.stop()
         thread.join(30)
+
+
+def test_with_drift_demote_on_an_alert_stops_the_model(
+    store: Store, redis_server: Any, r: redis.Redis
+) -> None:
+    """The runtime setting ``drift_demote`` (off by default): the bridge, reading the
+    alerts under its own Redis user, deactivates the version an alert names, with the
+    reason on the model event; the registry's @champion goes too."""
+    from mlflow import MlflowClient
+
+    promote(store.lstm, 1, gate=LENIENT)
+    r.set("botlib:config", json.dumps({"drift_demote": True}))
+    _drift_beside_a_bridge(
+        r, lambda: not r.hexists("botlib:active_models", store.lstm),
+        "still served after drift",
+    )  # fmt: skip
     (event,) = [e for e in records(r, "botlib:model_events") if e["event"] == "deactivated"]
     assert event["name"] == store.lstm and "feature drift" in event["reason"]
     assert "logret_1" in event["reason"]
@@ -110,23 +119,10 @@ def test_with_drift_demote_on_an_alert_stops_the_model(
 
 
 def test_drift_demote_is_off_by_default(store: Store, redis_server: Any, r: redis.Redis) -> None:
-    from botlib.bridge.service import BridgeConfig, CommandService
-
     promote(store.lstm, 1, gate=LENIENT)
-    bridge = CommandService(as_role(r, "bridge"), config=BridgeConfig(experiment="drift"))
-    thread = threading.Thread(target=bridge.run, daemon=True)
-    thread.start()
-    try:
-        feed(r, returns_scaled(window(600), 3.0))
-        config = loop_config(drift_every=50, drift_window=300, drift_min_rows=200)
-        SignalLoop(as_role(r, "loop"), config=config).run(idle_exit_s=1.5)
-        assert len(records(r, "botlib:alerts")) == 1
-        alert_id = r.xrange("botlib:alerts")[-1][0]
-        deadline = time.monotonic() + 10  # the bridge has read past the alert
-        while r.hget("botlib:bridge:stats", "alerts_read") != alert_id:
-            assert time.monotonic() < deadline, "the bridge never read the alert"
-            time.sleep(0.1)
-    finally:
-        bridge.stop()
-        thread.join(30)
+    _drift_beside_a_bridge(  # the bridge has read past the alert
+        r,
+        lambda: r.hget("botlib:bridge:stats", "alerts_read") == r.xrange("botlib:alerts")[-1][0],
+        "the bridge never read the alert",
+    )  # fmt: skip
     assert r.hexists("botlib:active_models", store.lstm)
