@@ -24,6 +24,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -167,14 +168,30 @@ def _feature_checks(model: BaseModel) -> list[str]:
 
 
 def evaluate_gate(
-    name: str, version: str | int | None = None, *, gate: GateConfig | None = None
+    name: str,
+    version: str | int | None = None,
+    *,
+    gate: GateConfig | None = None,
+    client: MlflowClient | None = None,
+    mv: Any = None,
+    run: Any = None,
+    model_tags: dict[str, str] | None = None,
+    artifacts: tuple[Path, Path] | None = None,
 ) -> GateResult:
-    """Run every check of the gate on ``name`` (version ``version`` or the newest)."""
+    """Run every check of the gate on ``name`` (version ``version`` or the newest).
+
+    What a caller fetched from the registry already need not be fetched again (each
+    request to an authenticated server costs a password check): ``mv`` the model
+    version, ``run`` its run, ``model_tags`` the registered model's tags,
+    ``artifacts`` the version's downloaded (root, model folder). The checks are the
+    same: the digest is computed over the files given."""
     gate = gate or GateConfig()
-    client = _client()
-    mv = _version(client, name, version)
+    client = client or _client()
+    if mv is None:
+        mv = _version(client, name, version)
     result = GateResult(name, str(mv.version))
-    run = client.get_run(mv.run_id) if mv.run_id else None
+    if run is None and mv.run_id:
+        run = client.get_run(mv.run_id)
     metrics = dict(run.data.metrics) if run else {}
     params = dict(run.data.params) if run else {}
     tags = dict(run.data.tags) if run else {}
@@ -242,7 +259,7 @@ def evaluate_gate(
     try:
         from botlib.tracking.verify import DIGEST_TAG, artifact_digest, download_model
 
-        root, folder = download_model(uri)
+        root, folder = artifacts if artifacts is not None else download_model(uri)
         digest = artifact_digest(root)
         recorded = (mv.tags or {}).get(DIGEST_TAG)
         if recorded:  # promoted before: its artifacts must be the ones promoted then
@@ -269,7 +286,7 @@ def evaluate_gate(
             )
         )
         meta = model.meta
-        ident = identity_of(name, client)
+        ident = identity_of(name, client, tags=model_tags)
         result.entry = {
             "name": name,
             "version": str(mv.version),
@@ -298,12 +315,20 @@ def evaluate_gate(
     return result
 
 
-def _record_digest(client: MlflowClient, name: str, version: str, entry: dict[str, Any]) -> None:
+def _record_digest(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    entry: dict[str, Any],
+    tags: dict[str, str] | None = None,
+) -> None:
     """Record the artifacts' digest on the version the first time it is served (a
-    digest already there is never replaced: the loader compares against it)."""
+    digest already there is never replaced: the loader compares against it).
+    ``tags``: the version's tags, when the caller read them already."""
     from botlib.tracking.verify import DIGEST_TAG
 
-    tags = client.get_model_version(name, version).tags or {}
+    if tags is None or DIGEST_TAG not in tags:
+        tags = client.get_model_version(name, version).tags or {}
     if entry.get("artifact_digest") and DIGEST_TAG not in tags:
         client.set_model_version_tag(name, version, DIGEST_TAG, entry["artifact_digest"])
 
@@ -401,12 +426,14 @@ def publish_version(
     previous: str | None,
     *,
     alias_set: bool = False,
+    version_tags: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Make ``result``'s version @champion (``previous``, the version served before,
     becomes @previous), tag it, and publish its entry to Redis (``r`` None: aliases
     only). Shared by ``promote`` and the registry watcher. ``alias_set``: @champion is
     on the version already (the registry watcher): its entry goes to Redis as soon as
-    its digest is recorded, before the bookkeeping tags. Returns the entry."""
+    its digest is recorded, before the bookkeeping tags (``version_tags``: the
+    version's tags as the caller read them). Returns the entry."""
     name = result.name
     failed = [c.name for c in result.checks if not c.passed]
     entry = {**result.entry, "promoted_at": time.time(), "gate": "forced" if failed else "passed"}
@@ -421,7 +448,7 @@ def publish_version(
         if previous is not None and previous != result.version:
             client.set_registered_model_alias(name, PREVIOUS, previous)
         client.set_registered_model_alias(name, CHAMPION, result.version)
-    _record_digest(client, name, result.version, result.entry)  # the loop checks it first
+    _record_digest(client, name, result.version, result.entry, version_tags)  # loop checks it
     if r is not None:
         _announce(r, redis_names(), event, entry)
     client.set_model_version_tag(name, result.version, "botlib.promoted_at", str(time.time()))

@@ -444,11 +444,15 @@ def watch_registry(
     if not once:
         logging.getLogger("botlib.registry").setLevel(logging.INFO)
     watcher = RegistryWatcher(
-        gate=GateConfig(margin=margin, min_trades=min_trades), interval_s=interval
-    )
+        gate=GateConfig(margin=margin, min_trades=min_trades), interval_s=interval,
+        fetch_ahead=not once,
+    )  # fmt: skip
     if once:
-        for action in watcher.poll():
-            console.print(f"{action.name}: {action.action} v{action.version} {action.detail}")
+        try:
+            for action in watcher.poll():
+                console.print(f"{action.name}: {action.action} v{action.version} {action.detail}")
+        finally:
+            watcher.close()
         return
     signal.signal(signal.SIGTERM, lambda *_: watcher.stop())
     console.print(f"watching the registry's @champion every {interval:g} s (Ctrl-C to stop)")

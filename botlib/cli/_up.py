@@ -34,7 +34,7 @@ def _children(
     replay_speed: float,
     workers: int,
     lease_ttl: float,
-    registry_watch: bool = False,
+    registry_watch: bool = True,
     gate: tuple[float, int] = (0.0, 3),
     paper: bool = True,
 ) -> list[dict[str, object]]:
@@ -95,15 +95,16 @@ def up(
         bool,
         typer.Option(
             "--registry-watch/--no-registry-watch",
-            help="Also run `botlib watch-registry`: @champion set in the MLflow UI is "
-            "gated and served.",
+            help="Run `botlib watch-registry`: @champion set in the MLflow UI (or its "
+            "API, or a notebook) is gated and served. --no-registry-watch: only "
+            "`botlib promote` changes what is served.",
         ),
-    ] = False,
+    ] = True,
     gate_margin: Annotated[
-        float, typer.Option(help="--registry-watch: the gate's margin over the baselines.")
+        float, typer.Option(help="The registry watcher's gate: margin over the baselines.")
     ] = 0.0,
     gate_min_trades: Annotated[
-        int, typer.Option(help="--registry-watch: the gate's fewest round trips.", min=0)
+        int, typer.Option(help="The registry watcher's gate: fewest round trips.", min=0)
     ] = 3,
     paper: Annotated[
         bool,
@@ -115,7 +116,8 @@ def up(
     ] = True,
 ) -> None:
     """Start the trading server: Redis (the local one is started if it is not up),
-    the signal loop, the command bridge, the paper accounts and the feeds, as
+    the signal loop, the command bridge, the paper accounts, the registry watcher
+    (@champion set in the MLflow UI is gated and served) and the feeds, as
     supervised processes that are restarted when they die. A Redis with no active
     models gets the registry's @champion versions. Logs in logs/ of the home;
     `botlib ps` lists them, `botlib down` stops them.

@@ -66,12 +66,14 @@ def _uuid(value: str, what: str) -> str:
         raise ConfigError(f"{what} must be a UUID (the backend's id), got {value!r}") from None
 
 
-def identity_of(name: str, client: Any = None) -> Identity:
-    """The identity bound to registered model ``name`` (unbound: ids are None)."""
+def identity_of(name: str, client: Any = None, *, tags: dict[str, str] | None = None) -> Identity:
+    """The identity bound to registered model ``name`` (unbound: ids are None).
+    ``tags``: the registered model's tags, when the caller has them already."""
     from botlib.tracking import mlflow_client
 
-    client = client or mlflow_client()
-    tags = client.get_registered_model(name).tags or {}
+    if tags is None:
+        client = client or mlflow_client()
+        tags = client.get_registered_model(name).tags or {}
     spec = json.loads(tags[SPEC_TAG]) if SPEC_TAG in tags else None
     return Identity(
         name, tags.get(MODEL_ID_TAG), tags.get(USER_ID_TAG), spec, tags.get(SYMBOL_AS_TAG)

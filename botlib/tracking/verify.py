@@ -52,15 +52,17 @@ def artifact_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def download_model(uri: str) -> tuple[Path, Path]:
-    """Download a logged model: (the downloaded folder, the botlib model inside it)."""
+def download_model(uri: str, dst: Path | None = None) -> tuple[Path, Path]:
+    """Download a logged model (into ``dst``, else a temporary folder): (the downloaded
+    folder, the botlib model inside it)."""
     import mlflow
 
     from botlib.tracking import use_store
     from botlib.tracking.pyfunc import resolve_model_uri
 
     use_store()
-    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    where = None if dst is None else str(dst)
+    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=where))
     return root, resolve_model_uri(uri, local=root)
 
 

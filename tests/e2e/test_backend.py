@@ -121,7 +121,7 @@ def test_the_backend_creates_trains_serves_and_stores_every_record(
     user: User, r: redis.Redis, real_backend: RealBackend
 ) -> None:
     backend = real_backend
-    user.botlib("up", "--feed", "none")
+    user.botlib("up", "--feed", "none", "--no-registry-watch")
     wait_for(lambda: r.hget("botlib:bridge:stats", "heartbeat") is not None, 120, "the bridge")
     owner = backend.call("seedUser")
 

@@ -81,7 +81,7 @@ def test_three_loops_six_markets_one_killed(
 ) -> None:
     assert len(ga_versions) == MARKETS
     entries = _activate(r, user.redis_url(), live_store, ga_versions, monkeypatch)
-    user.botlib("up", "--loops", "3", "--no-bridge", "--lease-ttl", "3")
+    user.botlib("up", "--loops", "3", "--no-bridge", "--no-registry-watch", "--lease-ttl", "3")
     # every market is owned by one loop, and each loop holds its share (two)
     wait_for(
         lambda: (

@@ -128,7 +128,7 @@ def test_champion_set_through_the_authenticated_rest_api_is_served(
     assert trained.returncode == 0, trained.stderr[-3000:]
     r = redis.Redis.from_url(user.redis_url(), decode_responses=True)
     try:
-        user.botlib("up", "--no-bridge", "--registry-watch", "--gate-margin", "-10",
+        user.botlib("up", "--no-bridge", "--gate-margin", "-10",
                     "--gate-min-trades", "0")  # fmt: skip
         wait_for(lambda: r.hexists("botlib:registry", NAME), 120, "the watcher's first look")
 

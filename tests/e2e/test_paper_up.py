@@ -41,7 +41,7 @@ def test_paper_accounts_survive_a_sigkill_and_equal_their_backtests(
     for name in (live_store.lstm, live_store.ga):
         user.botlib("promote", name, "--version", "1", "--force")
     user.botlib(
-        "up", "--no-bridge", "--feed", "replay", "--replay-last", str(BARS),
+        "up", "--no-bridge", "--no-registry-watch", "--feed", "replay", "--replay-last", str(BARS),
         "--replay-speed", str(3600 * 100),
     )  # fmt: skip
     first = user.child_pid("paper")

@@ -30,7 +30,7 @@ def test_each_poison_is_set_aside_and_the_next_100_bars_served(
     user: User, r: redis.Redis, live_store: Store
 ) -> None:
     user.botlib("promote", live_store.ga, "--version", "1", "--force")
-    user.botlib("up", "--no-bridge")
+    user.botlib("up", "--no-bridge", "--no-registry-watch")
     candles = load_ohlcv("BTC/USDT", "1h", start=REPLAY_START).iloc[:800]
     bars = bars_from_candles(candles, exchange="binance", symbol="BTC/USDT", timeframe="1h")
     nested = '{"signal": ' * 5000 + "1" + "}" * 5000

@@ -34,7 +34,7 @@ def test_the_registry_drives_what_the_trading_server_serves(
     user.botlib("promote", name, "--version", "1", *lenient)
     user.botlib("promote", name, "--version", "2", *lenient)
     assert _served(r, name) == "2"
-    up = user.botlib("up", "--no-bridge", "--registry-watch")
+    up = user.botlib("up", "--no-bridge")  # the watcher runs by default
     assert "registry" in up.stdout
     client = MlflowClient(tracking_uri=live_store.uri, registry_uri=live_store.uri)
     # the watcher, once started (warm: MLflow loaded), acts within seconds

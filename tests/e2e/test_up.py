@@ -52,7 +52,7 @@ def test_up_serves_every_bar_to_the_backend_and_down_leaves_nothing(
     models = _model_ids(r)
     assert len(models) == 2
     node = backend(until_signals=2 * BARS)
-    up = user.botlib("up", "--feed", "replay", "--replay-last", str(BARS))
+    up = user.botlib("up", "--no-registry-watch", "--feed", "replay", "--replay-last", str(BARS))
     assert "serve" in up.stdout and "bridge" in up.stdout
     summary = node.wait(timeout=240)
     _check_backend(summary, models)
@@ -115,7 +115,7 @@ def test_a_killed_loop_is_restarted_and_every_bar_is_signalled_once(
     node = backend(until_signals=2 * BARS)
     # bars arrive over ~10 s, so the loop is killed with most of them still to come
     user.botlib(
-        "up", "--no-bridge", "--feed", "replay", "--replay-last", str(BARS),
+        "up", "--no-bridge", "--no-registry-watch", "--feed", "replay", "--replay-last", str(BARS),
         "--replay-speed", str(3600 * 50),
     )  # fmt: skip
     first = user.child_pid("serve")
@@ -140,7 +140,9 @@ def test_the_demos_hint_on_a_fresh_redis_serves_the_champion(user: User, live_st
 
     client = MlflowClient(tracking_uri=live_store.uri, registry_uri=live_store.uri)
     client.set_registered_model_alias(live_store.ga, "champion", "1")
-    up = user.botlib("up", "--no-bridge", "--feed", "replay", "--replay-last", "50")
+    up = user.botlib(
+        "up", "--no-bridge", "--no-registry-watch", "--feed", "replay", "--replay-last", "50"
+    )
     assert f"activated {live_store.ga} v1" in up.stdout
     assert "redis-server started" in up.stdout
     r = redis.Redis.from_url(user.redis_url(), decode_responses=True)
@@ -148,7 +150,9 @@ def test_the_demos_hint_on_a_fresh_redis_serves_the_champion(user: User, live_st
     feed = next(c for c in user.state()["children"] if c["name"].startswith("feed-"))
     # again: the replay finds its bars already on the stream and skips them
     user.botlib("down")  # stops the redis-server it started (its data stays)
-    user.botlib("up", "--no-bridge", "--feed", "replay", "--replay-last", "50")
+    user.botlib(
+        "up", "--no-bridge", "--no-registry-watch", "--feed", "replay", "--replay-last", "50"
+    )
     wait_for(
         lambda: (
             next(c for c in user.state()["children"] if c["name"] == feed["name"])["status"]

@@ -36,9 +36,14 @@ def test_the_registry_champion_is_what_the_loop_serves(
     watcher = RegistryWatcher(as_role(r, "bridge"), gate=LENIENT, client=client)
     assert watcher.poll() == []  # nothing set, nothing served
 
+    # the newest version is fetched ahead, in the background, and kept: its digest
+    # is the one recorded at training
+    assert watcher.fetch.settle()[(name, "2")] is True
+
     client.set_registered_model_alias(name, "champion", "1")  # as the UI does
     (action,) = watcher.poll()
     assert (action.action, action.version) == ("published", "1")
+    assert "fetched ahead" not in action.detail  # v1 was downloaded by its gate
     assert _served(r, name) == "1"
     events = [json.loads(f["data"]) for _, f in r.xrange("botlib:model_events")]
     assert events[-1]["event"] == "promoted" and events[-1]["version"] == "1"
@@ -46,6 +51,7 @@ def test_the_registry_champion_is_what_the_loop_serves(
     client.set_registered_model_alias(name, "champion", "2")
     (action,) = watcher.poll()
     assert action.action == "published" and _served(r, name) == "2"
+    assert "artifacts fetched ahead" in action.detail, action.detail
     assert str(client.get_registered_model(name).aliases["previous"]) == "1"
 
     # back onto @previous: an emergency rollback, without the gate (strict here)
@@ -73,9 +79,19 @@ def test_the_registry_champion_is_what_the_loop_serves(
         (action,) = watcher.poll()
         assert action.action == "refused" and "not logged by botlib" in action.detail
         assert _served(r, name) == "1"
+        # the newest version, but nothing of it is fetched ahead either
+        assert watcher.poll() == []
+        assert watcher.fetch.settle()[(name, str(outside.version))] is False
         assert str(client.get_registered_model(name).aliases["champion"]) == "1"
     finally:
         client.delete_model_version(name, outside.version)
+
+    # Redis lost its entries (or a new one came up): the champion botlib published
+    # before is served again, without a second gate (the strict one would refuse it)
+    r.delete("botlib:active_models")
+    (action,) = watcher.poll()
+    assert action.action == "restored" and _served(r, name) == "1"
+    assert str(client.get_registered_model(name).aliases["champion"]) == "1"
 
     # @champion deleted: the model stops serving
     client.delete_registered_model_alias(name, "champion")
@@ -94,3 +110,24 @@ def test_the_registry_champion_is_what_the_loop_serves(
     assert watcher.poll() == [] and _served(r, name) is None
     client.delete_registered_model_alias(name, "champion")
     client.delete_model_version_tag(name, "2", "botlib.publishing_at")
+    watcher.close()
+
+
+def test_fetched_ahead_artifacts_are_kept_only_with_the_recorded_digest(store: Store) -> None:
+    from botlib.registry_watch import FetchAhead
+    from botlib.tracking.verify import DIGEST_TAG, artifact_digest
+
+    recorded = MlflowClient().get_model_version(store.lstm, "1").tags[DIGEST_TAG]
+    fetch = FetchAhead(keep=1)
+    try:
+        assert fetch.files(store.lstm, "1", "0" * 64) is None  # another digest: not kept
+        assert fetch.settle() == {}
+        root, folder = fetch.files(store.lstm, "1", recorded) or (None, None)
+        assert root is not None and artifact_digest(root) == recorded
+        assert (folder / "botlib_model.json").exists()
+        assert fetch.files(store.lstm, "1", recorded) == (root, folder) and fetch.hits == 1
+        fetch.files(store.lstm, "2", MlflowClient().get_model_version(store.lstm, "2")
+                    .tags[DIGEST_TAG])  # fmt: skip
+        assert not root.exists()  # keep=1: the least recently used went
+    finally:
+        fetch.close()
