@@ -70,6 +70,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/optimize.py
 	$(BIN)/python bench/fast_path.py
 	$(BIN)/python bench/streaming_features.py
+	$(BIN)/python bench/registry_watch.py
 	$(BIN)/python bench/bridge.py
 
 LAB_PORT ?= 8888
