@@ -298,6 +298,7 @@ def collect_status(r: Any, names: RedisNames, *, exchange: str | None = None) ->
                 "parity_checked_to": parity.get("checked_to"),
                 "shadow_equity": parity.get("shadow_equity"),
                 "parity_error": parity.get("error"),
+                "parity_skipped": parity.get("skipped"),
             }
         )
     paper_up, paper_age = heartbeat(paper_stats)

@@ -84,6 +84,8 @@ def _print_status(status: dict[str, Any]) -> None:
         where = f"{a['model_id']} on {a['exchange']} {a['market']} {a['timeframe']}"
         if a.get("parity_error"):
             verdict = f"[yellow]shadow failed[/]: {escape(a['parity_error'])}"
+        elif a.get("parity_skipped"):
+            verdict = f"[yellow]shadow backtest skipped[/]: {escape(a['parity_skipped'])}"
         elif a.get("parity_ok") is None:
             verdict = "shadow backtest not run yet"
         elif a["parity_ok"]:

@@ -60,6 +60,13 @@ except ImportError:  # pragma: no cover
     _RETRYABLE = ()
 
 
+#: why an account's shadow backtest stops: it starts from the account's first bar
+_TRIMMED = (
+    "the curve keeps only its newest bars and the shadow backtest needs every bar since "
+    "the account's first: not checked (a new promotion starts a new account)"
+)
+
+
 @dataclass(frozen=True)
 class PaperConfig:
     """Settings of the paper accounts; ``cash`` / ``fee`` / ``slippage`` default to the
@@ -581,6 +588,19 @@ class PaperBook:
             model.meta.required_history * acc.bar_ms)  # fmt: skip
         raw = [json.loads(x) for x in self.r.lrange(self.names.paper_curve_key(acc.key), 0, -1)]
         if not raw:
+            return
+        if int(raw[0][0]) != acc.first_ts:  # the curve was trimmed at max_curve bars
+            if not str(acc.parity.get("skipped", "")).startswith(_TRIMMED):
+                log.warning("%s: %s", acc.key, _TRIMMED)
+            acc.parity = {**checked, "skipped": f"{_TRIMMED} (max_curve: {len(raw):,} of "
+                          f"{acc.bars:,} bars kept)"}  # fmt: skip
+            acc.shadow_due = 0
+            acc.live_pending = True  # the live run still follows the paper equity
+            writes_: list[Any] = []
+            equity = np.array([np.nan if row[9] is None else row[9] for row in raw], "float64")
+            times = np.array([int(row[0]) for row in raw], "int64")
+            self._live_update(acc, times, equity, None, writes_, force=idle)
+            self._commit(writes_, {acc.key}, None)
             return
         rows = np.array([[np.nan if v is None else v for v in row] for row in raw], "float64")
         times = rows[:, 0].astype("int64")

@@ -160,6 +160,30 @@ def test_a_signal_lost_before_the_backend_is_a_parity_break_at_its_bar(
     assert int(r.hget("botlib:paper:stats", "parity_breaks") or 0) == 1
 
 
+def test_a_curve_trimmed_to_its_newest_bars_is_said_not_a_parity_break(
+    store: Store, redis_server: Any, r: redis.Redis
+) -> None:
+    """The shadow backtest starts from the account's first bar: once the curve keeps
+    only its newest ``max_curve`` bars it cannot run, and says so; the book goes on.
+    (Run anyway, from the trimmed curve's first bar, it reported 97 false breaks.)"""
+    from botlib.monitor import collect_status
+    from botlib.transport import redis_names
+
+    promote(store.lstm, 1, gate=LENIENT)
+    feed(r, window(160))
+    SignalLoop(as_role(r, "loop"), config=loop_config(history=0)).run(idle_exit_s=1.5)
+    config = PaperConfig(block_ms=50, max_curve=100)
+    PaperBook(as_role(r, "paper"), config=config).run(idle_exit_s=1.0)
+    key = f"{store.lstm}:1|{STREAM}"
+    acc = accounts(r)[key]
+    assert acc["bars"] == 160 and r.llen(redis_names().paper_curve_key(key)) == 100
+    assert acc["parity"]["skipped"].startswith("the curve keeps only its newest bars")
+    assert "breaks" not in acc["parity"] and "first_break" not in acc["parity"]
+    assert not [a for a in records(r, "botlib:alerts") if a["type"] == "parity_break"]
+    (shown,) = collect_status(r, redis_names())["paper"]["accounts"]
+    assert shown["parity_skipped"] and shown["parity_ok"] is None
+
+
 def test_a_new_version_that_inherits_a_position_still_equals_its_backtest(
     store: Store, redis_server: Any, r: redis.Redis
 ) -> None:
