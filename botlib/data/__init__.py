@@ -15,7 +15,13 @@ from botlib.data._load import (
 )
 from botlib.data._store import list_datasets
 from botlib.data._timeframe import bars_per_year, timeframe_delta, timeframe_seconds
-from botlib.data._validate import OHLCV_COLUMNS, Gap, ValidationReport, validate_ohlcv
+from botlib.data._validate import (
+    OHLCV_COLUMNS,
+    Gap,
+    ValidationReport,
+    ohlcv_values,
+    validate_ohlcv,
+)
 from botlib.errors import DataError
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "list_datasets",
     "load_ohlcv",
     "make_exchange",
+    "ohlcv_values",
     "read_candles_file",
     "timeframe_delta",
     "timeframe_seconds",

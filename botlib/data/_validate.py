@@ -17,6 +17,19 @@ from botlib.data._timeframe import timeframe_delta
 from botlib.errors import DataError
 
 OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+def ohlcv_values(candles: pd.DataFrame) -> np.ndarray:
+    """The OHLCV columns of ``candles`` as one float64 array (rows = bars, columns in
+    ``OHLCV_COLUMNS`` order). A frame with exactly those columns in that order gives its
+    own block: a column selection would copy the frame and its attrs first (0.17 ms on
+    a few hundred bars, a tenth of a live model call). Raises as ``to_numpy`` does on
+    non-numeric columns, KeyError on missing ones."""
+    if [str(c) for c in candles.columns] == list(OHLCV_COLUMNS):
+        return candles.to_numpy(dtype="float64")
+    return candles[list(OHLCV_COLUMNS)].to_numpy(dtype="float64")
+
+
 GapPolicy = Literal["keep", "ffill"]
 _SHOW = 5
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from botlib.data import OHLCV_COLUMNS
+from botlib.data import ohlcv_values
 from botlib.models import BaseModel
 from botlib.signals import SignalConfig, records_from_arrays, signal_arrays
 
@@ -72,7 +72,7 @@ def signals_step(
     a frame or its OHLCV values (rows as in ``OHLCV_COLUMNS``). ``atr``: the builder's
     ATR per row of ``candles`` when the caller streams it (the live loop), else it is
     computed from ``candles``."""
-    values = candles if isinstance(candles, np.ndarray) else candles[list(OHLCV_COLUMNS)].to_numpy()
+    values = candles if isinstance(candles, np.ndarray) else ohlcv_values(candles)
     values = np.asarray(values, dtype="float64")
     n, k = len(values), len(tail)
     rows = tail.to_numpy(dtype="float64")

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from botlib.data import OHLCV_COLUMNS
+from botlib.data import OHLCV_COLUMNS, ohlcv_values
 from botlib.errors import DataError
 from botlib.features import FeatureSpec
 
@@ -141,7 +141,7 @@ def check_candles(candles: Any, required: int, *, who: str) -> pd.DataFrame:
     if not isinstance(candles.index, pd.DatetimeIndex):
         raise DataError("bad-index", f"{who}: candles need a DatetimeIndex of bar open times")
     try:
-        values = candles[list(OHLCV_COLUMNS)].to_numpy(dtype="float64")
+        values = ohlcv_values(candles)
     except (TypeError, ValueError) as exc:
         kinds = {c: str(candles[c].dtype) for c in OHLCV_COLUMNS}
         raise DataError(

@@ -37,6 +37,15 @@ def test_missing_and_extra_columns(lstm, windows: Windows) -> None:  # type: ign
         lstm.predict(windows.all.assign(rsi=1.0))
 
 
+def test_column_order_and_dtypes(lstm, windows: Windows) -> None:  # type: ignore[no-untyped-def]
+    window = windows.all.iloc[-lstm.meta.required_history :]
+    shuffled = window[["volume", "close", "open", "low", "high"]]
+    pd.testing.assert_frame_equal(lstm.predict_last(shuffled), lstm.predict_last(window))
+    text = window.astype({"close": object}).assign(close="n/a")
+    with pytest.raises(DataError, match="expected numeric OHLCV columns"):
+        lstm.predict_last(text)
+
+
 def test_unknown_model_and_parameter_hints() -> None:
     with pytest.raises(ValueError, match="did you mean 'lstm'"):
         get_model_class("lstn")
