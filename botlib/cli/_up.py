@@ -123,6 +123,7 @@ def up(
     `botlib ps` lists them, `botlib down` stops them.
 
         botlib up --feed ccxt
+
         botlib up --feed replay --replay-last 500 --loops 2
     """
     from botlib.settings import get_settings
