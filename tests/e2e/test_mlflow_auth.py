@@ -1,9 +1,9 @@
 """The deployed set-up of issue 18 §1: a real ``mlflow server`` with basic
-authentication, models trained into it by botlib as a notebook would, and ``botlib up
---registry-watch``. ``@champion`` set through MLflow's REST API (what the UI calls),
+authentication, models trained into it by botlib as a notebook would, and ``botlib up``
+(its registry watcher runs by default). ``@champion`` set through MLflow's REST API (what the UI calls),
 with the user's credentials, is served within 10 s; back onto ``@previous`` it rolls
-back; a version from outside botlib's training is refused; without credentials the
-registry refuses the change itself."""
+back; a version that fails the gate, and one from outside botlib's training, are
+refused; without credentials the registry refuses the change itself."""
 
 from __future__ import annotations
 
@@ -146,13 +146,27 @@ def test_champion_set_through_the_authenticated_rest_api_is_served(
         events = [json.loads(f["data"])["event"] for _, f in r.xrange("botlib:model_events")]
         assert events[-3:] == ["promoted", "promoted", "rolled_back"]
 
-        # a version registered from outside botlib's training, through the same server:
-        # refused, the alias back on the served version, the reason on the version
         from mlflow import MlflowClient
 
         monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN)
         monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
         client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+
+        # a version that fails the gate: its run now says it made no trade (the gate
+        # wants at least 0 here, so -1 fails); the alias goes back, the checks on it
+        client.log_metric(client.get_model_version(NAME, "2").run_id, "test.trades", -1)
+        started = time.monotonic()
+        assert _set_champion(mlflow_server, "2") == 200
+        wait_for(lambda: str(client.get_registered_model(NAME).aliases.get("champion")) == "1",
+                 WITHIN, "the failing version's alias put back")  # fmt: skip
+        print(f"alias set -> put back (gate failed): {time.monotonic() - started:.1f} s")
+        tags = client.get_model_version(NAME, "2").tags
+        assert tags["botlib.gate"] == "refused: min trades", tags.get("botlib.gate")
+        assert "-1 trades, need >= 0" in tags["botlib.gate.min trades"]
+        assert _served(r) == "1"
+
+        # a version registered from outside botlib's training, through the same server:
+        # refused, the alias back on the served version, the reason on the version
         v1_run = client.get_run(client.get_model_version(NAME, "1").run_id)
         run = client.create_run(v1_run.info.experiment_id)  # someone else's run
         folder = tmp_path / "outside" / "model"
