@@ -1,9 +1,10 @@
 """The deployed set-up of issue 18 §1: a real ``mlflow server`` with basic
 authentication, models trained into it by botlib as a notebook would, and ``botlib up``
-(its registry watcher runs by default). ``@champion`` set through MLflow's REST API (what the UI calls),
-with the user's credentials, is served within 10 s; back onto ``@previous`` it rolls
-back; a version that fails the gate, and one from outside botlib's training, are
-refused; without credentials the registry refuses the change itself."""
+(its registry watcher runs by default). ``@champion`` set through MLflow's REST API
+(what the UI calls), with the user's credentials, is served within 10 s; back onto
+``@previous`` it rolls back; a version that fails the gate, and one from outside
+botlib's training, are refused; without credentials the registry refuses the change
+itself."""
 
 from __future__ import annotations
 
