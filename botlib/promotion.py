@@ -41,6 +41,7 @@ __all__ = [
     "GateConfig",
     "GateResult",
     "PromotionRefusedError",
+    "activate",
     "activate_champions",
     "active_models",
     "evaluate_gate",
@@ -548,17 +549,32 @@ def activate_champions(
             result = evaluate_gate(model.name, version)
             if not result.entry:
                 continue  # cannot be served (its run or model is gone): said by `promote`
-            _record_digest(client, model.name, str(version), result.entry)
-            tags = client.get_model_version(model.name, str(version)).tags or {}
-            gate = str(tags.get("botlib.gate", "passed"))
-            entry = {**result.entry, "promoted_at": time.time(),
-                     "gate": "forced" if gate.startswith("forced") else "passed"}  # fmt: skip
-            event = {"event": "activated", "name": model.name, "version": str(version)}
-            _announce(r, redis_names(), event, entry)
+            activate(client, r, result)
             done.append((model.name, str(version)))
     finally:
         r.close()
     return done
+
+
+def activate(
+    client: MlflowClient,
+    r: redis.Redis,
+    result: GateResult,
+    version_tags: dict[str, str] | None = None,
+) -> str:
+    """Serve ``result``'s version again, as it was published before, without a second
+    gate (event ``activated``): a fresh or wiped Redis gets the registry's champions
+    back. ``version_tags``: the version's tags, when the caller read them already.
+    Returns the gate it was published with (``botlib.gate``)."""
+    name, version = result.name, result.version
+    if version_tags is None:
+        version_tags = client.get_model_version(name, version).tags or {}
+    _record_digest(client, name, version, result.entry, version_tags)
+    gate = str(version_tags.get("botlib.gate", "passed"))
+    entry = {**result.entry, "promoted_at": time.time(),
+             "gate": "forced" if gate.startswith("forced") else "passed"}  # fmt: skip
+    _announce(r, redis_names(), {"event": "activated", "name": name, "version": version}, entry)
+    return gate
 
 
 def list_models() -> list[dict[str, Any]]:

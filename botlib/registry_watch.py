@@ -56,6 +56,7 @@ from botlib.promotion import (
     GateResult,
     _announce,
     _record_digest,
+    activate,
     evaluate_gate,
     publish_version,
 )
@@ -314,10 +315,23 @@ class RegistryWatcher:
             return False
         return time.time() - at < GRACE_S
 
-    def _files(self, name: str, mv: Any) -> tuple[Path, Path] | None:
+    def _evaluate(
+        self,
+        name: str,
+        mv: Any,
+        model_tags: dict[str, str],
+        *,
+        run: Any = None,
+        gate: GateConfig | None = None,
+    ) -> GateResult:
+        """``evaluate_gate`` on what this pass read already, with the version's files
+        fetched ahead when they are."""
         from botlib.tracking.verify import DIGEST_TAG
 
-        return self.fetch.files(name, str(mv.version), (mv.tags or {}).get(DIGEST_TAG))
+        version = str(mv.version)
+        files = self.fetch.files(name, version, (mv.tags or {}).get(DIGEST_TAG))
+        return evaluate_gate(name, version, gate=gate, client=self.client, mv=mv, run=run,
+                             model_tags=model_tags, artifacts=files)  # fmt: skip
 
     def _promote(
         self, name: str, mv: Any, serving: str | None, model_tags: dict[str, str]
@@ -329,10 +343,7 @@ class RegistryWatcher:
             self._put_back(name, version, serving, [("origin", why)])
             return WatchAction(name, "refused", version, why)
         hits = self.fetch.hits
-        result = evaluate_gate(
-            name, version, gate=self.gate, client=self.client, mv=mv, run=run,
-            model_tags=model_tags, artifacts=self._files(name, mv),
-        )  # fmt: skip
+        result = self._evaluate(name, mv, model_tags, run=run, gate=self.gate)
         ahead = ", artifacts fetched ahead" if self.fetch.hits > hits else ""
         gated = time.monotonic()
         if not result.passed or not result.entry:
@@ -372,30 +383,18 @@ class RegistryWatcher:
         if why:
             self._put_back(name, version, None, [("origin", why)])
             return WatchAction(name, "refused", version, why)
-        result = evaluate_gate(
-            name, version, client=self.client, mv=mv, run=run, model_tags=model_tags,
-            artifacts=self._files(name, mv),
-        )  # fmt: skip
+        result = self._evaluate(name, mv, model_tags, run=run)
         if not result.entry:
             self._put_back(name, version, None, [("entry", "cannot be served")])
             return WatchAction(name, "refused", version, "cannot be served")
-        _record_digest(self.client, name, version, result.entry, mv.tags)
-        gate = str((mv.tags or {}).get("botlib.gate", "passed"))
-        entry = {**result.entry, "promoted_at": time.time(),
-                 "gate": "forced" if gate.startswith("forced") else "passed"}  # fmt: skip
-        # as `botlib up` activates the champions of an empty Redis
-        event = {"event": "activated", "name": name, "version": version}
-        _announce(self.r, self.names, event, entry)
+        gate = activate(self.client, self.r, result, mv.tags or {})  # as `botlib up` does
         return WatchAction(name, "restored", version, f"published before ({gate}), not served")
 
     def _roll_back(
         self, name: str, mv: Any, serving: str, model_tags: dict[str, str]
     ) -> WatchAction:
         version = str(mv.version)
-        result: GateResult = evaluate_gate(  # the entry; no gate applies
-            name, version, client=self.client, mv=mv, model_tags=model_tags,
-            artifacts=self._files(name, mv),
-        )  # fmt: skip
+        result = self._evaluate(name, mv, model_tags)  # the entry; no gate applies
         if not result.entry:
             self._put_back(name, version, serving, [("entry", "cannot be served")])
             return WatchAction(name, "refused", version, "cannot be served")

@@ -589,7 +589,9 @@ class PaperBook:
         raw = [json.loads(x) for x in self.r.lrange(self.names.paper_curve_key(acc.key), 0, -1)]
         if not raw:
             return
-        if int(raw[0][0]) != acc.first_ts:  # the curve was trimmed at max_curve bars
+        rows = np.array([[np.nan if v is None else v for v in row] for row in raw], "float64")
+        times = rows[:, 0].astype("int64")
+        if times[0] != acc.first_ts:  # the curve was trimmed at max_curve bars
             if not str(acc.parity.get("skipped", "")).startswith(_TRIMMED):
                 log.warning("%s: %s", acc.key, _TRIMMED)
             acc.parity = {**checked, "skipped": f"{_TRIMMED} (max_curve: {len(raw):,} of "
@@ -597,13 +599,9 @@ class PaperBook:
             acc.shadow_due = 0
             acc.live_pending = True  # the live run still follows the paper equity
             writes_: list[Any] = []
-            equity = np.array([np.nan if row[9] is None else row[9] for row in raw], "float64")
-            times = np.array([int(row[0]) for row in raw], "int64")
-            self._live_update(acc, times, equity, None, writes_, force=idle)
+            self._live_update(acc, times, rows[:, 9], None, writes_, force=idle)
             self._commit(writes_, {acc.key}, None)
             return
-        rows = np.array([[np.nan if v is None else v for v in row] for row in raw], "float64")
-        times = rows[:, 0].astype("int64")
         live = frame(times, rows[:, 1:6])
         history = self._context(acc, origin) if origin < acc.first_ts else live.iloc[:0]
         context = pd.concat([history, live]) if len(history) else live
