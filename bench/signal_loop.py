@@ -91,10 +91,10 @@ def main() -> None:
 
         # -- baseline: the naive per-bar path, in this process -------------------
         pyfunc = mlflow.pyfunc.load_model(f"models:/{session.model_name}/1")
-        # frozen as issue 17 found it: the network called without XLA
+        # frozen as issue 17 found it: the network called through TensorFlow, without XLA
         inner = pyfunc.unwrap_python_model().model
         inner.params["jit_compile"] = False
-        inner._compile_inference()
+        inner._compile_inference(kernels=False)
         history = load_ohlcv("BTC/USDT", "1h", end="2025-01-01").iloc[-need:]
         series = candles.iloc[: args.bars]
         naive = []

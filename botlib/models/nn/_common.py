@@ -26,6 +26,7 @@ import tensorflow as tf
 from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
 from botlib.features.streaming import StreamingFeatures, streamable
 from botlib.models.base import BaseModel, FitReport, ModelMeta, ModelStream
+from botlib.models.nn._kernels import ForwardPlan, plan_for
 from botlib.models.rows import pack_rows, unpack_rows
 from botlib.progress import advance
 from botlib.seed import seed_everything
@@ -119,6 +120,7 @@ class KerasWindowModel(BaseModel):
         self._sd = np.ones(0)
         self._y_scale = 1.0
         self._infer: Any = None
+        self._plan: ForwardPlan | None = None
 
     @property
     def meta(self) -> ModelMeta:
@@ -160,8 +162,17 @@ class KerasWindowModel(BaseModel):
         ends = np.flatnonzero(ok) + seq - 1
         return np.ascontiguousarray(view[ok].transpose(0, 2, 1)), ends
 
-    def _compile_inference(self) -> None:
+    def _compile_inference(self, *, kernels: bool = True) -> None:
+        """Ready the network for inference: botlib's compiled forward pass where the
+        network has the shape ``_network`` builds (``botlib.models.nn._kernels``), else
+        (or with ``kernels=False``) one TensorFlow concrete function."""
         assert self.net is not None
+        self._plan = plan_for(self.net, self.algorithm) if kernels else None
+        if self._plan is not None:
+            self._infer = None
+            return
+        log.info("%s: no compiled forward pass for this network; TensorFlow serves it",
+                 self.name)  # fmt: skip
         net = self.net
         spec = tf.TensorSpec([None, self.params["seq_len"], net.input_shape[-1]], tf.float32)
 
@@ -173,13 +184,16 @@ class KerasWindowModel(BaseModel):
         self._infer = infer.get_concrete_function()
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        """The network on windows ``x``, always in batches of exactly ``_CHUNK`` (the
-        last one padded with copies): the CPU kernels' rounding depends on the batch
-        size, so a fixed size makes every window's output the same bits whether it is
-        computed alone (the live step) or among thousands (a backtest)."""
+        """The network on windows ``x``: the compiled forward pass (every window alone),
+        or TensorFlow always in batches of exactly ``_CHUNK`` (the last one padded with
+        copies): its CPU kernels' rounding depends on the batch size, so a fixed size
+        makes every window's output the same bits whether it is computed alone (the
+        live step) or among thousands (a backtest)."""
         n = len(x)
         if n == 0:
             return np.zeros((0, 1), "float32")
+        if self._plan is not None:  # each window on its own: the same bits in any batch
+            return self._plan.run(x)
         pad = (-n) % _CHUNK
         if pad:
             x = np.concatenate([x, np.repeat(x[-1:], pad, axis=0)])
