@@ -234,6 +234,107 @@ RECURSIVE = {"ema_ratio": _EmaRatio, "rsi": _Rsi, "macd": _Macd, "atr": _atr,
              "obv_slope": _ObvSlope}  # fmt: skip
 
 
+def _pairwise_sum(a: list[float]) -> float:
+    """NumPy's float sum, bit for bit (its pairwise summation: eight accumulators over
+    blocks of up to 128 values, halves above): the one-row forms below give the batch
+    kernels' values exactly."""
+    n = len(a)
+    if n < 8:
+        res = 0.0
+        for v in a:
+            res += v
+        return res
+    if n <= 128:
+        r = a[:8]
+        end = n - n % 8
+        for i in range(8, end, 8):
+            for j in range(8):
+                r[j] += a[i + j]
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for v in a[end:]:
+            res += v
+        return res
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(a[:half]) + _pairwise_sum(a[half:])
+
+
+def _mean_std(a: list[float], ddof: int) -> tuple[float, float]:
+    """``a.mean()`` and ``a.std(ddof=ddof)`` as NumPy computes them."""
+    n = len(a)
+    mean = _pairwise_sum(a) / n
+    squares = [(v - mean) * (v - mean) for v in a]
+    return mean, math.sqrt(_pairwise_sum(squares) / max(n - ddof, 0))
+
+
+_Ring = dict[str, list[float]]
+_NAN = math.nan
+
+
+def _one_returns(r: _Ring, periods: int = 1) -> dict[str, float]:
+    c = r["close"]
+    value = c[-1] / c[-1 - periods] - 1.0 if len(c) > periods else _NAN
+    return {f"ret_{periods}": value}
+
+
+def _one_log_returns(r: _Ring, periods: int = 1) -> dict[str, float]:
+    c = r["close"]
+    # NumPy's log (not libm's: they may differ in the last bit)
+    value = float(np.log(np.array([c[-1] / c[-1 - periods]]))[0]) if len(c) > periods else _NAN
+    return {f"logret_{periods}": value}
+
+
+def _one_sma_ratio(r: _Ring, window: int = 20) -> dict[str, float]:
+    c = r["close"]
+    value = c[-1] / (_pairwise_sum(c[-window:]) / window) - 1.0 if len(c) >= window else _NAN
+    return {f"close_over_sma_{window}": value}
+
+
+def _one_bollinger(r: _Ring, window: int = 20, k: float = 2.0) -> dict[str, float]:
+    c = r["close"]
+    if len(c) < window:
+        return {"bb_pos": _NAN, "bb_width": _NAN}
+    mid, std = _mean_std(c[-window:], 0)
+    upper, lower = mid + k * std, mid - k * std
+    span = upper - lower
+    pos = 0.5 if span == 0 else (c[-1] - lower) / span
+    return {"bb_pos": pos, "bb_width": span / mid if mid else _NAN}
+
+
+def _one_realized_volatility(r: _Ring, window: int = 24) -> dict[str, float]:
+    c = r["close"]
+    if len(c) <= window or window < 2:
+        return {f"rvol_{window}": _NAN}
+    tail = np.asarray(c[-window - 1 :])
+    logs = np.log(tail[1:] / tail[:-1]).tolist()
+    return {f"rvol_{window}": _mean_std(logs, 1)[1]}
+
+
+def _one_volume_zscore(r: _Ring, window: int = 24) -> dict[str, float]:
+    v = r["volume"]
+    if len(v) < window:
+        return {f"vol_z_{window}": _NAN}
+    mean, std = _mean_std(v[-window:], 0)
+    return {f"vol_z_{window}": (v[-1] - mean) / std if std > 0 else 0.0}
+
+
+#: one-row forms of the built-in finite-memory features: the newest value from the
+#: ring alone, in the batch kernels' arithmetic (tested bit for bit)
+ONE_ROW: dict[str, Callable[..., dict[str, float]]] = {
+    "close": lambda r: {"close": r["close"][-1]},
+    "volume": lambda r: {"volume": r["volume"][-1]},
+    "returns": _one_returns,
+    "log_returns": _one_log_returns,
+    "sma_ratio": _one_sma_ratio,
+    "bollinger": _one_bollinger,
+    "realized_volatility": _one_realized_volatility,
+    "volume_zscore": _one_volume_zscore,
+}
+#: the built-in functions the one-row forms stand for (a plugin that registers its own
+#: function under one of these names gets the batch path)
+BUILTIN = {name: FEATURES[name] for name in ONE_ROW}
+
+
 def streamable(spec: FeatureSpec) -> bool:
     """Whether every feature of ``spec`` has an incremental form."""
     return all(f.name in RECURSIVE or f.name in LOOKBACK for f in spec.features)
@@ -283,9 +384,14 @@ class StreamingFeatures:
         for k in _OHLCV:
             self.ring[k].append(b[k])
         window: dict[str, np.ndarray] | None = None
+        ring: _Ring | None = None
         out: dict[str, float] = {}
         for f, step, reads in zip(self.spec.features, self.steps, self.reads, strict=True):
-            if step is None:
+            if step is None and f.name in ONE_ROW and FEATURES.get(f.name) is BUILTIN[f.name]:
+                if ring is None:
+                    ring = {k: list(v) for k, v in self.ring.items()}
+                out.update(ONE_ROW[f.name](ring, **dict(f.params)))
+            elif step is None:  # a plugin's feature: its batch function over its rows
                 if window is None:
                     window = {k: np.fromiter(v, dtype="float64") for k, v in self.ring.items()}
                 # only the rows the value depends on: the same bits, less work

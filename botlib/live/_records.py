@@ -8,11 +8,10 @@ import math
 from datetime import timedelta
 
 import numpy as np
-import pandas as pd
 
 from botlib.live._market import Market
 from botlib.live._models import Served
-from botlib.live.step import ModelStep, signal_payloads
+from botlib.live.step import ModelStep, bar_datetimes, signal_payloads
 from botlib.signals import Prediction, record_id
 from botlib.transport import Batch, Output, RedisNames, dumps
 from botlib.transport.stats import LoopCounter, per_model
@@ -44,26 +43,28 @@ def add_predictions(
 ) -> None:
     """One prediction per ready new bar; each also waits to be scored."""
     meta = served.model.meta
-    tail, ready = step.tail, step.ready
-    k = len(tail)
+    ready = step.ready
+    k = len(step.outputs)
+    bar_ms = int(bar.total_seconds() * 1000)
     horizon_min = int(meta.horizon * bar.total_seconds() // 60)
     pending_key = names.pending_key(market.exchange, market.symbol, market.timeframe)
     closes = closes[-k:]
     symbol = served.record_symbol(market.symbol)
-    names_out = [str(c) for c in tail.columns]
-    values = tail.to_numpy(dtype="float64")
-    for i, ts in enumerate(tail.index):
+    opened = bar_datetimes(step.times)
+    for i, ts in enumerate(opened):
         if not ready[i]:
             continue
-        out = {c: float(v) for c, v in zip(names_out, values[i], strict=True) if np.isfinite(v)}
-        created = pd.Timestamp(ts).to_pydatetime() + bar
+        out = {
+            c: float(v) for c, v in zip(step.names, step.outputs[i], strict=True) if np.isfinite(v)
+        }
+        created = ts + bar
         pred = Prediction(
             id=record_id("prediction", served.model_id, symbol, created),
             model_id=served.model_id,
             symbol=symbol,
             prediction_type=meta.prediction_type,  # type: ignore[arg-type]
             input_data={
-                "bar_time": pd.Timestamp(ts).isoformat(),
+                "bar_time": ts.isoformat(),
                 "close": float(closes[i]),
                 "outputs": out,
                 "market": market.symbol,
@@ -87,9 +88,7 @@ def add_predictions(
                 list_key=names.prediction_list_key(served.model_id, symbol),
             )
         )
-        due = int(pd.Timestamp(ts).value // 1_000_000) + meta.horizon * int(
-            bar.total_seconds() * 1000
-        )
+        due = int(step.times[i]) + meta.horizon * bar_ms
         batch.zadd.append((pending_key, float(due), payload))
     n = int(ready.sum())
     batch.hincr.append((names.loop_stats, LoopCounter.predictions, n))

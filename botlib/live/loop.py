@@ -772,14 +772,10 @@ class SignalLoop:
                 rows = stream.steps(bars)
             n = min(len(window.values), k + self.signal_config.vol_window + 1)
             short = window.values[-n:]
-            index = pd.DatetimeIndex(
-                window.times[-k:].astype("datetime64[ms]").astype("datetime64[ns]"),
-                tz="UTC", name="timestamp",
-            )  # fmt: skip
-            tail = pd.DataFrame(rows, index=index, columns=list(served.model.outputs))
             atr = self._builder_atr(market, window, batch, later)[-n:]
-            step = signals_step(served.model, tail, short, config=self.signal_config,
-                                position=position, atr=atr)  # fmt: skip
+            step = signals_step(served.model, np.asarray(rows, dtype="float64"),
+                                tuple(served.model.outputs), window.times[-k:], short,
+                                config=self.signal_config, position=position, atr=atr)  # fmt: skip
             closes = short[:, 3]
             key = (served.model_id, market.stream)
             ts = int(window.times[-1])

@@ -9,7 +9,8 @@ settings and position give the same signal wherever it is asked for.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,15 @@ from botlib.data import ohlcv_values
 from botlib.models import BaseModel
 from botlib.signals import SignalConfig, records_from_arrays, signal_arrays
 
-__all__ = ["ModelStep", "model_step", "signal_payloads", "signals_step"]
+__all__ = ["ModelStep", "bar_datetimes", "model_step", "signal_payloads", "signals_step"]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def bar_datetimes(times_ms: np.ndarray) -> list[datetime]:
+    """Bar open times (epoch ms) as UTC datetimes (``Timestamp.to_pydatetime``'s)."""
+    return [_EPOCH + timedelta(milliseconds=int(t)) for t in times_ms]
 
 
 @dataclass(frozen=True)
@@ -27,7 +36,11 @@ class ModelStep:
     """What one model made of the ``k`` newest bars."""
 
     #: the model's outputs, one row per new bar (NaN where it has none yet)
-    tail: pd.DataFrame
+    outputs: np.ndarray
+    #: the output columns (``model.outputs``)
+    names: tuple[str, ...]
+    #: the new bars' open times, epoch ms
+    times: np.ndarray
     #: the builder's columns for the new bars (signal, size, stops, ``target``)
     columns: dict[str, np.ndarray]
     #: which new bars have outputs
@@ -37,10 +50,22 @@ class ModelStep:
     #: the position held before each new bar (where the builder started it from)
     before: np.ndarray | None = None
 
+    @cached_property
+    def index(self) -> pd.DatetimeIndex:
+        return pd.DatetimeIndex(
+            self.times.astype("datetime64[ms]").astype("datetime64[ns]"), tz="UTC",
+            name="timestamp",
+        )  # fmt: skip
+
+    @property
+    def tail(self) -> pd.DataFrame:
+        """The model's outputs as a frame (rows: the new bars)."""
+        return pd.DataFrame(self.outputs, index=self.index, columns=list(self.names))
+
     @property
     def signals(self) -> pd.DataFrame:
         """The builder's frame for the new bars (``build_signal_frame``'s rows)."""
-        return pd.DataFrame(self.columns, index=self.tail.index)
+        return pd.DataFrame(self.columns, index=self.index)
 
 
 def model_step(
@@ -55,34 +80,38 @@ def model_step(
     """Run ``model`` on the ``k`` newest bars of ``candles`` (older rows are history)
     and build their signals, starting from the held ``position`` (the window path)."""
     tail = model.predict_tail(candles, k, checked=checked)
-    return signals_step(model, tail, candles, config=config, position=position)
+    times = np.asarray(pd.DatetimeIndex(tail.index).as_unit("ms").asi8, dtype="int64")
+    outputs = tail.to_numpy(dtype="float64")
+    names = tuple(str(c) for c in tail.columns)
+    return signals_step(model, outputs, names, times, candles, config=config, position=position)
 
 
 def signals_step(
     model: BaseModel,
-    tail: pd.DataFrame,
+    outputs: np.ndarray,
+    names: tuple[str, ...],
+    times: np.ndarray,
     candles: pd.DataFrame | np.ndarray,
     *,
     config: SignalConfig,
     position: float,
     atr: np.ndarray | None = None,
 ) -> ModelStep:
-    """THE builder on a model's outputs for the newest bars (``tail``, the last rows of
-    ``candles``; older rows are history), from the held ``position``. ``candles`` may be
-    a frame or its OHLCV values (rows as in ``OHLCV_COLUMNS``). ``atr``: the builder's
-    ATR per row of ``candles`` when the caller streams it (the live loop), else it is
-    computed from ``candles``."""
+    """THE builder on a model's ``outputs`` (rows: the newest bars, opened at ``times``,
+    epoch ms; the last rows of ``candles``, whose older rows are history), from the held
+    ``position``. ``candles`` may be a frame or its OHLCV values (rows as in
+    ``OHLCV_COLUMNS``). ``atr``: the builder's ATR per row of ``candles`` when the
+    caller streams it (the live loop), else it is computed from ``candles``."""
     values = candles if isinstance(candles, np.ndarray) else ohlcv_values(candles)
     values = np.asarray(values, dtype="float64")
-    n, k = len(values), len(tail)
-    rows = tail.to_numpy(dtype="float64")
-    outputs = {}
-    for j, c in enumerate(tail.columns):
+    n, k = len(values), len(outputs)
+    full_rows = {}
+    for j, c in enumerate(names):
         full = np.full(n, np.nan)
-        full[n - k :] = rows[:, j]
-        outputs[str(c)] = full
+        full[n - k :] = outputs[:, j]
+        full_rows[c] = full
     columns = signal_arrays(
-        outputs, values[:, 3], values[:, 1], values[:, 2], first=n - k,
+        full_rows, values[:, 3], values[:, 1], values[:, 2], first=n - k,
         horizon=model.meta.horizon, config=config, previous_target=position, atr=atr,
     )  # fmt: skip
     before = np.empty(k)
@@ -90,8 +119,8 @@ def signals_step(
         before[i] = position
         if np.isfinite(target):
             position = float(target)
-    ready = np.asarray((~np.isnan(rows)).any(axis=1), dtype=bool)
-    return ModelStep(tail, columns, ready, position, before)
+    ready = np.asarray((~np.isnan(outputs)).any(axis=1), dtype=bool)
+    return ModelStep(outputs, names, times, columns, ready, position, before)
 
 
 def signal_payloads(
@@ -109,7 +138,7 @@ def signal_payloads(
     it started the bar from)."""
     ready = {c: v[step.ready] for c, v in step.columns.items()}
     records = records_from_arrays(
-        ready, step.tail.index[step.ready], model_id=model_id, symbol=symbol, bar=bar,
+        ready, bar_datetimes(step.times[step.ready]), model_id=model_id, symbol=symbol, bar=bar,
         horizon=horizon, metadata=metadata, bot_id=bot_id,
     )  # fmt: skip
     before = step.before[step.ready] if step.before is not None else [None] * len(records)

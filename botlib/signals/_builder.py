@@ -24,8 +24,9 @@ Rules, per bar:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -277,15 +278,16 @@ def signal_records(
     """``Signal`` records for the rows of a ``build_signal_frame`` result. A signal is
     created when its bar closes and expires ``horizon`` bars later."""
     columns = {str(c): frame[c].to_numpy() for c in frame.columns}
+    opened = [ts.to_pydatetime() for ts in frame.index]
     return records_from_arrays(
-        columns, frame.index, model_id=model_id, symbol=symbol, bar=bar, horizon=horizon,
+        columns, opened, model_id=model_id, symbol=symbol, bar=bar, horizon=horizon,
         metadata=metadata, bot_id=bot_id,
     )  # fmt: skip
 
 
 def records_from_arrays(
     columns: dict[str, np.ndarray],
-    index: pd.Index,
+    index: Sequence[datetime],
     *,
     model_id: str,
     symbol: str,
@@ -294,12 +296,13 @@ def records_from_arrays(
     metadata: dict[str, Any] | None = None,
     bot_id: str | None = None,
 ) -> list[Signal]:
-    """``signal_records`` on ``signal_arrays``' columns (rows of ``index``)."""
+    """``signal_records`` on ``signal_arrays``' columns (rows opened at ``index``, UTC
+    datetimes)."""
     records = []
     names = list(columns)
     for ts, values in zip(index, zip(*columns.values(), strict=True), strict=True):
         row: dict[str, Any] = dict(zip(names, values, strict=True))
-        created = ts.to_pydatetime() + bar
+        created = ts + bar
         parts = [
             f"score {row['score']:+.2f}" if np.isfinite(row["score"]) else "no score yet",
             f"direction {row['predicted_direction']}",

@@ -31,10 +31,24 @@ def test_every_feature_streams_as_the_batch_computes_it(btc_1h: pd.DataFrame) ->
         worst = np.max(np.where(both, np.abs(streamed - expected) / scale, 0.0), axis=0)
         assert (worst <= 1e-12).all(), dict(zip(names, worst, strict=True))
         exact = [n for n, w in zip(names, worst, strict=True) if w == 0.0]
-        # the finite-memory features are bit-identical by construction
-        for name in ("close", "volume", "ret_1", "logret_1", "bb_pos", "rvol_24", "vol_z_24"):
+        # the finite-memory features are bit-identical by construction (their one-row
+        # forms sum as NumPy does)
+        for name in ("close", "volume", "ret_1", "logret_1", "close_over_sma_20", "bb_pos",
+                     "bb_width", "rvol_24", "vol_z_24"):  # fmt: skip
             if name in names:
                 assert name in exact, name
+
+
+def test_numpys_sum_is_reproduced_bit_for_bit() -> None:
+    from botlib.features.streaming import _mean_std, _pairwise_sum
+
+    rng = np.random.default_rng(5)
+    for n in (1, 3, 7, 8, 9, 16, 20, 24, 100, 128, 129, 300):
+        a = rng.normal(size=n) * 1e4 + 9e4
+        assert _pairwise_sum(a.tolist()) == a.sum(), n
+        for ddof in (0, 1):
+            if n > ddof:
+                assert _mean_std(a.tolist(), ddof) == (a.mean(), a.std(ddof=ddof)), n
 
 
 def test_a_feature_without_an_incremental_form_keeps_the_window_path() -> None:
