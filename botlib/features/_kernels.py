@@ -8,6 +8,8 @@ one are expected to be finite, as they are for validated candles.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import lfilter
@@ -64,3 +66,36 @@ def wilder_seeded(x: Array, window: int) -> Array:
         y, _ = lfilter([a], [1.0, a - 1.0], x[window:], zi=[(1.0 - a) * seed])
         out[window:] = y
     return out
+
+
+def numpy_sum(a: list[float]) -> float:
+    """NumPy's float sum, bit for bit (its pairwise summation: eight accumulators over
+    blocks of up to 128 values, halves above): a one-row form computed from a few
+    values in plain Python gives the batch kernels' values exactly."""
+    n = len(a)
+    if n < 8:
+        res = 0.0
+        for v in a:
+            res += v
+        return res
+    if n <= 128:
+        r = a[:8]
+        end = n - n % 8
+        for i in range(8, end, 8):
+            for j in range(8):
+                r[j] += a[i + j]
+        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for v in a[end:]:
+            res += v
+        return res
+    half = n // 2
+    half -= half % 8
+    return numpy_sum(a[:half]) + numpy_sum(a[half:])
+
+
+def mean_std(a: list[float], ddof: int) -> tuple[float, float]:
+    """``a.mean()`` and ``a.std(ddof=ddof)`` as NumPy computes them."""
+    n = len(a)
+    mean = numpy_sum(a) / n
+    squares = [(v - mean) * (v - mean) for v in a]
+    return mean, math.sqrt(numpy_sum(squares) / max(n - ddof, 0))

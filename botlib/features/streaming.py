@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from botlib.features._kernels import mean_std, numpy_sum
 from botlib.features._spec import FEATURES, LOOKBACK, FeatureSpec
 
 __all__ = ["StreamingFeatures", "streamable"]
@@ -234,39 +235,6 @@ RECURSIVE = {"ema_ratio": _EmaRatio, "rsi": _Rsi, "macd": _Macd, "atr": _atr,
              "obv_slope": _ObvSlope}  # fmt: skip
 
 
-def _pairwise_sum(a: list[float]) -> float:
-    """NumPy's float sum, bit for bit (its pairwise summation: eight accumulators over
-    blocks of up to 128 values, halves above): the one-row forms below give the batch
-    kernels' values exactly."""
-    n = len(a)
-    if n < 8:
-        res = 0.0
-        for v in a:
-            res += v
-        return res
-    if n <= 128:
-        r = a[:8]
-        end = n - n % 8
-        for i in range(8, end, 8):
-            for j in range(8):
-                r[j] += a[i + j]
-        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
-        for v in a[end:]:
-            res += v
-        return res
-    half = n // 2
-    half -= half % 8
-    return _pairwise_sum(a[:half]) + _pairwise_sum(a[half:])
-
-
-def _mean_std(a: list[float], ddof: int) -> tuple[float, float]:
-    """``a.mean()`` and ``a.std(ddof=ddof)`` as NumPy computes them."""
-    n = len(a)
-    mean = _pairwise_sum(a) / n
-    squares = [(v - mean) * (v - mean) for v in a]
-    return mean, math.sqrt(_pairwise_sum(squares) / max(n - ddof, 0))
-
-
 _Ring = dict[str, list[float]]
 _NAN = math.nan
 
@@ -286,7 +254,7 @@ def _one_log_returns(r: _Ring, periods: int = 1) -> dict[str, float]:
 
 def _one_sma_ratio(r: _Ring, window: int = 20) -> dict[str, float]:
     c = r["close"]
-    value = c[-1] / (_pairwise_sum(c[-window:]) / window) - 1.0 if len(c) >= window else _NAN
+    value = c[-1] / (numpy_sum(c[-window:]) / window) - 1.0 if len(c) >= window else _NAN
     return {f"close_over_sma_{window}": value}
 
 
@@ -294,7 +262,7 @@ def _one_bollinger(r: _Ring, window: int = 20, k: float = 2.0) -> dict[str, floa
     c = r["close"]
     if len(c) < window:
         return {"bb_pos": _NAN, "bb_width": _NAN}
-    mid, std = _mean_std(c[-window:], 0)
+    mid, std = mean_std(c[-window:], 0)
     upper, lower = mid + k * std, mid - k * std
     span = upper - lower
     pos = 0.5 if span == 0 else (c[-1] - lower) / span
@@ -307,14 +275,14 @@ def _one_realized_volatility(r: _Ring, window: int = 24) -> dict[str, float]:
         return {f"rvol_{window}": _NAN}
     tail = np.asarray(c[-window - 1 :])
     logs = np.log(tail[1:] / tail[:-1]).tolist()
-    return {f"rvol_{window}": _mean_std(logs, 1)[1]}
+    return {f"rvol_{window}": mean_std(logs, 1)[1]}
 
 
 def _one_volume_zscore(r: _Ring, window: int = 24) -> dict[str, float]:
     v = r["volume"]
     if len(v) < window:
         return {f"vol_z_{window}": _NAN}
-    mean, std = _mean_std(v[-window:], 0)
+    mean, std = mean_std(v[-window:], 0)
     return {f"vol_z_{window}": (v[-1] - mean) / std if std > 0 else 0.0}
 
 

@@ -15,9 +15,10 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from botlib.models import BaseModel
+from botlib.models import BaseModel, ModelMeta
 from botlib.tracking.verify import load_verified
 from botlib.transport import RedisNames, active_models
 
@@ -32,6 +33,11 @@ class Served:
 
     entry: dict[str, Any]
     model: BaseModel
+
+    @cached_property
+    def meta(self) -> ModelMeta:
+        """The model's meta, read once (a served model does not change)."""
+        return self.model.meta
 
     @property
     def name(self) -> str:

@@ -42,7 +42,7 @@ def add_predictions(
     bar: timedelta,
 ) -> None:
     """One prediction per ready new bar; each also waits to be scored."""
-    meta = served.model.meta
+    meta = served.meta
     ready = step.ready
     k = len(step.outputs)
     bar_ms = int(bar.total_seconds() * 1000)
@@ -110,7 +110,7 @@ def add_signals(
         model_id=served.model_id,
         symbol=served.record_symbol(market.symbol),
         bar=bar,
-        horizon=served.model.meta.horizon,
+        horizon=served.meta.horizon,
         metadata={
             "market": market.symbol,
             "exchange": market.exchange,

@@ -233,6 +233,11 @@ def _drive(
     return outcome
 
 
+def _by_score(members: dict[str, float]) -> list[tuple[str, float]]:
+    """A sorted set's members as ZRANGE lists them: by score, then by member."""
+    return sorted(members.items(), key=lambda item: (item[1], item[0]))
+
+
 class _Window:
     """One step's view of a market: its window with the ``k`` new bars appended. The
     candle frame is built only if a model needs the window path."""
@@ -305,6 +310,8 @@ class SignalLoop:
         self._by_stream_key: tuple[int, ...] = ()
         #: pending predictions per market, read for all markets of a step at once
         self._pending: dict[str, list[tuple[str, float]]] = {}
+        #: each market's predictions waiting to be scored (payload -> due ms), as in Redis
+        self._pending_held: dict[str, dict[str, float]] = {}
         #: (model id, stream) -> the model's streaming state and the bar it is at
         self._states: dict[tuple[str, str], tuple[ModelStream, int | None]] = {}
         #: stream -> the builder's streaming ATR and the bar it is at
@@ -377,7 +384,7 @@ class SignalLoop:
         entry = served.entry
         stream = self._stream_of(served)
         market = self.markets.get(stream)
-        need = max(int(s.model.meta.required_history) for s in self._serving(stream))
+        need = max(int(s.meta.required_history) for s in self._serving(stream))
         capacity = need + self.config.history
         if market is None:
             timeframe = str(entry["timeframe"])
@@ -403,6 +410,7 @@ class SignalLoop:
     def _forget(self, stream: str) -> None:
         """Drop what this process holds of a market; it is rebuilt from Redis."""
         self.markets.pop(stream, None)
+        self._pending_held.pop(stream, None)
         for key in [k for k in self._positions if k.endswith(f"|{stream}")]:
             del self._positions[key]
         self._forget_streams(stream)
@@ -457,7 +465,7 @@ class SignalLoop:
         return streams
 
     def _bootstrap(self, market: Market, first_id: str, first_ts: int, batch: Batch) -> None:
-        need = max(int(s.model.meta.required_history) for s in self._serving(market.stream))
+        need = max(int(s.meta.required_history) for s in self._serving(market.stream))
         first_window = market.window_from is None
         n = seed_window(self.r, market, need, first_id, first_ts)
         if first_window and market.window_from is not None:
@@ -773,7 +781,7 @@ class SignalLoop:
             n = min(len(window.values), k + self.signal_config.vol_window + 1)
             short = window.values[-n:]
             atr = self._builder_atr(market, window, batch, later)[-n:]
-            step = signals_step(served.model, np.asarray(rows, dtype="float64"),
+            step = signals_step(served.meta.horizon, np.asarray(rows, dtype="float64"),
                                 tuple(served.model.outputs), window.times[-k:], short,
                                 config=self.signal_config, position=position, atr=atr)  # fmt: skip
             closes = short[:, 3]
@@ -893,6 +901,7 @@ class SignalLoop:
         """Trust nothing held in memory: markets, positions and leases are read from
         Redis again (after a Redis error or a lost lease)."""
         self.markets.clear()
+        self._pending_held.clear()
         self._positions.clear()
         self._states.clear()
         self._atr.clear()
@@ -920,15 +929,16 @@ class SignalLoop:
         after: list[Callable[[], None]] = []
         n = 0
         parts = {stream: (Batch(), list[Callable[[], None]]()) for stream, _ in got}
-        # the predictions waiting to be scored, for every market of the step in one trip
-        pipe = self.r.pipeline(transaction=False)
-        for stream, _ in got:
-            m = streams[stream]
-            pipe.zrange(self.names.pending_key(m.exchange, m.symbol, m.timeframe), 0, -1,
-                        withscores=True)  # fmt: skip
-        self._pending = {
-            stream: list(due) for (stream, _), due in zip(got, pipe.execute(), strict=True)
-        }
+        # the predictions waiting to be scored: read once per market (every market of
+        # the step in one trip), then kept as this process's commits change them
+        missing = [stream for stream, _ in got if stream not in self._pending_held]
+        if missing:
+            pipe = self.r.pipeline(transaction=False)
+            for stream in missing:
+                pipe.zrange(self._pending_key(streams[stream]), 0, -1, withscores=True)
+            for stream, due in zip(missing, pipe.execute(), strict=True):
+                self._pending_held[stream] = {str(p): float(w) for p, w in due}
+        self._pending = {stream: _by_score(self._pending_held[stream]) for stream, _ in got}
         outcome = _drive(
             {stream: self._process(streams[stream], items, *parts[stream]) for stream, items in got}
         )
@@ -952,6 +962,8 @@ class SignalLoop:
             return 0
         for apply in after:
             apply()
+        self._hold_pending({self._pending_key(streams[stream]): stream for stream, _ in got},
+                           batch)  # fmt: skip
         for key, field_name, value in batch.hincr:
             if key == self.names.loop_stats and hasattr(self.stats, field_name):
                 setattr(self.stats, field_name, getattr(self.stats, field_name) + value)
@@ -961,6 +973,19 @@ class SignalLoop:
         if self.on_step is not None:
             self.on_step(n)
         return n
+
+    def _pending_key(self, market: Market) -> str:
+        return self.names.pending_key(market.exchange, market.symbol, market.timeframe)
+
+    def _hold_pending(self, keys: dict[str, str], batch: Batch) -> None:
+        """What a committed batch did to the markets' waiting predictions, as the
+        commit script does it (every ZADD, then every ZREM)."""
+        for key, when, payload in batch.zadd:
+            if key in keys and keys[key] in self._pending_held:
+                self._pending_held[keys[key]][payload] = float(when)
+        for key, payload in batch.zrem:
+            if key in keys and keys[key] in self._pending_held:
+                self._pending_held[keys[key]].pop(payload, None)
 
     def run(self, *, idle_exit_s: float | None = None, max_bars: int | None = None) -> LoopStats:
         """Serve until ``stop()`` (or SIGTERM in the CLI), ``max_bars`` bars, or

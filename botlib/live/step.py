@@ -83,11 +83,13 @@ def model_step(
     times = np.asarray(pd.DatetimeIndex(tail.index).as_unit("ms").asi8, dtype="int64")
     outputs = tail.to_numpy(dtype="float64")
     names = tuple(str(c) for c in tail.columns)
-    return signals_step(model, outputs, names, times, candles, config=config, position=position)
+    return signals_step(
+        model.meta.horizon, outputs, names, times, candles, config=config, position=position
+    )
 
 
 def signals_step(
-    model: BaseModel,
+    horizon: int,
     outputs: np.ndarray,
     names: tuple[str, ...],
     times: np.ndarray,
@@ -97,11 +99,12 @@ def signals_step(
     position: float,
     atr: np.ndarray | None = None,
 ) -> ModelStep:
-    """THE builder on a model's ``outputs`` (rows: the newest bars, opened at ``times``,
-    epoch ms; the last rows of ``candles``, whose older rows are history), from the held
-    ``position``. ``candles`` may be a frame or its OHLCV values (rows as in
-    ``OHLCV_COLUMNS``). ``atr``: the builder's ATR per row of ``candles`` when the
-    caller streams it (the live loop), else it is computed from ``candles``."""
+    """THE builder on the ``outputs`` of a model of ``horizon`` bars (rows: the newest
+    bars, opened at ``times``, epoch ms; the last rows of ``candles``, whose older rows
+    are history), from the held ``position``. ``candles`` may be a frame or its OHLCV
+    values (rows as in ``OHLCV_COLUMNS``). ``atr``: the builder's ATR per row of
+    ``candles`` when the caller streams it (the live loop), else it is computed from
+    ``candles``."""
     values = candles if isinstance(candles, np.ndarray) else ohlcv_values(candles)
     values = np.asarray(values, dtype="float64")
     n, k = len(values), len(outputs)
@@ -112,7 +115,7 @@ def signals_step(
         full_rows[c] = full
     columns = signal_arrays(
         full_rows, values[:, 3], values[:, 1], values[:, 2], first=n - k,
-        horizon=model.meta.horizon, config=config, previous_target=position, atr=atr,
+        horizon=horizon, config=config, previous_target=position, atr=atr,
     )  # fmt: skip
     before = np.empty(k)
     for i, target in enumerate(columns["target"]):

@@ -34,6 +34,7 @@ import pandas as pd
 
 from botlib.errors import ConfigError
 from botlib.features import indicators as ind
+from botlib.features._kernels import mean_std
 from botlib.signals._records import Signal, record_id
 
 __all__ = [
@@ -88,7 +89,10 @@ def _realized_volatility(close: np.ndarray, window: int, start: int = 0) -> np.n
     for t in range(max(2, start), min(window, n)):  # partial windows: returns 1..t
         out[t] = r[:t].std(ddof=1)
     lo = max(window, start)
-    if n > lo:  # full windows: out[t] = std(r[t - window : t])
+    if 0 < n - lo <= 4:  # a few rows (the live step): NumPy's arithmetic, without its calls
+        for t in range(lo, n):
+            out[t] = mean_std(r[t - window : t].tolist(), 1)[1]
+    elif n > lo:  # full windows: out[t] = std(r[t - window : t])
         view = np.lib.stride_tricks.sliding_window_view(r[lo - window : n - 1], window)
         out[lo:] = view.std(axis=1, ddof=1)
     if n >= window and window - 1 >= start:

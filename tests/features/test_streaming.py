@@ -40,15 +40,15 @@ def test_every_feature_streams_as_the_batch_computes_it(btc_1h: pd.DataFrame) ->
 
 
 def test_numpys_sum_is_reproduced_bit_for_bit() -> None:
-    from botlib.features.streaming import _mean_std, _pairwise_sum
+    from botlib.features._kernels import mean_std, numpy_sum
 
     rng = np.random.default_rng(5)
     for n in (1, 3, 7, 8, 9, 16, 20, 24, 100, 128, 129, 300):
         a = rng.normal(size=n) * 1e4 + 9e4
-        assert _pairwise_sum(a.tolist()) == a.sum(), n
+        assert numpy_sum(a.tolist()) == a.sum(), n
         for ddof in (0, 1):
             if n > ddof:
-                assert _mean_std(a.tolist(), ddof) == (a.mean(), a.std(ddof=ddof)), n
+                assert mean_std(a.tolist(), ddof) == (a.mean(), a.std(ddof=ddof)), n
 
 
 def test_a_feature_without_an_incremental_form_keeps_the_window_path() -> None:
