@@ -106,9 +106,13 @@ def test_scored_predictions_match_what_happened(
     promote(store.lstm, 1, gate=LENIENT)
     candles = window(300)
     feed(r, candles)
-    serve(r)
+    loop = serve(r, batch=20)  # 15 steps and more: the waiting predictions held between
     scored = [p for p in records(r, "botlib:predictions") if p["validated_at"] is not None]
     assert len(scored) == 299  # the last bar's horizon has not passed yet
+    # what the loop holds of the waiting predictions is what Redis holds
+    (held,) = loop._pending_held.values()
+    (key,) = r.keys("botlib:pending:*")
+    assert len(held) == 1 and held == dict(r.zrange(key, 0, -1, withscores=True))
     close = candles["close"]
     for p in scored:
         t = pd.Timestamp(p["input_data"]["bar_time"])
