@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from botlib.errors import ConfigError
 from botlib.features import indicators as ind
@@ -138,6 +139,118 @@ def build_signal_frame(
     return pd.DataFrame(columns, index=candles.index[first:])
 
 
+_POSITION, _SCORE, _PROBS, _EXPECTED, _NONE = 0, 1, 2, 3, 4
+_DIRECTIONS = np.array(["up", "down", "sideways"])
+
+
+@njit(cache=True)
+def _clip1(x: float) -> float:
+    """``np.clip(x, -1, 1)`` (NaN stays NaN)."""
+    if x != x:
+        return x
+    return -1.0 if x < -1.0 else (1.0 if x > 1.0 else x)
+
+
+@njit(cache=True)
+def _unit(x: float) -> float:
+    """``np.clip(np.nan_to_num(x), 0, 1)``."""
+    if x != x or x < 0.0:
+        return 0.0
+    return 1.0 if x > 1.0 else x
+
+
+@njit(cache=True, error_model="numpy")  # IEEE division: x / 0 is inf or NaN, as NumPy's
+def _builder_rows(
+    close: np.ndarray, model_vol: np.ndarray, realized: np.ndarray, atr: np.ndarray,
+    expected: np.ndarray, p_up: np.ndarray, p_down: np.ndarray, p_side: np.ndarray,
+    given: np.ndarray, mode: int, has_vol: bool, by_probs: bool, first: int, horizon: int,
+    entry_threshold: float, max_position: float, risk_per_trade: float, stop_mult: float,
+    take_mult: float, allow_short: bool, previous_target: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+           np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """The builder's rows from ``first`` on, in one compiled pass: score, signal kind,
+    strength, confidence, direction (``by_probs``: the likeliest class), volatility,
+    risk, stop, take, size held, target."""
+    n = len(close)
+    m = n - first
+    score, kind = np.full(m, np.nan), np.zeros(m, dtype=np.int8)
+    strength, confidence = np.zeros(m), np.zeros(m)
+    direction, sigma_out = np.zeros(m, dtype=np.int8), np.full(m, np.nan)
+    risk, stop, take = np.ones(m), np.full(m, np.nan), np.full(m, np.nan)
+    held, target = np.zeros(m), np.full(m, np.nan)
+    root_h = math.sqrt(horizon)
+    edge = max(entry_threshold, 1e-12)
+    current = previous_target
+    for t in range(first, n):
+        r = t - first
+        c = close[t]
+        sigma = model_vol[t] if np.isfinite(model_vol[t]) else realized[t]
+        move = sigma * root_h
+        if has_vol:  # noqa: SIM108 (the two sources of the price unit, apart)
+            unit = c * move
+        else:
+            unit = atr[t] if np.isfinite(atr[t]) else c * move
+        # the likeliest class (NumPy's argmax over the finite ones: the first on ties)
+        likeliest, best = -np.inf, 0
+        if by_probs or mode == _PROBS:
+            for j, p in enumerate((p_up[t], p_down[t], p_side[t])):
+                q = p if np.isfinite(p) else -np.inf
+                if q > likeliest:
+                    likeliest, best = q, j
+        if mode in (_POSITION, _SCORE):
+            s = _clip1(given[t])
+            conf = abs(s)
+        elif mode == _PROBS:
+            s = p_up[t] - p_down[t]
+            conf = likeliest
+        elif mode == _EXPECTED:
+            s = _clip1(expected[t] / move)
+            conf = abs(s)
+        else:
+            s = 0.0 if np.isfinite(sigma) else np.nan
+            conf = 0.0
+        stop_dist = stop_mult * unit
+        take_dist = take_mult * unit
+        stop_frac = stop_dist / c
+        size = min(max_position, risk_per_trade / stop_frac) if stop_frac > 0 else max_position
+        if not np.isfinite(size):
+            size = max_position
+        if np.isfinite(s) and np.isfinite(c):
+            if abs(s) >= entry_threshold:
+                want = 1.0 if s > 0 else -1.0
+            elif mode == _POSITION:
+                want = 0.0
+            else:
+                want = math.copysign(1.0, current) if current != 0 else 0.0
+            if want < 0 and not allow_short:
+                want = 0.0
+            side = 0.0 if current == 0 else math.copysign(1.0, current)
+            if want != side:
+                new = want * size
+                target[r] = new
+                kind[r] = 1 if new > 0 else (2 if new < 0 else 3)
+                if new != 0:
+                    if stop_mult > 0 and np.isfinite(stop_dist):
+                        stop[r] = c - want * stop_dist
+                    if take_mult > 0 and np.isfinite(take_dist):
+                        take[r] = c + want * take_dist
+                current = new
+        held[r] = min(abs(current), 1.0)
+        score[r] = s
+        strength[r] = _unit(abs(s))
+        confidence[r] = _unit(conf)
+        sigma_out[r] = sigma
+        if by_probs:
+            direction[r] = best
+        else:
+            direction[r] = 0 if s >= edge else (1 if s <= -edge else 2)
+        ratio = stop_frac / 0.05
+        if ratio == ratio:  # NaN: no stop distance known, the highest risk
+            risk[r] = 0.0 if ratio < 0 else (1.0 if ratio > 1 else ratio)
+    return (score, kind, strength, confidence, direction, sigma_out, risk, stop, take,
+            held, target)  # fmt: skip
+
+
 def signal_arrays(
     outputs: dict[str, np.ndarray],
     close: np.ndarray,
@@ -151,117 +264,58 @@ def signal_arrays(
     atr: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """``build_signal_frame``'s columns as arrays, for the rows from ``first`` on: the
-    builder itself, on plain arrays (the live step calls it without building frames)."""
+    builder itself, on plain arrays (the live step calls it without building frames),
+    its rows in one compiled pass (``_builder_rows``)."""
     cfg = config
     n = len(close)
-    h = max(int(horizon), 1)
     cols = set(outputs)
+    missing = np.full(n, np.nan)
 
     def col(name: str) -> np.ndarray:
-        return outputs[name] if name in cols else np.full(n, np.nan)
+        return np.asarray(outputs[name], dtype="float64") if name in cols else missing
 
+    close = np.ascontiguousarray(close, dtype="float64")
     realized = _realized_volatility(close, cfg.vol_window, first)
-    model_vol = col("volatility")
-    sigma = np.where(np.isfinite(model_vol), model_vol, realized)
-    move = sigma * math.sqrt(h)
-    if "volatility" in cols:
-        unit = close * move
+    has_vol = "volatility" in cols
+    if has_vol:
+        unit = missing
+    elif atr is None:
+        unit = ind.atr_values(high, low, close, cfg.atr_window)
     else:
-        unit = ind.atr_values(high, low, close, cfg.atr_window) if atr is None else atr
-        unit = np.where(np.isfinite(unit), unit, close * move)
-
-    expected = col("expected_return")
-    probs = {k: col(k) for k in ("p_up", "p_down", "p_sideways")}
-    is_position_model = "target" in cols
-    if is_position_model:
-        score = np.clip(col("target"), -1, 1)
-        confidence = np.abs(score)
+        unit = np.asarray(atr, dtype="float64")
+    if "target" in cols:
+        mode, given = _POSITION, col("target")
     elif "score" in cols:
-        score = np.clip(col("score"), -1, 1)
-        confidence = np.abs(score)
+        mode, given = _SCORE, col("score")
     elif "p_up" in cols:
-        score = probs["p_up"] - probs["p_down"]
-        stacked = np.vstack([probs["p_up"], probs["p_down"], probs["p_sideways"]])
-        confidence = np.nanmax(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0)
+        mode, given = _PROBS, missing
     elif "expected_return" in cols:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = np.clip(expected / move, -1, 1)
-        confidence = np.abs(score)
+        mode, given = _EXPECTED, missing
     else:
-        score = np.where(np.isfinite(sigma), 0.0, np.nan)
-        confidence = np.zeros(n)
-
-    thr = cfg.entry_threshold
-    stop_dist = cfg.stop_mult * unit
-    take_dist = cfg.take_mult * unit
-    with np.errstate(divide="ignore", invalid="ignore"):
-        stop_frac = stop_dist / close
-        size = np.where(
-            stop_frac > 0,
-            np.minimum(cfg.max_position, cfg.risk_per_trade / stop_frac),
-            cfg.max_position,
-        )
-    size = np.where(np.isfinite(size), size, cfg.max_position)
-
-    target = np.full(n, np.nan)
-    kind = np.zeros(n, dtype=np.int8)  # index into _TYPES
-    stop = np.full(n, np.nan)
-    take = np.full(n, np.nan)
-    held = np.full(n, np.nan)
-    current = float(previous_target)
-    held[:first] = current
-    for t in range(first, n):
-        s = score[t]
-        if not np.isfinite(s) or not np.isfinite(close[t]):
-            held[t] = current
-            continue
-        if abs(s) >= thr:
-            want = 1.0 if s > 0 else -1.0
-        elif is_position_model:
-            want = 0.0
-        else:
-            want = math.copysign(1.0, current) if current != 0 else 0.0
-        if want < 0 and not cfg.allow_short:
-            want = 0.0
-        side = 0.0 if current == 0 else math.copysign(1.0, current)
-        if want != side:
-            new = want * float(size[t])
-            target[t] = new
-            kind[t] = 1 if new > 0 else (2 if new < 0 else 3)
-            if new != 0:
-                if cfg.stop_mult > 0 and np.isfinite(stop_dist[t]):
-                    stop[t] = close[t] - want * stop_dist[t]
-                if cfg.take_mult > 0 and np.isfinite(take_dist[t]):
-                    take[t] = close[t] + want * take_dist[t]
-            current = new
-        held[t] = current
-
-    # the frame holds the rows from ``start`` on (the ones that carry signals)
-    rows = slice(first, n)
-    sc = score[rows]
-    direction = np.where(
-        sc >= max(thr, 1e-12), "up", np.where(sc <= -max(thr, 1e-12), "down", "sideways")
-    )
-    if "p_up" in cols and not is_position_model:
-        stacked = np.vstack([probs["p_up"], probs["p_down"], probs["p_sideways"]])[:, rows]
-        best = np.argmax(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0)
-        direction = np.array(["up", "down", "sideways"])[best]
-    with np.errstate(invalid="ignore"):
-        risk = np.clip(stop_frac[rows] / 0.05, 0.0, 1.0)
+        mode, given = _NONE, missing
+    expected = col("expected_return")
+    sc, kind, strength, conf, direction, sigma, risk, stop, take, held, target = _builder_rows(
+        close, col("volatility"), realized, unit, expected, col("p_up"), col("p_down"),
+        col("p_sideways"), given, mode, has_vol, "p_up" in cols and mode != _POSITION, first,
+        max(int(horizon), 1),
+        float(cfg.entry_threshold), float(cfg.max_position), float(cfg.risk_per_trade),
+        float(cfg.stop_mult), float(cfg.take_mult), bool(cfg.allow_short),
+        float(previous_target),
+    )  # fmt: skip
     return {
         "score": sc,
-        "signal_type": _TYPES[kind[rows]],
-        "signal_strength": np.clip(np.nan_to_num(np.abs(sc)), 0, 1),
-        "confidence": np.clip(np.nan_to_num(confidence[rows]), 0, 1),
-        "predicted_direction": direction,
-        "predicted_price": close[rows] * np.exp(expected[rows]),
-        "predicted_volatility": sigma[rows],
-        "expected_return": expected[rows],
-        "risk_score": np.nan_to_num(risk, nan=1.0),
-        "stop_loss": stop[rows],
-        "take_profit": take[rows],
-        "position_size": np.clip(np.abs(held[rows]), 0, 1),
-        "target": target[rows],
+        "signal_type": _TYPES[kind],
+        "signal_strength": strength,
+        "confidence": conf,
+        "predicted_direction": _DIRECTIONS[direction],
+        "predicted_price": close[first:] * np.exp(expected[first:]),
+        "predicted_volatility": sigma,
+        "expected_return": expected[first:],
+        "risk_score": risk,
+        "stop_loss": stop,
+        "take_profit": take,
+        "position_size": held,
+        "target": target,
     }
 
 

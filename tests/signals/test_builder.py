@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import math
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from botlib.features import indicators as ind
-from botlib.signals import SignalConfig, build_signal_frame, signal_records
+from botlib.signals import SignalConfig, _builder, build_signal_frame, signal_records
 from tests.conftest import synthetic_candles
 
 DESIGN_SIGNAL_FIELDS = {
@@ -154,3 +156,182 @@ def test_realized_volatility_from_a_start_row_is_bit_identical() -> None:
             tail = _realized_volatility(close, window, start)
             assert np.isnan(tail[:start]).all()
             np.testing.assert_array_equal(tail[start:], full[start:])
+
+
+# -- the compiled builder against the NumPy one ------------------------------------------
+
+
+def _reference(
+    outputs: dict[str, np.ndarray],
+    close: np.ndarray,
+    high: np.ndarray,
+    low: np.ndarray,
+    *,
+    first: int,
+    horizon: int,
+    config: SignalConfig,
+    previous_target: float,
+    atr: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The builder as NumPy expressions (what ``signal_arrays`` was before its rows were
+    compiled): the oracle the compiled pass must equal bit for bit."""
+    cfg = config
+    n = len(close)
+    h = max(int(horizon), 1)
+    cols = set(outputs)
+
+    def col(name: str) -> np.ndarray:
+        return outputs[name] if name in cols else np.full(n, np.nan)
+
+    realized = _builder._realized_volatility(close, cfg.vol_window, first)
+    model_vol = col("volatility")
+    sigma = np.where(np.isfinite(model_vol), model_vol, realized)
+    move = sigma * math.sqrt(h)
+    if "volatility" in cols:
+        unit = close * move
+    else:
+        unit = ind.atr_values(high, low, close, cfg.atr_window) if atr is None else atr
+        unit = np.where(np.isfinite(unit), unit, close * move)
+
+    expected = col("expected_return")
+    probs = {k: col(k) for k in ("p_up", "p_down", "p_sideways")}
+    is_position_model = "target" in cols
+    if is_position_model:
+        score = np.clip(col("target"), -1, 1)
+        confidence = np.abs(score)
+    elif "score" in cols:
+        score = np.clip(col("score"), -1, 1)
+        confidence = np.abs(score)
+    elif "p_up" in cols:
+        score = probs["p_up"] - probs["p_down"]
+        stacked = np.vstack([probs["p_up"], probs["p_down"], probs["p_sideways"]])
+        confidence = np.nanmax(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0)
+    elif "expected_return" in cols:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = np.clip(expected / move, -1, 1)
+        confidence = np.abs(score)
+    else:
+        score = np.where(np.isfinite(sigma), 0.0, np.nan)
+        confidence = np.zeros(n)
+
+    thr = cfg.entry_threshold
+    stop_dist = cfg.stop_mult * unit
+    take_dist = cfg.take_mult * unit
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stop_frac = stop_dist / close
+        size = np.where(
+            stop_frac > 0,
+            np.minimum(cfg.max_position, cfg.risk_per_trade / stop_frac),
+            cfg.max_position,
+        )
+    size = np.where(np.isfinite(size), size, cfg.max_position)
+
+    target = np.full(n, np.nan)
+    kind = np.zeros(n, dtype=np.int8)  # index into _TYPES
+    stop = np.full(n, np.nan)
+    take = np.full(n, np.nan)
+    held = np.full(n, np.nan)
+    current = float(previous_target)
+    held[:first] = current
+    for t in range(first, n):
+        s = score[t]
+        if not np.isfinite(s) or not np.isfinite(close[t]):
+            held[t] = current
+            continue
+        if abs(s) >= thr:
+            want = 1.0 if s > 0 else -1.0
+        elif is_position_model:
+            want = 0.0
+        else:
+            want = math.copysign(1.0, current) if current != 0 else 0.0
+        if want < 0 and not cfg.allow_short:
+            want = 0.0
+        side = 0.0 if current == 0 else math.copysign(1.0, current)
+        if want != side:
+            new = want * float(size[t])
+            target[t] = new
+            kind[t] = 1 if new > 0 else (2 if new < 0 else 3)
+            if new != 0:
+                if cfg.stop_mult > 0 and np.isfinite(stop_dist[t]):
+                    stop[t] = close[t] - want * stop_dist[t]
+                if cfg.take_mult > 0 and np.isfinite(take_dist[t]):
+                    take[t] = close[t] + want * take_dist[t]
+            current = new
+        held[t] = current
+
+    # the frame holds the rows from ``start`` on (the ones that carry signals)
+    rows = slice(first, n)
+    sc = score[rows]
+    direction = np.where(
+        sc >= max(thr, 1e-12), "up", np.where(sc <= -max(thr, 1e-12), "down", "sideways")
+    )
+    if "p_up" in cols and not is_position_model:
+        stacked = np.vstack([probs["p_up"], probs["p_down"], probs["p_sideways"]])[:, rows]
+        best = np.argmax(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0)
+        direction = np.array(["up", "down", "sideways"])[best]
+    with np.errstate(invalid="ignore"):
+        risk = np.clip(stop_frac[rows] / 0.05, 0.0, 1.0)
+    return {
+        "score": sc,
+        "signal_type": _builder._TYPES[kind[rows]],
+        "signal_strength": np.clip(np.nan_to_num(np.abs(sc)), 0, 1),
+        "confidence": np.clip(np.nan_to_num(confidence[rows]), 0, 1),
+        "predicted_direction": direction,
+        "predicted_price": close[rows] * np.exp(expected[rows]),
+        "predicted_volatility": sigma[rows],
+        "expected_return": expected[rows],
+        "risk_score": np.nan_to_num(risk, nan=1.0),
+        "stop_loss": stop[rows],
+        "take_profit": take[rows],
+        "position_size": np.clip(np.abs(held[rows]), 0, 1),
+        "target": target[rows],
+    }
+
+
+def _random_case(rng: np.random.Generator, trial: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    n = int(rng.integers(5, 80))
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    high = close * (1 + abs(rng.normal(0, 0.005, n)))
+    low = close * (1 - abs(rng.normal(0, 0.005, n)))
+    kinds = [["expected_return"], ["volatility"], ["p_up", "p_down", "p_sideways"], ["target"],
+             ["score"], ["expected_return", "volatility"], [],
+             ["score", "p_up", "p_down", "p_sideways"],
+             ["target", "p_up", "p_down", "p_sideways"]]  # fmt: skip
+    outputs = {}
+    for c in kinds[trial % len(kinds)]:
+        if c in ("target", "score"):
+            v = rng.normal(0, 0.7, n)
+        elif c == "expected_return":
+            v = rng.normal(0, 0.01, n)
+        elif c == "volatility":
+            v = abs(rng.normal(0.01, 0.005, n))
+            v[rng.integers(0, n)] = 0.0
+        else:
+            v = rng.uniform(0, 1, n)
+        v[rng.uniform(size=n) < 0.15] = np.nan
+        outputs[c] = v
+    cfg = SignalConfig(
+        entry_threshold=float(rng.choice([0.0, 0.1, 0.3])), allow_short=bool(trial % 2),
+        stop_mult=float(rng.choice([0.0, 2.0])), take_mult=float(rng.choice([0.0, 3.0])),
+    )  # fmt: skip
+    atr = None if trial % 3 else np.where(rng.uniform(size=n) < 0.2, np.nan, rng.uniform(0.5, 2, n))
+    kw = {"first": int(rng.integers(0, n)), "horizon": int(rng.integers(1, 5)), "config": cfg,
+          "previous_target": float(rng.choice([0.0, 0.5, -0.5])), "atr": atr}  # fmt: skip
+    return {"outputs": outputs, "close": close, "high": high, "low": low}, kw
+
+
+def test_the_compiled_builder_is_the_numpy_builder_bit_for_bit() -> None:
+    from botlib.signals._builder import signal_arrays
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        args, kw = _random_case(rng, trial)
+        got = signal_arrays(*args.values(), **kw)
+        want = _reference(*args.values(), **kw)
+        assert list(got) == list(want)
+        for name, expected in want.items():
+            assert got[name].dtype == expected.dtype, (trial, name)
+            if expected.dtype.kind == "U":
+                assert np.array_equal(got[name], expected), (trial, name)
+            else:
+                np.testing.assert_array_equal(got[name], expected, err_msg=f"{trial} {name}")
