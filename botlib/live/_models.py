@@ -39,6 +39,10 @@ class Served:
         """The model's meta, read once (a served model does not change)."""
         return self.model.meta
 
+    @cached_property
+    def required_history(self) -> int:
+        return int(self.meta.required_history)
+
     @property
     def name(self) -> str:
         return str(self.entry["name"])

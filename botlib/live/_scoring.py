@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from botlib.live._market import Market
 from botlib.signals._columns import fit_decimals
@@ -22,6 +22,8 @@ from botlib.transport import Batch, Output, RedisNames, dumps
 from botlib.transport.stats import LoopCounter, per_model
 
 __all__ = ["score"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def score(
@@ -50,7 +52,10 @@ def score(
     for payload, when in due + fresh:
         data = json.loads(payload)
         j = int(np.searchsorted(times, int(when)))
-        start_ts = pd.Timestamp(data["input_data"]["bar_time"]).value // 1_000_000
+        opened = datetime.fromisoformat(data["input_data"]["bar_time"])
+        if opened.tzinfo is None:  # read as UTC, as pandas did
+            opened = opened.replace(tzinfo=UTC)
+        start_ts = (opened - _EPOCH) // timedelta(milliseconds=1)
         i = int(np.searchsorted(times, start_ts))
         if j >= len(times) or i >= len(times) or times[i] != start_ts:
             batch.zrem.append((key, payload))  # history no longer held: drop, counted
@@ -79,8 +84,8 @@ def score(
             actual_value=actual,
             accuracy=accuracy,
             validated_at=(
-                pd.Timestamp(int(times[j]) + market.bar_ms, unit="ms", tz="UTC").isoformat()
-            ),
+                _EPOCH + timedelta(milliseconds=int(times[j]) + market.bar_ms)
+            ).isoformat(),
         )
         clipped = fit_decimals(data, "ai_predictions")  # within the table's DECIMALs
         if clipped:

@@ -384,7 +384,7 @@ class SignalLoop:
         entry = served.entry
         stream = self._stream_of(served)
         market = self.markets.get(stream)
-        need = max(int(s.meta.required_history) for s in self._serving(stream))
+        need = max(s.required_history for s in self._serving(stream))
         capacity = need + self.config.history
         if market is None:
             timeframe = str(entry["timeframe"])
@@ -465,7 +465,7 @@ class SignalLoop:
         return streams
 
     def _bootstrap(self, market: Market, first_id: str, first_ts: int, batch: Batch) -> None:
-        need = max(int(s.meta.required_history) for s in self._serving(market.stream))
+        need = max(s.required_history for s in self._serving(market.stream))
         first_window = market.window_from is None
         n = seed_window(self.r, market, need, first_id, first_ts)
         if first_window and market.window_from is not None:
