@@ -39,6 +39,7 @@ import os
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -231,6 +232,11 @@ def _drive(
                 advance(stream, {c: v[offset : offset + size] for c, v in decoded.items()})
                 offset += size
     return outcome
+
+
+def _phase(key: tuple[str, str], every: int) -> int:
+    """A (model, market)'s own offset in ``[0, every)``, the same in every process."""
+    return zlib.crc32("|".join(key).encode()) % every
 
 
 def _by_score(members: dict[str, float]) -> list[tuple[str, float]]:
@@ -653,7 +659,9 @@ class SignalLoop:
         log.info("%s on %s: streaming state built from %d bars",
                  served.model_id, market.stream, len(history))  # fmt: skip
         self._states[key] = (stream, market.last_ts)
-        self._state_due[key] = self.config.state_every  # written at its first step
+        # written at its first step, then every ``state_every`` bars from a phase of
+        # its own (markets that start together do not all write on the same bar)
+        self._state_due[key] = self.config.state_every + _phase(key, self.config.state_every)
         return stream
 
     def _set_origin(self, served: Served, market: Market, ts: int, batch: Batch, *,
@@ -792,7 +800,7 @@ class SignalLoop:
                 payload = json.dumps({"ts": ts, "state": stream.state()})
                 field_name = self.names.stream_state_field(served.model_id, market.stream)
                 batch.hset.append((self.names.loop_state, field_name, payload))
-                due = 0
+                due %= self.config.state_every  # keeps the market's phase
             batch.hincr.append((self.names.loop_stats, LoopCounter.streamed, 1))
 
             def held() -> None:
@@ -832,7 +840,9 @@ class SignalLoop:
                 batch.hset.append((self.names.drift, field_name, dumps(unknown)))
                 later.append(lambda: self._alerting.__setitem__(key, False))
             return
-        due = self._drift_due.get(key, 0) + k
+        # from a phase of its own: markets that start together are not all scored on
+        # the same bar (a step's latency would jump every ``drift_every`` bars)
+        due = self._drift_due.get(key, _phase(key, self.config.drift_every)) + k
         rows = stream.recent
         cfg = self.config
         if rows is None or due < cfg.drift_every or len(rows) < cfg.drift_min_rows:
