@@ -659,9 +659,7 @@ class SignalLoop:
         log.info("%s on %s: streaming state built from %d bars",
                  served.model_id, market.stream, len(history))  # fmt: skip
         self._states[key] = (stream, market.last_ts)
-        # written at its first step, then every ``state_every`` bars from a phase of
-        # its own (markets that start together do not all write on the same bar)
-        self._state_due[key] = self.config.state_every + _phase(key, self.config.state_every)
+        self._state_due[key] = self.config.state_every  # written at its first step
         return stream
 
     def _set_origin(self, served: Served, market: Market, ts: int, batch: Batch, *,
@@ -800,7 +798,7 @@ class SignalLoop:
                 payload = json.dumps({"ts": ts, "state": stream.state()})
                 field_name = self.names.stream_state_field(served.model_id, market.stream)
                 batch.hset.append((self.names.loop_state, field_name, payload))
-                due %= self.config.state_every  # keeps the market's phase
+                due = 0
             batch.hincr.append((self.names.loop_stats, LoopCounter.streamed, 1))
 
             def held() -> None:
