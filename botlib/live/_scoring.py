@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 
 from botlib.live._market import Market
+from botlib.live.step import EPOCH, bar_datetimes
 from botlib.signals._columns import fit_decimals
 from botlib.transport import Batch, Output, RedisNames, dumps
 from botlib.transport.stats import LoopCounter, per_model
 
 __all__ = ["score"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def score(
@@ -55,7 +54,7 @@ def score(
         opened = datetime.fromisoformat(data["input_data"]["bar_time"])
         if opened.tzinfo is None:  # read as UTC, as pandas did
             opened = opened.replace(tzinfo=UTC)
-        start_ts = (opened - _EPOCH) // timedelta(milliseconds=1)
+        start_ts = (opened - EPOCH) // timedelta(milliseconds=1)
         i = int(np.searchsorted(times, start_ts))
         if j >= len(times) or i >= len(times) or times[i] != start_ts:
             batch.zrem.append((key, payload))  # history no longer held: drop, counted
@@ -83,9 +82,7 @@ def score(
         data.update(
             actual_value=actual,
             accuracy=accuracy,
-            validated_at=(
-                _EPOCH + timedelta(milliseconds=int(times[j]) + market.bar_ms)
-            ).isoformat(),
+            validated_at=bar_datetimes([int(times[j]) + market.bar_ms])[0].isoformat(),
         )
         clipped = fit_decimals(data, "ai_predictions")  # within the table's DECIMALs
         if clipped:

@@ -20,15 +20,16 @@ from botlib.data import ohlcv_values
 from botlib.models import BaseModel
 from botlib.signals import SignalConfig, records_from_arrays, signal_arrays
 
-__all__ = ["ModelStep", "bar_datetimes", "model_step", "signal_payloads", "signals_step"]
+__all__ = ["EPOCH", "ModelStep", "bar_datetimes", "model_step", "signal_payloads", "signals_step"]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: the Unix epoch, as the UTC datetime bar open times count from
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def bar_datetimes(times_ms: np.ndarray) -> list[datetime]:
+def bar_datetimes(times_ms: np.ndarray | list[int]) -> list[datetime]:
     """Bar open times (epoch ms) as UTC datetimes (``Timestamp.to_pydatetime``'s)."""
-    return [_EPOCH + timedelta(milliseconds=int(t)) for t in times_ms]
+    return [EPOCH + timedelta(milliseconds=int(t)) for t in times_ms]
 
 
 @dataclass(frozen=True)
