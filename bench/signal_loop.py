@@ -1,6 +1,6 @@
 """Signal-loop latency (bar in -> signal out) and throughput, with an LSTM champion.
 
-    python bench/signal_loop.py [--bars 300] [--backlog 2000] [--scenarios 1 20x1 20x20]
+    python bench/signal_loop.py [--bars 300] [--backlog 2000] [--scenarios 1 20x1 20x20 20x20/2]
 
 Set-up: a throw-away MLflow store and redis-server; an LSTM (32 units, 32-bar windows,
 one epoch: speed, not skill) trained on reference data, registered and promoted; the
@@ -11,6 +11,10 @@ loop runs as `botlib serve` in its own process, as in production. Scenarios:
   replayed under 20 market names; one loaded network);
 * ``20x20``: 20 markets, each served by its own model version (the same artifacts
   registered as 20 versions: 20 loaded networks, nothing shared between markets).
+* ``20x20/2``: the same 20 markets served by two `botlib serve` processes (as `botlib
+  up --loops 2` runs them on a machine with two cores or more): the market leases
+  give each process ten markets, and both work on a bar at the same time. Timing
+  starts once the leases are shared evenly and every market has been served since.
 
 * latency (after ``--fill`` bars, by default enough to fill the loop's bounded window
   as it is in steady state): one bar per market is published, then we wait for every
@@ -50,12 +54,30 @@ def _wait_stats(r: Any, bars: int, timeout: float = 600.0) -> None:
         time.sleep(0.002)
 
 
+def _wait_shared(r: Any, markets: list[str], n_loops: int, timeout: float = 120.0) -> None:
+    """Until the market leases are held evenly by ``n_loops`` processes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        owners: dict[str, int] = {}
+        for sym in markets:
+            held = r.get(f"botlib:lease:botlib:bars:binance:{sym}:1h") or ""
+            owners[held.split(":")[0]] = owners.get(held.split(":")[0], 0) + 1
+        if len(owners) == n_loops and max(owners.values()) - min(owners.values()) <= 1:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"market leases not shared out: {owners}")
+        time.sleep(0.2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=300, help="timed bars per latency run")
     parser.add_argument("--backlog", type=int, default=2000, help="bars per market, throughput")
     parser.add_argument(
-        "--scenarios", nargs="+", default=["1", "20x1", "20x20"], choices=["1", "20x1", "20x20"]
+        "--scenarios",
+        nargs="+",
+        default=["1", "20x1", "20x20", "20x20/2"],
+        choices=["1", "20x1", "20x20", "20x20/2"],
     )
     parser.add_argument(
         "--fill",
@@ -85,7 +107,7 @@ def main() -> None:
         entry = json.loads(r.hget("botlib:active_models", session.model_name) or "{}")
         need = int(entry["required_history"])
         candles = load_ohlcv("BTC/USDT", "1h", start="2025-01-01")
-        n_total = need + args.fill + args.bars + args.backlog
+        n_total = need + args.fill + args.bars + args.backlog + 20  # 20: settling, /2
         if len(candles) < n_total:
             raise SystemExit(f"need {n_total} reference bars after 2025-01-01")
 
@@ -113,17 +135,20 @@ def main() -> None:
         rows = []
         client = mlflow_client()
         versions = {"1": str(entry["artifact_digest"])}
-        if "20x20" in args.scenarios:  # the same artifacts as 19 more registered versions
+        if {"20x20", "20x20/2"} & set(
+            args.scenarios
+        ):  # the same artifacts as 19 more registered versions
             source = client.get_model_version(session.model_name, "1").source
             for _ in range(19):
                 mv = client.create_model_version(session.model_name, source)
                 versions[str(mv.version)] = record_digest(session.model_name, str(mv.version))
         for scenario in args.scenarios:
             n_sym = 1 if scenario == "1" else 20
+            n_loops = 2 if scenario.endswith("/2") else 1
             r.flushall()
             markets = ["BTC/USDT"] + [f"S{k:02d}/USDT" for k in range(1, n_sym)]
             for k, sym in enumerate(markets):
-                version = list(versions)[k] if scenario == "20x20" else "1"
+                version = list(versions)[k] if scenario.startswith("20x20") else "1"
                 served = {
                     **entry,
                     "name": f"{session.model_name}-{k}",
@@ -141,19 +166,37 @@ def main() -> None:
                 )
                 for sym in markets
             }
-            loop = subprocess.Popen(
-                [sys.executable, "-m", "botlib", "serve", "--consumer", "bench",
-                 "--max-model-age-days", "0"],
-                env=os.environ.copy(),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            loops = [
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "botlib",
+                        "serve",
+                        "--consumer",
+                        f"bench{j}",
+                        "--max-model-age-days",
+                        "0",
+                    ],
+                    env=os.environ.copy(),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for j in range(n_loops)
+            ]
             try:
                 # warm-up: history plus --fill bars (starts TF, fills the loop's window)
                 warm = need + max(args.fill, 5)
                 for sym in markets:
                     publish_bars(r, per_market[sym][:warm])
                 _wait_stats(r, warm * n_sym)
+                if n_loops > 1:  # the leases shared out, then every market served since
+                    _wait_shared(r, markets, n_loops)
+                    settle = warm + 20
+                    for i in range(warm, settle):
+                        publish_bars(r, [per_market[sym][i] for sym in markets])
+                    _wait_stats(r, settle * n_sym)
+                    warm = settle
                 pubsub = r.pubsub()
                 pubsub.subscribe("python:trading_signal")
                 pubsub.get_message(timeout=1)
@@ -180,8 +223,10 @@ def main() -> None:
                 print(f"{scenario}: p50 {rows[-1][1]:.2f} ms, p99 {rows[-1][2]:.2f} ms, "
                       f"{rate:.0f} bars/s", flush=True)  # fmt: skip
             finally:
-                loop.terminate()
-                loop.wait(30)
+                for loop in loops:
+                    loop.terminate()
+                for loop in loops:
+                    loop.wait(30)
 
         print()
         print(f"baseline (naive per-bar pyfunc + builder + XADD/PUBLISH, 1 market, in-process): "

@@ -239,6 +239,16 @@ def _phase(key: tuple[str, str], every: int) -> int:
     return zlib.crc32("|".join(key).encode()) % every
 
 
+def _on_schedule(key: tuple[str, str], every: int, ts: int, k: int, bar_ms: int) -> bool:
+    """Whether one of a step's ``k`` new bars (the newest opening at ``ts``) is one of
+    the (model, market)'s scheduled bars: every ``every``-th bar of the market's time
+    grid, from the pair's own phase. Fixed to the bars' times, the schedule survives
+    a backlog read in big steps and a restart, and markets served together keep
+    their scheduled work (drift, state writes) on different bars."""
+    n = ts // bar_ms + _phase(key, every)
+    return n // every != (n - k) // every
+
+
 def _by_score(members: dict[str, float]) -> list[tuple[str, float]]:
     """A sorted set's members as ZRANGE lists them: by score, then by member."""
     return sorted(members.items(), key=lambda item: (item[1], item[0]))
@@ -322,10 +332,8 @@ class SignalLoop:
         self._states: dict[tuple[str, str], tuple[ModelStream, int | None]] = {}
         #: stream -> the builder's streaming ATR and the bar it is at
         self._atr: dict[str, tuple[AverageTrueRange, int | None]] = {}
-        #: (model id, stream) -> bars since its drift was last scored; alerting or not
-        self._drift_due: dict[tuple[str, str], int] = {}
-        #: bars each stream state has advanced since it was last written to Redis
-        self._state_due: dict[tuple[str, str], int] = {}
+        #: (model id, stream) whose streaming state is to be written at its next step
+        self._state_due: set[tuple[str, str]] = set()
         self._alerting: dict[tuple[str, str], bool] = {}
         #: (model id, stream) whose origin (``RedisNames.origin_field``) is recorded
         self._origins: set[tuple[str, str]] = set()
@@ -643,7 +651,6 @@ class SignalLoop:
                     log.info("%s on %s: streaming state restored and advanced over %d bars",
                              served.model_id, market.stream, len(market.times) - since)  # fmt: skip
                 self._states[key] = (stream, market.last_ts)
-                self._state_due[key] = len(market.times) - since
                 return stream
             except (ValueError, KeyError, TypeError, IndexError) as exc:
                 log.warning("%s: saved streaming state unusable (%s): rebuilt", field_name, exc)
@@ -659,7 +666,7 @@ class SignalLoop:
         log.info("%s on %s: streaming state built from %d bars",
                  served.model_id, market.stream, len(history))  # fmt: skip
         self._states[key] = (stream, market.last_ts)
-        self._state_due[key] = self.config.state_every  # written at its first step
+        self._state_due.add(key)  # written at its first step
         return stream
 
     def _set_origin(self, served: Served, market: Market, ts: int, batch: Batch, *,
@@ -793,17 +800,17 @@ class SignalLoop:
             closes = short[:, 3]
             key = (served.model_id, market.stream)
             ts = int(window.times[-1])
-            due = self._state_due.get(key, 0) + k
-            if due >= self.config.state_every:
+            every = self.config.state_every
+            due = key in self._state_due or _on_schedule(key, every, ts, k, market.bar_ms)
+            if due:
                 payload = json.dumps({"ts": ts, "state": stream.state()})
                 field_name = self.names.stream_state_field(served.model_id, market.stream)
                 batch.hset.append((self.names.loop_state, field_name, payload))
-                due = 0
             batch.hincr.append((self.names.loop_stats, LoopCounter.streamed, 1))
 
             def held() -> None:
                 self._states[key] = (stream, ts)
-                self._state_due[key] = due
+                self._state_due.discard(key)
 
             later.append(held)
             self._check_drift(served, market, stream, ts, k, batch, later)
@@ -838,13 +845,13 @@ class SignalLoop:
                 batch.hset.append((self.names.drift, field_name, dumps(unknown)))
                 later.append(lambda: self._alerting.__setitem__(key, False))
             return
-        # from a phase of its own: markets that start together are not all scored on
+        # on the pair's own schedule: markets served together are not all scored on
         # the same bar (a step's latency would jump every ``drift_every`` bars)
-        due = self._drift_due.get(key, _phase(key, self.config.drift_every)) + k
         rows = stream.recent
         cfg = self.config
-        if rows is None or due < cfg.drift_every or len(rows) < cfg.drift_min_rows:
-            later.append(lambda: self._drift_due.__setitem__(key, due))
+        if rows is None or len(rows) < cfg.drift_min_rows:
+            return
+        if not _on_schedule(key, cfg.drift_every, ts, k, market.bar_ms):
             return
         names = list(getattr(stream, "features").columns)  # noqa: B009 (streams that watch)
         scores = drift_scores(profile, np.vstack(rows), names)
@@ -871,7 +878,6 @@ class SignalLoop:
                         market.stream, ", ".join(moved), cfg.drift_threshold)  # fmt: skip
 
         def done() -> None:
-            self._drift_due[key] = 0
             self._alerting[key] = bool(moved)
 
         later.append(done)

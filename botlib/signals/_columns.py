@@ -55,13 +55,20 @@ def fit_decimals(row: dict[str, Any], table: str) -> dict[str, float]:
     """Clip ``row``'s numbers (in place) to ``table``'s DECIMAL columns; returns the
     clipped fields with their original values (empty when nothing was clipped)."""
     clipped: dict[str, float] = {}
-    for name, (precision, scale) in DECIMALS[table].items():
+    for name, top in _TOPS[table]:
         value = row.get(name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            continue
-        top = largest(precision, scale)
-        if math.isfinite(value) and abs(value) <= top:
+        if type(value) is float:  # the usual case, checked first
+            if -top <= value <= top:
+                continue
+        elif not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue  # not a number
+        elif math.isfinite(value) and abs(value) <= top:  # an int in range
             continue
         clipped[name] = value if math.isfinite(value) else str(value)  # type: ignore[assignment]
         row[name] = math.copysign(top, value) if not math.isnan(value) else None
     return clipped
+
+
+#: table -> (column, the largest magnitude it holds), computed once
+_TOPS = {table: [(name, largest(*ps)) for name, ps in cols.items()]
+         for table, cols in DECIMALS.items()}  # fmt: skip

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from typing import Any, Literal
@@ -18,8 +19,17 @@ _NAMESPACE = uuid.UUID("6b1d7a52-3f0e-4b8e-9d7e-2b6f0c6a9a11")
 
 def record_id(kind: str, model_id: str, symbol: str, bar_time: datetime) -> str:
     """A stable id per (kind, model version, symbol, bar): reprocessing a bar yields the
-    same id, so consumers can de-duplicate."""
-    return str(uuid.uuid5(_NAMESPACE, f"{kind}|{model_id}|{symbol}|{bar_time.isoformat()}"))
+    same id, so consumers can de-duplicate. It is ``uuid.uuid5(_NAMESPACE, name)``,
+    computed without building a ``UUID`` (the live step makes two per bar)."""
+    name = f"{kind}|{model_id}|{symbol}|{bar_time.isoformat()}"
+    value = int.from_bytes(hashlib.sha1(_NAMESPACE.bytes + name.encode()).digest()[:16])
+    value = (value & _CLEAR) | _VERSION_5  # RFC 4122 variant, version 5
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_VERSION_5 = (0x8000 << 48) | (5 << 76)
 
 
 def _fit(record: BaseModel, table: str, notes: dict[str, Any]) -> None:

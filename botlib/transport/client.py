@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
 from botlib.errors import BotlibError
 from botlib.transport.names import RedisNames, redis_names
+
+_I = TypeVar("_I")
 
 __all__ = [
     "TRIM_READ",
@@ -156,8 +158,11 @@ class Batch:
         return bool(self.outputs or self.acks or self.zadd or self.zrem or self.hset)
 
 
-# The plan is JSON (cjson ships with Redis); ARGV[1] = plan, ARGV[2] = MAXLEN,
-# ARGV[3] = seconds to remember written record ids, ARGV[4] = length of the lists.
+# The plan is JSON (cjson ships with Redis): ARGV[1] = plan, ARGV[2] = MAXLEN, ARGV[3] =
+# seconds to remember written record ids, ARGV[4] = length of the lists. The records
+# themselves, and every other value written, follow as ARGV[5...]: the plan names them
+# by position (a string used twice, a prediction and its pending entry, is sent once),
+# so no record is escaped into the plan and decoded again.
 _COMMIT = """
 local plan = cjson.decode(ARGV[1])
 local maxlen, ttl, listlen = ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -169,24 +174,32 @@ for _, o in ipairs(plan.outputs) do
   local fresh = true
   if o[4] ~= '' then fresh = redis.call('SET', o[4], '1', 'NX', 'EX', ttl) end
   if fresh then
-    redis.call('XADD', o[1], 'MAXLEN', '~', maxlen, '*', 'data', o[2])
-    if o[3] ~= '' then redis.call('PUBLISH', o[3], o[2]) end
+    local data = ARGV[o[2]]
+    redis.call('XADD', o[1], 'MAXLEN', '~', maxlen, '*', 'data', data)
+    if o[3] ~= '' then redis.call('PUBLISH', o[3], data) end
     if o[5] ~= '' then
-      if o[6] ~= '' then
-        if redis.call('LINSERT', o[5], 'BEFORE', o[6], o[2]) > 0 then
-          redis.call('LREM', o[5], 1, o[6])
+      if o[6] > 0 then
+        if redis.call('LINSERT', o[5], 'BEFORE', ARGV[o[6]], data) > 0 then
+          redis.call('LREM', o[5], 1, ARGV[o[6]])
         end
       else
-        redis.call('LPUSH', o[5], o[2])
+        redis.call('LPUSH', o[5], data)
         redis.call('LTRIM', o[5], 0, listlen - 1)
       end
     end
     written = written + 1
   end
 end
-for _, z in ipairs(plan.zadd) do redis.call('ZADD', z[1], z[2], z[3]) end
-for _, z in ipairs(plan.zrem) do redis.call('ZREM', z[1], z[2]) end
-for _, h in ipairs(plan.hset) do redis.call('HSET', h[1], h[2], h[3]) end
+for _, z in ipairs(plan.zadd) do redis.call('ZADD', z[1], z[2], ARGV[z[3]]) end
+for _, z in ipairs(plan.zrem) do redis.call('ZREM', z[1], ARGV[z[2]]) end
+for _, h in ipairs(plan.hset) do
+  local args = {}
+  for i = 2, #h, 2 do
+    args[#args + 1] = h[i]
+    args[#args + 1] = ARGV[h[i + 1]]
+  end
+  redis.call('HSET', h[1], unpack(args))
+end
 for _, h in ipairs(plan.hincr) do redis.call('HINCRBY', h[1], h[2], h[3]) end
 for _, a in ipairs(plan.acks) do
   local ids = a[3]
@@ -196,6 +209,9 @@ for _, a in ipairs(plan.acks) do
 end
 return written
 """
+
+#: fields per HSET in the commit script (Lua's unpack has a bounded stack)
+_HSET_CHUNK = 200
 
 
 def commit(
@@ -210,22 +226,54 @@ def commit(
 ) -> int:
     """Apply ``batch`` in one atomic script; returns how many outputs were new, or -1
     when a ``fence`` key (a market lease) no longer holds its value: then nothing at
-    all was written."""
+    all was written. Increments of one field are summed and a hash's fields set in one
+    command (the last value of a field wins, as when set one by one)."""
+    values: dict[str, int] = {}
+    args: list[Any] = ["", maxlen, remember_s, list_len]
+
+    def ref(value: str) -> int:
+        at = values.get(value)
+        if at is None:
+            args.append(value)
+            at = values[value] = len(args)  # ARGV is 1-based
+        return at
+
+    hset: dict[str, dict[str, str]] = {}
+    for key, name, value in batch.hset:
+        hset.setdefault(key, {})[name] = value
+    hincr: dict[tuple[str, str], int] = {}
+    for key, name, by in batch.hincr:
+        hincr[key, name] = hincr.get((key, name), 0) + int(by)
     plan: dict[str, Sequence[Any]] = {
         "fence": [list(f) for f in fence],
         "outputs": [
-            [o.stream, o.payload, o.channel, o.dedupe, o.list_key, o.replaces]
+            [
+                o.stream,
+                ref(o.payload),
+                o.channel,
+                o.dedupe,
+                o.list_key,
+                ref(o.replaces) if o.replaces else 0,
+            ]
             for o in batch.outputs
         ],
         "acks": [[stream, group, ids] for stream, ids in batch.acks.items() if ids],
-        "zadd": [list(z) for z in batch.zadd],
-        "zrem": [list(z) for z in batch.zrem],
-        "hset": [list(h) for h in batch.hset],
-        "hincr": [list(h) for h in batch.hincr],
+        "zadd": [[key, when, ref(member)] for key, when, member in batch.zadd],
+        "zrem": [[key, ref(member)] for key, member in batch.zrem],
+        "hset": [
+            [key, *[x for name, value in chunk for x in (name, ref(value))]]
+            for key, fields in hset.items()
+            for chunk in _chunks(list(fields.items()), _HSET_CHUNK)
+        ],
+        "hincr": [[key, name, by] for (key, name), by in hincr.items()],
     }
     # cjson decodes an empty JSON array as an empty table, which ipairs handles
-    script = client.register_script(_COMMIT)
-    return int(script(args=[json.dumps(plan), maxlen, remember_s, list_len]))
+    args[0] = json.dumps(plan)
+    return int(client.register_script(_COMMIT)(args=args))
+
+
+def _chunks(items: list[_I], size: int) -> list[list[_I]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 TRIM_READ = """

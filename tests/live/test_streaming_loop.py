@@ -13,6 +13,7 @@ import redis
 
 from botlib.data import load_ohlcv
 from botlib.live import SignalLoop
+from botlib.live.loop import _on_schedule
 from botlib.models import load_model
 from botlib.promotion import GateConfig, promote
 from tests.conftest import Store
@@ -44,18 +45,24 @@ def test_5000_bars_with_a_restart_continue_the_lstms_state(
     assert len(candles) == 5_000
     feed(r, candles)
 
-    # the state goes to Redis every 120 bars (steps of 50): the restart finds it behind
-    # the last bar served and must continue it over the window's bars since
+    # the state goes to Redis every 120 bars (steps of 50), on the model and market's
+    # own schedule: the first process stops after a step that wrote none, so the
+    # restart finds the state behind the last bar served and must continue it over
+    # the window's bars since
+    stream = "botlib:bars:binance:BTC/USDT:1h"
+    key, ms = (f"{store.lstm}:1", stream), candles.index.as_unit("ns").asi8 // 10**6
+    steps = next(m for m in range(50, 100)
+                 if not _on_schedule(key, 120, int(ms[50 * m - 1]), 50, 3_600_000))  # fmt: skip
     first = SignalLoop(
         as_role(r, "loop"),
         config=loop_config(consumer="a", history=SHORT, batch=50, state_every=120),
     )
-    first.run(max_bars=2_500)  # then this process "restarts": a fresh loop object
-    assert 2_500 <= first.stats.bars < 5_000
+    first.run(max_bars=50 * steps)  # then this process "restarts": a fresh loop object
+    assert first.stats.bars == 50 * steps < 5_000
     assert first.stats.stream_seeds == 2  # the LSTM's state and the builder's ATR
     capacity = max(m.capacity for m in first.markets.values())
     assert capacity < 400, "the replay must outrun the loop's window many times"
-    field = f"stream|{store.lstm}:1|botlib:bars:binance:BTC/USDT:1h"
+    field = f"stream|{store.lstm}:1|{stream}"
     behind = json.loads(r.hget("botlib:loop:state", field) or "{}")["ts"]
     served_to = int(candles.index[first.stats.bars - 1].value // 10**6)
     assert behind < served_to, "the saved state must lag the last bar for this test"

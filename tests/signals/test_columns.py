@@ -39,3 +39,38 @@ def test_every_numeric_column_of_the_schema_is_known() -> None:
     assert fit_decimals(row, "ai_training_sessions") == {"loss_value": 12_345.6}
     assert row["loss_value"] == largest(10, 6) and row["validation_accuracy"] == 0.5
     assert set(DECIMALS) == {"ai_signals", "ai_predictions", "ai_training_sessions"}
+
+
+def test_every_kind_of_value_is_fitted_or_left_as_it_was() -> None:
+    """Floats in range and at the edge stay; beyond it, inf and NaN are clipped (NaN
+    to None) with the original kept; ints count as numbers, bools and text do not."""
+    top = largest(5, 4)
+    row: dict[str, object] = {
+        "signal_strength": top, "confidence": -top, "risk_score": float("nan"),
+        "predicted_volatility": 12.5, "expected_return": float("-inf"), "position_size": 3,
+        "stop_loss": True, "take_profit": "7", "predicted_price": None,
+    }  # fmt: skip
+    clipped = fit_decimals(row, "ai_signals")
+    assert clipped == {"risk_score": "nan", "predicted_volatility": 12.5,
+                       "expected_return": "-inf"}  # fmt: skip
+    assert row["signal_strength"] == top and row["confidence"] == -top
+    assert row["risk_score"] is None and row["predicted_volatility"] == top
+    assert row["expected_return"] == -largest(8, 4)
+    assert row["position_size"] == 3 and row["stop_loss"] is True and row["take_profit"] == "7"
+
+
+def test_record_ids_are_rfc_4122_version_5_uuids_of_their_name() -> None:
+    import random
+    import uuid
+    from datetime import timedelta
+
+    from botlib.signals._records import _NAMESPACE, record_id
+
+    rng = random.Random(7)
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    for _ in range(2_000):
+        kind = rng.choice(["signal", "prediction"])
+        model = "".join(rng.choices("abcXYZ:-_/é→ 019", k=rng.randint(0, 30)))
+        at = start + timedelta(minutes=rng.randint(0, 10**7))
+        name = f"{kind}|{model}|BTC/USDT|{at.isoformat()}"
+        assert record_id(kind, model, "BTC/USDT", at) == str(uuid.uuid5(_NAMESPACE, name))
