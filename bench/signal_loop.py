@@ -50,7 +50,13 @@ def _wait_stats(r: Any, bars: int, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while int(r.hget("botlib:loop:stats", "bars") or 0) < bars:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"loop stuck at {r.hget('botlib:loop:stats', 'bars')} bars")
+            stats = r.hgetall("botlib:loop:stats")
+            last = r.xrevrange("botlib:deadletter", count=1)
+            raise TimeoutError(
+                f"loop stuck at {stats.get('bars')} of {bars} bars; dead-lettered "
+                f"{stats.get('deadletters', 0)}, errors {stats.get('errors', 0)} "
+                f"({stats.get('last_error', '')}); last dead letter: {last}"
+            )
         time.sleep(0.002)
 
 

@@ -20,8 +20,10 @@ numbers. ``rollback(name)`` moves ``@champion`` back to ``@previous``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -257,10 +259,14 @@ def evaluate_gate(
     uri = f"models:/{name}/{mv.version}"
     model: BaseModel | None = None
     digest = ""
+    stack = contextlib.ExitStack()
     try:
         from botlib.tracking.verify import DIGEST_TAG, artifact_digest, download_model
 
-        root, folder = artifacts if artifacts is not None else download_model(uri)
+        if artifacts is None:  # a private copy: never the store's own folder (verify.py)
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="botlib-model-"))
+            artifacts = download_model(uri, Path(scratch))
+        root, folder = artifacts
         digest = artifact_digest(root)
         recorded = (mv.tags or {}).get(DIGEST_TAG)
         if recorded:  # promoted before: its artifacts must be the ones promoted then
@@ -272,6 +278,8 @@ def evaluate_gate(
         model = load_model(folder)
     except Exception as exc:  # any failure to load is a refusal, with the reason
         result.checks.append(Check("loads", False, f"{uri}: {type(exc).__name__}: {exc}"))
+    finally:
+        stack.close()
     if model is not None:
         problems = _feature_checks(model)
         logged = tags.get("feature_schema_hash")

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +89,8 @@ def verify_member(uri: str, client: Any = None) -> None:
     match = _REGISTRY_URI.fullmatch(uri)
     if match is None:
         raise ConfigError(f"ensemble member {uri[:200]!r} is not a registry version")
-    verified_folder({"model_uri": uri, "version": match.group(2)}, client)
+    with verified_folder({"model_uri": uri, "version": match.group(2)}, client):
+        pass
 
 
 def load_verified(entry: dict[str, Any], client: Any = None) -> Any:
@@ -94,12 +98,19 @@ def load_verified(entry: dict[str, Any], client: Any = None) -> Any:
     matched the one recorded on the registered version."""
     from botlib.models import load_model
 
-    return load_model(verified_folder(entry, client))
+    with verified_folder(entry, client) as folder:
+        return load_model(folder)
 
 
-def verified_folder(entry: dict[str, Any], client: Any = None) -> Path:
-    """The downloaded model folder of an entry's registry version, once its digest
-    matched the recorded one (see the module doc)."""
+@contextmanager
+def verified_folder(entry: dict[str, Any], client: Any = None) -> Iterator[Path]:
+    """The model folder of an entry's registry version, once its digest matched the
+    recorded one (see the module doc); a private copy, removed on leaving the block.
+
+    Never the store's own folder: MLflow writes a ``registered_model_meta`` file (name
+    and version) into a local store's artifact folder on every download, so two
+    processes loading at once (``botlib up --loops 2``), or two versions of one
+    artifact folder, would hash each other's writes and refuse a sound model."""
     from botlib.tracking import mlflow_client
 
     name, version = registry_version(entry)
@@ -117,14 +128,15 @@ def verified_folder(entry: dict[str, Any], client: Any = None) -> Path:
             f"{name} v{version}: the entry's artifact digest {str(given)[:12]}… is not the "
             f"registry's {recorded[:12]}…"
         )
-    root, folder = download_model(f"models:/{name}/{version}")
-    actual = artifact_digest(root)
-    if actual != recorded:
-        raise ConfigError(
-            f"{name} v{version}: artifacts changed after promotion (sha256 {actual[:12]}…, "
-            f"recorded {recorded[:12]}…); not loaded"
-        )
-    return folder
+    with tempfile.TemporaryDirectory(prefix="botlib-model-") as scratch:
+        root, folder = download_model(f"models:/{name}/{version}", Path(scratch))
+        actual = artifact_digest(root)
+        if actual != recorded:
+            raise ConfigError(
+                f"{name} v{version}: artifacts changed after promotion (sha256 "
+                f"{actual[:12]}…, recorded {recorded[:12]}…); not loaded"
+            )
+        yield folder
 
 
 def record_digest(name: str, version: str, client: Any = None) -> str:
@@ -133,7 +145,8 @@ def record_digest(name: str, version: str, client: Any = None) -> str:
     from botlib.tracking import mlflow_client
 
     client = client or mlflow_client()
-    root, _ = download_model(f"models:/{name}/{version}")
-    digest = artifact_digest(root)
+    with tempfile.TemporaryDirectory(prefix="botlib-model-") as scratch:
+        root, _ = download_model(f"models:/{name}/{version}", Path(scratch))
+        digest = artifact_digest(root)
     client.set_model_version_tag(name, version, DIGEST_TAG, digest)
     return digest

@@ -359,3 +359,35 @@ def test_only_registry_versions_with_their_promoted_artifacts_are_served(
         client.delete_model_version(store.ga, fresh.model_version)
     signals = records(r, "botlib:signals")
     assert len(signals) == 60 and {s["model_id"] for s in signals} == {f"{store.ga}:1"}
+
+
+def test_loading_a_version_never_writes_into_the_store(store: Store) -> None:
+    """Two versions of one artifact folder (the same run registered twice), loaded
+    in turn and from threads at once, as two loop processes do at start: each passes
+    its digest check, and the store's folder is left exactly as it was (MLflow writes
+    a version file into a local store's folder on every download, so a check reading
+    the store's own files would hash another loader's write)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlflow import MlflowClient
+
+    from botlib.tracking.verify import load_verified, record_digest
+
+    client = MlflowClient()
+    source = str(client.get_model_version(store.ga, "1").source)
+    logged = client.get_logged_model(source.removeprefix("models:/"))
+    folder = Path(str(logged.artifact_location).removeprefix("file://"))
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    twin = client.create_model_version(store.ga, source)
+    try:
+        record_digest(store.ga, str(twin.version))
+        entries = [{"model_uri": f"models:/{store.ga}/{v}", "version": v}
+                   for v in ("1", str(twin.version))]  # fmt: skip
+        for entry in [*entries, entries[0]]:
+            assert load_verified(entry).meta is not None
+        with ThreadPoolExecutor(4) as pool:
+            loaded = list(pool.map(load_verified, entries * 4))
+        assert len(loaded) == 8
+        assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before
+    finally:
+        client.delete_model_version(store.ga, str(twin.version))
