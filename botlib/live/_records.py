@@ -51,12 +51,11 @@ def add_predictions(
     closes = closes[-k:]
     symbol = served.record_symbol(market.symbol)
     opened = bar_datetimes(step.times)
+    rows = step.outputs.tolist()  # Python floats: the same values, cheaper per test
     for i, ts in enumerate(opened):
         if not ready[i]:
             continue
-        out = {
-            c: float(v) for c, v in zip(step.names, step.outputs[i], strict=True) if np.isfinite(v)
-        }
+        out = {c: v for c, v in zip(step.names, rows[i], strict=True) if math.isfinite(v)}
         created = ts + bar
         pred = Prediction(
             id=record_id("prediction", served.model_id, symbol, created),

@@ -319,8 +319,12 @@ def signal_arrays(
     }
 
 
+def _finite(value: Any) -> bool:
+    return value is not None and math.isfinite(value)
+
+
 def _opt(value: Any) -> float | None:
-    return float(value) if value is not None and np.isfinite(value) else None
+    return float(value) if _finite(value) else None
 
 
 def signal_records(
@@ -358,16 +362,18 @@ def records_from_arrays(
     datetimes)."""
     records = []
     names = list(columns)
-    for ts, values in zip(index, zip(*columns.values(), strict=True), strict=True):
+    # Python floats and strings (the same values): cheaper to test and format per row
+    lists = [np.asarray(v).tolist() for v in columns.values()]
+    for ts, values in zip(index, zip(*lists, strict=True), strict=True):
         row: dict[str, Any] = dict(zip(names, values, strict=True))
         created = ts + bar
         parts = [
-            f"score {row['score']:+.2f}" if np.isfinite(row["score"]) else "no score yet",
+            f"score {row['score']:+.2f}" if _finite(row["score"]) else "no score yet",
             f"direction {row['predicted_direction']}",
         ]
-        if np.isfinite(row["predicted_volatility"]):
+        if _finite(row["predicted_volatility"]):
             parts.append(f"volatility {row['predicted_volatility']:.2%}/bar")
-        if np.isfinite(row["stop_loss"]):
+        if _finite(row["stop_loss"]):
             parts.append(f"stop {row['stop_loss']:,.2f}, take {row['take_profit']:,.2f}")
         records.append(
             Signal(
