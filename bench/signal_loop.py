@@ -62,12 +62,16 @@ def _wait_stats(r: Any, bars: int, timeout: float = 600.0) -> None:
 
 def _wait_shared(r: Any, markets: list[str], n_loops: int, timeout: float = 120.0) -> None:
     """Until the market leases are held evenly by ``n_loops`` processes."""
+    from botlib.transport import RedisNames
+
+    names = RedisNames()
     deadline = time.monotonic() + timeout
     while True:
         owners: dict[str, int] = {}
         for sym in markets:
-            held = r.get(f"botlib:lease:botlib:bars:binance:{sym}:1h") or ""
-            owners[held.split(":")[0]] = owners.get(held.split(":")[0], 0) + 1
+            stream = names.bar_stream("binance", sym, "1h")
+            owner = (r.get(f"{names.lease_prefix}{stream}") or "").split(":")[0]
+            owners[owner] = owners.get(owner, 0) + 1
         if len(owners) == n_loops and max(owners.values()) - min(owners.values()) <= 1:
             return
         if time.monotonic() > deadline:
@@ -141,9 +145,8 @@ def main() -> None:
         rows = []
         client = mlflow_client()
         versions = {"1": str(entry["artifact_digest"])}
-        if {"20x20", "20x20/2"} & set(
-            args.scenarios
-        ):  # the same artifacts as 19 more registered versions
+        # the same artifacts as 19 more registered versions
+        if {"20x20", "20x20/2"} & set(args.scenarios):
             source = client.get_model_version(session.model_name, "1").source
             for _ in range(19):
                 mv = client.create_model_version(session.model_name, source)

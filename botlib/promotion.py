@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -261,12 +260,9 @@ def evaluate_gate(
     digest = ""
     stack = contextlib.ExitStack()
     try:
-        from botlib.tracking.verify import DIGEST_TAG, artifact_digest, download_model
+        from botlib.tracking.verify import DIGEST_TAG, artifact_digest, private_copy
 
-        if artifacts is None:  # a private copy: never the store's own folder (verify.py)
-            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="botlib-model-"))
-            artifacts = download_model(uri, Path(scratch))
-        root, folder = artifacts
+        root, folder = artifacts or stack.enter_context(private_copy(uri))
         digest = artifact_digest(root)
         recorded = (mv.tags or {}).get(DIGEST_TAG)
         if recorded:  # promoted before: its artifacts must be the ones promoted then

@@ -33,6 +33,7 @@ __all__ = [
     "artifact_digest",
     "download_model",
     "load_verified",
+    "private_copy",
     "record_digest",
     "registry_version",
     "verified_folder",
@@ -55,18 +56,30 @@ def artifact_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def download_model(uri: str, dst: Path | None = None) -> tuple[Path, Path]:
-    """Download a logged model (into ``dst``, else a temporary folder): (the downloaded
-    folder, the botlib model inside it)."""
+def download_model(uri: str, dst: Path) -> tuple[Path, Path]:
+    """Download a logged model into the folder ``dst``: (the downloaded folder, the
+    botlib model inside it). ``dst`` is required: without one, MLflow hands back a
+    local store's own folder and writes a file into it (see ``private_copy``)."""
     import mlflow
 
     from botlib.tracking import use_store
     from botlib.tracking.pyfunc import resolve_model_uri
 
     use_store()
-    where = None if dst is None else str(dst)
-    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=where))
+    root = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     return root, resolve_model_uri(uri, local=root)
+
+
+@contextmanager
+def private_copy(uri: str) -> Iterator[tuple[Path, Path]]:
+    """``download_model`` into a temporary folder of this call's own, removed on
+    leaving the block. Never the store's own folder: MLflow writes a
+    ``registered_model_meta`` file (name and version) into a local store's artifact
+    folder on every download, so two processes loading at once (``botlib up --loops
+    2``), or two versions of one artifact folder, would hash each other's writes and
+    refuse a sound model."""
+    with tempfile.TemporaryDirectory(prefix="botlib-model-") as scratch:
+        yield download_model(uri, Path(scratch))
 
 
 def registry_version(entry: dict[str, Any]) -> tuple[str, str]:
@@ -105,12 +118,8 @@ def load_verified(entry: dict[str, Any], client: Any = None) -> Any:
 @contextmanager
 def verified_folder(entry: dict[str, Any], client: Any = None) -> Iterator[Path]:
     """The model folder of an entry's registry version, once its digest matched the
-    recorded one (see the module doc); a private copy, removed on leaving the block.
-
-    Never the store's own folder: MLflow writes a ``registered_model_meta`` file (name
-    and version) into a local store's artifact folder on every download, so two
-    processes loading at once (``botlib up --loops 2``), or two versions of one
-    artifact folder, would hash each other's writes and refuse a sound model."""
+    recorded one (see the module doc); a ``private_copy``, removed on leaving the
+    block."""
     from botlib.tracking import mlflow_client
 
     name, version = registry_version(entry)
@@ -128,8 +137,7 @@ def verified_folder(entry: dict[str, Any], client: Any = None) -> Iterator[Path]
             f"{name} v{version}: the entry's artifact digest {str(given)[:12]}… is not the "
             f"registry's {recorded[:12]}…"
         )
-    with tempfile.TemporaryDirectory(prefix="botlib-model-") as scratch:
-        root, folder = download_model(f"models:/{name}/{version}", Path(scratch))
+    with private_copy(f"models:/{name}/{version}") as (root, folder):
         actual = artifact_digest(root)
         if actual != recorded:
             raise ConfigError(
@@ -145,8 +153,7 @@ def record_digest(name: str, version: str, client: Any = None) -> str:
     from botlib.tracking import mlflow_client
 
     client = client or mlflow_client()
-    with tempfile.TemporaryDirectory(prefix="botlib-model-") as scratch:
-        root, _ = download_model(f"models:/{name}/{version}", Path(scratch))
+    with private_copy(f"models:/{name}/{version}") as (root, _):
         digest = artifact_digest(root)
     client.set_model_version_tag(name, version, DIGEST_TAG, digest)
     return digest
