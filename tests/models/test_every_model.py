@@ -4,6 +4,7 @@ backtest on the window after validation."""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,20 @@ from tests.conftest import TINY, Windows
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_train_save_load_predict_backtest(
-    name: str, windows: Windows, trained_rules: list[Path], tmp_path: Path
+    name: str,
+    windows: Windows,
+    trained_rules: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # what the libraries write there
     params = TINY.get(name, {"members": [str(p) for p in trained_rules]})
     model = create_model(name, **params)
     report = model.fit(windows.train, windows.valid)
     assert report.metrics, "fit reports validation figures"
+    assert not list(scratch.glob("SB3-*")), "training leaves no log folder in the temp dir"
     out = model.predict(windows.all)
     meta = model.meta
     assert list(out.columns) == list(meta.outputs)

@@ -14,6 +14,7 @@ import torch
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
 
 from botlib.errors import ConfigError
 from botlib.features import FeatureSpec, feature_matrix, get_feature_spec
@@ -142,6 +143,9 @@ class RLAgentModel(BaseModel):
             verbose=0,
             **self._agent_kwargs(),
         )
+        # a logger that writes nowhere: SB3's default makes a folder in the temp dir
+        # (``SB3-<date>``) on every ``learn``, left behind empty
+        self.agent.set_logger(Logger(None, []))
         progress = _Progress(self.name, p["timesteps"])
         self.agent.learn(total_timesteps=p["timesteps"], callback=progress)
         report = FitReport(history=progress.curve, epochs=p["timesteps"])
