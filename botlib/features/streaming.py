@@ -170,6 +170,12 @@ class _Macd(_Step):
             part.restore(saved)
 
 
+def _fmax(a: float, b: float) -> float:
+    """``np.fmax`` on two floats as NumPy computes it (a NaN loses), without its
+    per-call cost."""
+    return a if (a >= b or b != b) else b
+
+
 class AverageTrueRange(_Step):
     """``indicators.atr_values`` one bar at a time (the signal builder's ATR as well)."""
 
@@ -180,7 +186,7 @@ class AverageTrueRange(_Step):
 
     def push(self, high: float, low: float, close: float) -> float:
         c0 = self.prev
-        tr = float(np.fmax(high - low, np.fmax(abs(high - c0), abs(low - c0))))
+        tr = _fmax(high - low, _fmax(abs(high - c0), abs(low - c0)))
         self.prev = close
         return self.wilder.push(tr)
 
@@ -316,9 +322,13 @@ class StreamingFeatures:
     >>> stream = StreamingFeatures(spec)
     >>> stream.seed(history)                 # the bootstrap window (any length)
     >>> row = stream.update(bar)             # the newest row, as feature_matrix's last
+
+    A spec of built-in features only runs compiled (``_stream_kernel``: one call per
+    bar, the same bits); ``compiled=False`` keeps the plain-Python forms, the
+    reference the compiled one is tested against.
     """
 
-    def __init__(self, spec: FeatureSpec) -> None:
+    def __init__(self, spec: FeatureSpec, *, compiled: bool = True) -> None:
         if not streamable(spec):
             missing = [f.name for f in spec.features
                        if f.name not in RECURSIVE and f.name not in LOOKBACK]  # fmt: skip
@@ -339,6 +349,8 @@ class StreamingFeatures:
         self.ring: dict[str, deque[float]] = {k: deque(maxlen=need) for k in _OHLCV}
         self.columns: list[str] = []
         self.bars = 0
+        #: the compiled form of the whole spec (every feature built in), else None
+        self._compiled = _Compiled.build(spec, self.steps, need) if compiled else None
 
     def seed(self, candles: pd.DataFrame) -> np.ndarray:
         """Advance over every bar of ``candles`` (the history before the live bars);
@@ -350,6 +362,12 @@ class StreamingFeatures:
 
     def update(self, bar: Mapping[str, float]) -> np.ndarray:
         """The feature row of ``bar`` (the next bar after everything seen so far)."""
+        if self._compiled is not None:
+            row = self._compiled.update(bar)
+            self.bars += 1
+            if not self.columns:
+                self.columns = list(self._compiled.columns)
+            return row
         b = {k: float(bar[k]) for k in _OHLCV}
         for k in _OHLCV:
             self.ring[k].append(b[k])
@@ -380,12 +398,14 @@ class StreamingFeatures:
     def state(self) -> dict[str, Any]:
         """Everything ``update`` depends on, as plain JSON values (floats round-trip
         exactly): ``restore`` in another process continues bit for bit."""
+        if self._compiled is not None:
+            ring = self._compiled.sync()
+        else:
+            ring = np.array([list(self.ring[k]) for k in _OHLCV], dtype="float64")
         return {
             "bars": self.bars,
             "columns": self.columns,
-            "ring": base64.b64encode(
-                np.array([list(self.ring[k]) for k in _OHLCV], dtype="float64").tobytes()
-            ).decode(),
+            "ring": base64.b64encode(ring.tobytes()).decode(),
             "steps": [None if s is None else s.state() for s in self.steps],
         }
 
@@ -401,3 +421,184 @@ class StreamingFeatures:
         for step, saved in zip(self.steps, state["steps"], strict=True):
             if step is not None:
                 step.restore(saved)
+        if self._compiled is not None:
+            self._compiled.load(np.array([list(self.ring[k]) for k in _OHLCV]).reshape(5, -1),
+                                self.bars)  # fmt: skip
+
+
+class _Compiled:
+    """A spec of built-in features as ``_stream_kernel``'s program and flat state.
+    The ``_Step`` objects stay the state's format: ``sync()`` writes the flat state
+    back into them (``state()``), ``load()`` reads it from them (``restore()``)."""
+
+    def __init__(self, steps: list[_Step | None], need: int) -> None:
+        self.steps = steps
+        self.ring = np.full((len(_OHLCV), need), np.nan)
+        self.meta = np.zeros(2, dtype="int64")  # filled ring rows, bars seen
+        self.columns: list[str] = []
+        self.prog = np.zeros((0, 8), dtype="int64")
+        self.slots = np.zeros((0, 3), dtype="int64")
+        self.fk = np.zeros(0)
+        self.st = np.zeros(0)
+        self.nlogs = 0
+        self._bar = np.empty(len(_OHLCV))
+
+    @classmethod
+    def build(cls, spec: FeatureSpec, steps: list[_Step | None], need: int) -> _Compiled | None:
+        """The compiled form of ``spec``, or None where a feature is not built in (a
+        plugin's, or a built-in name a plugin replaced) or has parameters the kernel
+        does not take (they keep the Python forms)."""
+        from botlib.features import _stream_kernel as kern
+
+        codes = kern.CODES
+        defaults = {"returns": {"periods": 1}, "log_returns": {"periods": 1},
+                    "sma_ratio": {"window": 20}, "bollinger": {"window": 20},
+                    "realized_volatility": {"window": 24}, "volume_zscore": {"window": 24},
+                    "ema_ratio": {"window": 20}, "rsi": {"window": 14},
+                    "macd": {"fast": 12, "slow": 26, "signal": 9}, "atr": {"window": 14},
+                    "obv_slope": {"window": 24}}  # fmt: skip
+        self = cls(steps, need)
+        prog, slots, fk, sizes = [], [], [], []
+        at = 0
+        for f, step in zip(spec.features, steps, strict=True):
+            replaced = step is None and FEATURES.get(f.name) is not BUILTIN.get(f.name)
+            if f.name not in codes or replaced:
+                return None
+            allowed = {*defaults.get(f.name, {}), *(["k"] if f.name == "bollinger" else [])}
+            if set(f.params) - allowed:
+                return None
+            ints = [f.params.get(k, v) for k, v in defaults.get(f.name, {}).items()]
+            if any(isinstance(v, bool) or not isinstance(v, int) for v in ints):
+                return None
+            ints = [int(v) for v in ints]
+            if any(v < (0 if f.name in ("returns", "log_returns") else 1) for v in ints):
+                return None
+            k = f.params.get("k", 2.0)
+            if isinstance(k, bool) or not isinstance(k, int | float):
+                return None
+            names = list(_names(f, step))
+            for name in names:
+                if name not in self.columns:
+                    self.columns.append(name)
+            code = codes[f.name]
+            p = [*ints, 0, 0, 0][:3]
+            logs_at = at
+            if code == kern.LOG_RETURNS:
+                at += 1
+            elif code == kern.RVOL:
+                at += p[0]
+            size = {
+                kern.EMA: 2,
+                kern.RSI: 5,
+                kern.MACD: 6,
+                kern.ATR: 3 + p[0],
+                kern.OBV: 2 * p[0] + 5,
+            }
+            sizes.append(size.get(code, 0))
+            prog.append([code, *p, logs_at, sum(sizes[:-1]), 0, 0])
+            slots.append(([self.columns.index(n) for n in names] + [-1, -1, -1])[:3])
+            fk.append(float(k))
+        self.prog = np.array(prog, dtype="int64").reshape(-1, 8)
+        self.slots = np.array(slots, dtype="int64").reshape(-1, 3)
+        self.fk = np.array(fk, dtype="float64")
+        self.st = np.zeros(sum(sizes))
+        self.nlogs = at
+        self.load(np.zeros((len(_OHLCV), 0)), 0)
+        return self
+
+    def update(self, bar: Mapping[str, float]) -> np.ndarray:
+        from botlib.features import _stream_kernel as kern
+
+        b = self._bar
+        b[0], b[1], b[2] = bar["open"], bar["high"], bar["low"]
+        b[3], b[4] = bar["close"], bar["volume"]
+        ratios = kern.push(self.ring, self.meta, b, self.prog, self.nlogs)
+        logs = np.log(ratios)  # NumPy's log, as the batch kernels take it
+        out = np.empty(len(self.columns))
+        kern.row(self.ring, self.meta, self.prog, self.slots, self.fk, self.st, logs, out)
+        return out
+
+    def sync(self) -> np.ndarray:
+        """The recursive steps' objects set from the flat state; returns the ring's
+        filled rows (5, n)."""
+        from botlib.features import _stream_kernel as kern
+
+        st = self.st
+        for (code, p, *_, s, _, _), step in zip(self.prog.tolist(), self.steps, strict=True):
+            if code == kern.EMA:
+                _set_ewm(step.ema, st, s)  # type: ignore[union-attr]
+            elif code == kern.RSI:
+                step.prev = float(st[s])  # type: ignore[union-attr]
+                _set_ewm(step.gain, st, s + 1)  # type: ignore[union-attr]
+                _set_ewm(step.loss, st, s + 3)  # type: ignore[union-attr]
+            elif code == kern.MACD:
+                for j, part in enumerate((step.ef, step.es, step.sig)):  # type: ignore[union-attr]
+                    _set_ewm(part, st, s + 2 * j)
+            elif code == kern.ATR:
+                step.prev = float(st[s])  # type: ignore[union-attr]
+                wilder = step.wilder  # type: ignore[union-attr]
+                wilder.y = float(st[s + 1])
+                filled = int(st[s + 2])
+                wilder.first = st[s + 3 : s + 3 + filled].tolist() if filled < p else (
+                    [math.nan] * p)  # fmt: skip
+            elif code == kern.OBV:
+                step.obv, step.prev = float(st[s]), float(st[s + 1])  # type: ignore[union-attr]
+                npast, past = int(st[s + 2]), s + 3
+                vols = past + p + 2
+                held = st[vols : vols + int(st[vols - 1])].tolist()
+                step.past = deque(st[past : past + npast].tolist(), maxlen=p + 1)  # type: ignore[union-attr]
+                step.volumes = deque(held, maxlen=p)  # type: ignore[union-attr]
+        return np.ascontiguousarray(self.ring[:, : int(self.meta[0])])
+
+    def load(self, ring: np.ndarray, bars: int) -> None:
+        """The flat state from the recursive steps' objects, the ring from ``ring``
+        (5, n: the newest rows kept)."""
+        from botlib.features import _stream_kernel as kern
+
+        cap = self.ring.shape[1]
+        kept = ring[:, -cap:] if ring.shape[1] else ring
+        self.ring[:] = np.nan
+        self.ring[:, : kept.shape[1]] = kept
+        self.meta[0], self.meta[1] = kept.shape[1], bars
+        st = self.st
+        for (code, p, *_, s, _, _), step in zip(self.prog.tolist(), self.steps, strict=True):
+            if code == kern.EMA:
+                _get_ewm(step.ema, st, s)  # type: ignore[union-attr]
+            elif code == kern.RSI:
+                st[s] = step.prev  # type: ignore[union-attr]
+                _get_ewm(step.gain, st, s + 1)  # type: ignore[union-attr]
+                _get_ewm(step.loss, st, s + 3)  # type: ignore[union-attr]
+            elif code == kern.MACD:
+                for j, part in enumerate((step.ef, step.es, step.sig)):  # type: ignore[union-attr]
+                    _get_ewm(part, st, s + 2 * j)
+            elif code == kern.ATR:
+                wilder = step.wilder  # type: ignore[union-attr]
+                first = list(wilder.first)[:p]
+                st[s], st[s + 1], st[s + 2] = step.prev, wilder.y, len(first)  # type: ignore[union-attr]
+                st[s + 3 : s + 3 + p] = 0.0
+                st[s + 3 : s + 3 + len(first)] = first
+            elif code == kern.OBV:
+                obv: Any = step
+                past, volumes = list(obv.past)[-(p + 1) :], list(obv.volumes)[-p:]
+                st[s], st[s + 1], st[s + 2] = step.obv, step.prev, len(past)  # type: ignore[union-attr]
+                vols = s + 3 + p + 2
+                st[s + 3 : s + 3 + len(past)] = past
+                st[vols - 1] = len(volumes)
+                st[vols : vols + len(volumes)] = volumes
+
+
+def _set_ewm(ewm: _Ewm, st: np.ndarray, at: int) -> None:
+    ewm.y, ewm.count = float(st[at]), int(st[at + 1])
+
+
+def _get_ewm(ewm: _Ewm, st: np.ndarray, at: int) -> None:
+    st[at], st[at + 1] = ewm.y, ewm.count
+
+
+def _names(f: Any, step: _Step | None) -> dict[str, float]:
+    """The columns a feature writes, in its order (its Python form on a one-bar ring;
+    a recursive one on a fresh copy of its step)."""
+    bar = dict.fromkeys(_OHLCV, 1.0)
+    if step is None:
+        return ONE_ROW[f.name]({k: [1.0] for k in _OHLCV}, **dict(f.params))
+    return RECURSIVE[f.name](dict(f.params))(bar)

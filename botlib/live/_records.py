@@ -89,7 +89,7 @@ def add_predictions(
         )
         due = int(step.times[i]) + meta.horizon * bar_ms
         batch.zadd.append((pending_key, float(due), payload))
-    n = int(ready.sum())
+    n = int(np.count_nonzero(ready))
     batch.hincr.append((names.loop_stats, LoopCounter.predictions, n))
     batch.hincr.append((names.loop_stats, per_model(LoopCounter.predictions, served.model_id), n))
 

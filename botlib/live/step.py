@@ -140,12 +140,17 @@ def signal_payloads(
     """The signal records of the ready bars, as JSON-ready dicts (``metadata.target``
     carries the builder's target position, ``metadata.position_before`` the position
     it started the bar from)."""
-    ready = {c: v[step.ready] for c, v in step.columns.items()}
+    every = bool(step.ready.all())  # the usual step: no row to leave out
+    ready = step.columns if every else {c: v[step.ready] for c, v in step.columns.items()}
     records = records_from_arrays(
-        ready, bar_datetimes(step.times[step.ready]), model_id=model_id, symbol=symbol, bar=bar,
+        ready, bar_datetimes(step.times if every else step.times[step.ready]),
+        model_id=model_id, symbol=symbol, bar=bar,
         horizon=horizon, metadata=metadata, bot_id=bot_id,
     )  # fmt: skip
-    before = step.before[step.ready] if step.before is not None else [None] * len(records)
+    if step.before is None:
+        before: Any = [None] * len(records)
+    else:
+        before = step.before if every else step.before[step.ready]
     out = []
     for sig, target, held in zip(records, ready["target"], before, strict=True):
         data = sig.model_dump(mode="json")

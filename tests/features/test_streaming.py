@@ -3,10 +3,12 @@ the same history — bit for bit where the arithmetic allows, else within 1e-12.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
-from botlib.features import DEFAULT_SPEC, feature_matrix, get_feature_spec
+from botlib.features import DEFAULT_SPEC, FeatureDef, FeatureSpec, feature_matrix, get_feature_spec
 from botlib.features.streaming import StreamingFeatures, streamable
 
 ALL = get_feature_spec(["close", "volume", "returns", "log_returns", "sma_ratio",
@@ -78,3 +80,66 @@ def test_the_builders_atr_streams_and_its_state_continues(btc_1h: pd.DataFrame) 
     again.restore(json.loads(json.dumps(atr.state())))
     got += [again.push(high[i], low[i], close[i]) for i in range(1_000, 3_000)]
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0, equal_nan=True)
+
+
+#: unusual but valid parameters: the shortest windows, a window past the 128 values
+#: where NumPy's sum splits, the same column written twice (the later value wins)
+ODD = FeatureSpec("odd", tuple(FeatureDef(name, params) for name, params in (
+    ("log_returns", {"periods": 1}), ("returns", {"periods": 0}),
+    ("sma_ratio", {"window": 200}), ("bollinger", {"window": 7, "k": 1.5}),
+    ("realized_volatility", {"window": 2}), ("realized_volatility", {"window": 130}),
+    ("volume_zscore", {"window": 3}), ("atr", {"window": 1}), ("obv_slope", {"window": 1}),
+    ("log_returns", {"periods": 1}), ("rsi", {"window": 2}),
+    ("macd", {"fast": 3, "slow": 5, "signal": 2}), ("ema_ratio", {"window": 1}),
+)))  # fmt: skip
+
+
+def test_the_compiled_features_give_the_python_forms_bits_and_states(
+    btc_1h: pd.DataFrame,
+) -> None:
+    """The compiled form (``_stream_kernel``) against the plain-Python one: every row
+    bit for bit over 10,000 bars, and the same saved state, which either form
+    continues from (a restart of a loop running the other form)."""
+    bars = btc_1h.iloc[:10_000].to_dict("records")
+    for spec in (ALL, DEFAULT_SPEC, ODD):
+        python, compiled = StreamingFeatures(spec, compiled=False), StreamingFeatures(spec)
+        assert compiled._compiled is not None and python._compiled is None
+        differing = 0
+        for i, bar in enumerate(bars):
+            a, b = python.update(bar), compiled.update(bar)
+            differing += not np.array_equal(a.view("u8"), b.view("u8"))
+            if i in (0, 6, 150, 4_000):  # warming up, then warm: swap the forms' states
+                saved_p, saved_c = json.dumps(python.state()), json.dumps(compiled.state())
+                assert saved_p == saved_c, (spec.name, i)
+                python = StreamingFeatures(spec, compiled=False)
+                python.restore(json.loads(saved_c))
+                compiled = StreamingFeatures(spec)
+                compiled.restore(json.loads(saved_p))
+        assert differing == 0, spec.name
+        assert compiled.columns == python.columns
+
+
+def test_features_the_kernel_does_not_know_keep_the_python_forms() -> None:
+    from botlib.features._spec import FEATURES, LOOKBACK
+
+    assert StreamingFeatures(ALL)._compiled is not None
+    # a built-in name a plugin replaced: its own function, through the Python forms
+    builtin = FEATURES["sma_ratio"]
+    FEATURES["sma_ratio"] = lambda b, window=20: builtin(b, window=window)
+    try:
+        assert StreamingFeatures(ALL)._compiled is None
+    finally:
+        FEATURES["sma_ratio"] = builtin
+    # a plugin's finite-memory feature
+    FEATURES["_mine"], LOOKBACK["_mine"] = (lambda b: {"mine": b["close"]}), (lambda: 0)
+    try:
+        spec = FeatureSpec("mine", (FeatureDef("_mine", {}), FeatureDef("rsi", {"window": 14})))
+        stream = StreamingFeatures(spec)
+        assert stream._compiled is None
+        bar = dict.fromkeys(("open", "high", "low", "close", "volume"), 1.0)
+        assert stream.update(bar)[0] == 1.0
+    finally:
+        del FEATURES["_mine"], LOOKBACK["_mine"]
+    # parameters of another type than the kernel takes
+    floats = FeatureSpec("f", (FeatureDef("rsi", {"window": 14.0}),))
+    assert StreamingFeatures(floats)._compiled is None
