@@ -9,7 +9,6 @@ trend: the direction was right, 1 or 0; volatility: 1 − relative error) and
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +19,7 @@ from botlib.live._market import Market
 from botlib.live.step import EPOCH, bar_datetimes
 from botlib.signals._columns import fit_decimals
 from botlib.transport import Batch, Output, RedisNames, dumps
+from botlib.transport.codec import loads
 from botlib.transport.stats import LoopCounter, per_model
 
 __all__ = ["score"]
@@ -55,7 +55,7 @@ def score(
     batch.zadd = [z for z in batch.zadd if not (z[0] == key and z[1] <= times[-1])]
     closes = values[:, 3]
     for payload, when in due + fresh:
-        data = json.loads(payload)
+        data = loads(payload)
         j = int(np.searchsorted(times, int(when)))
         opened = datetime.fromisoformat(data["input_data"]["bar_time"])
         if opened.tzinfo is None:  # read as UTC, as pandas did

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
 import redis
 
 from botlib.errors import BotlibError
@@ -268,7 +269,10 @@ def commit(
         "hincr": [[key, name, by] for (key, name), by in hincr.items()],
     }
     # cjson decodes an empty JSON array as an empty table, which ipairs handles
-    args[0] = json.dumps(plan)
+    try:
+        args[0] = orjson.dumps(plan)
+    except TypeError:  # text orjson refuses (not UTF-8): the standard library's escapes
+        args[0] = json.dumps(plan)
     return int(client.register_script(_COMMIT)(args=args))
 
 

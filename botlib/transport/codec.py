@@ -22,6 +22,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -123,7 +124,29 @@ def decode_bar(fields: dict[str, str]) -> Bar:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON; NaN/inf become null; datetimes become ISO strings."""
+    """Compact JSON; NaN/inf become null; datetimes become ISO strings; NumPy scalars
+    their values. orjson writes it (about ten times faster than ``json`` on a record:
+    the loop writes several per market and bar); what orjson refuses (keys that are
+    not strings, integers past 64 bits, text that is not UTF-8) goes through
+    ``json``, as the same JSON values."""
+    try:
+        return orjson.dumps(value, default=_default).decode()
+    except TypeError:
+        return dumps_json(value)
+
+
+def loads(text: str | bytes) -> Any:
+    """JSON text as Python values (orjson; what it refuses, such as a ``NaN``
+    literal, through ``json``)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def dumps_json(value: Any) -> str:
+    """``dumps`` through the standard library (the same JSON values; numbers may be
+    written differently, e.g. ``1.2345e-05`` for orjson's ``0.000012345``)."""
     try:  # most values hold no NaN: the C encoder alone, without the walk
         return json.dumps(value, separators=(",", ":"), default=_default, allow_nan=False)
     except (ValueError, TypeError):  # NaN somewhere, or keys that are not strings

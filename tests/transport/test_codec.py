@@ -66,3 +66,45 @@ def test_not_json_and_not_an_object() -> None:
 def test_dumps_makes_nan_null() -> None:
     assert json.loads(dumps({"a": math.nan, "b": [math.inf, 1.0]})) == {"a": None, "b": [None, 1.0]}
     assert Bar.model_validate(GOOD).time.isoformat() == "2025-01-01T00:00:00+00:00"
+
+
+def test_dumps_writes_the_same_json_values_as_the_standard_library() -> None:
+    """orjson writes the records; whatever it is given, the JSON reads back as the
+    standard library's would (numbers may be spelled differently: 1e-7 for 1e-07)."""
+    from datetime import UTC, date, datetime, timedelta, timezone
+
+    import numpy as np
+    import pandas as pd
+
+    from botlib.transport.codec import dumps_json, loads
+
+    rng = np.random.default_rng(3)
+    floats = (rng.normal(size=3000) * 10.0 ** rng.integers(-320, 300, 3000)).tolist()
+    cases: list[object] = [
+        floats,
+        {"a": math.nan, "b": [math.inf, -math.inf, -0.0, 5e-324, 1e16, 1e-7]},
+        {
+            "f64": np.float64(1.5),
+            "nan": np.float64("nan"),
+            "i": np.int64(3),
+            "b": np.bool_(True),
+            "f32": np.float32(0.1),
+            "one": np.array([2.0]),
+        },
+        {
+            "utc": datetime(2025, 1, 1, tzinfo=UTC),
+            "naive": datetime(2025, 1, 1, 2, 3, 4, 567),
+            "ts": pd.Timestamp("2025-01-01 01:00", tz="UTC"),
+            "day": date(2025, 1, 2),
+            "cet": datetime(2025, 1, 1, tzinfo=timezone(timedelta(hours=1))),
+        },
+        {1: "int key", 2.5: "float key"},  # orjson refuses: the standard library's path
+        {"big": 2**70, "text": 'é€ " \\ \n', "surrogate": "\ud800"},
+        (1, [2, {"nested": [math.nan, {"deep": math.inf}]}]),
+    ]
+    for case in cases:
+        assert json.loads(dumps(case)) == json.loads(dumps_json(case)), case
+    with pytest.raises(TypeError, match="cannot encode set"):
+        dumps({"s": {1, 2}})
+    assert loads(dumps(cases[1])) == json.loads(dumps_json(cases[1]))
+    assert loads('{"a": NaN}')["a"] != loads('{"a": NaN}')["a"]  # json's reading of NaN
