@@ -328,13 +328,24 @@ class _KerasStream(ModelStream):
         self.model = model
         self.features = StreamingFeatures(model.spec)
         self.rows: deque[np.ndarray] = deque(maxlen=int(model.params["seq_len"]))
+        #: the same rows as one array (the newest last), shifted by one row per bar:
+        #: a window is a copy of it, not a stack of ``seq_len`` rows
+        self._buf: np.ndarray | None = None
 
     def _advance(self, bar: dict[str, float]) -> None:
         m = self.model
         # the batch path's arithmetic, row by row: float32 features, then the scaler
         raw = self.features.update(bar)
         self._seen(raw)
-        self.rows.append((raw.astype("float32") - m._mu) / m._sd)
+        row = (raw.astype("float32") - m._mu) / m._sd
+        self.rows.append(row)
+        buf = self._buf
+        if buf is None or buf.dtype != row.dtype or buf.shape[1] != len(row):
+            buf = self._buf = np.zeros((self.rows.maxlen or 0, len(row)), row.dtype)
+            buf[len(buf) - len(self.rows) :] = np.stack(self.rows)
+        else:
+            buf[:-1] = buf[1:]
+            buf[-1] = row
 
     def _warm(self, bar: dict[str, float]) -> None:
         self._advance(bar)  # history needs no network call
@@ -356,14 +367,13 @@ class _KerasStream(ModelStream):
         windows, ready = [], []
         for j, bar in enumerate(bars):
             self._advance(bar)
-            if len(self.rows) == self.rows.maxlen:
-                x = np.stack(self.rows)
-                if np.isfinite(x).all():
-                    windows.append(x)
-                    ready.append(j)
+            x = self._buf
+            if len(self.rows) == self.rows.maxlen and x is not None and np.isfinite(x).all():
+                windows.append(x.copy())
+                ready.append(j)
         if not windows:
             return np.zeros((0, self.rows.maxlen or 0, len(self.model._mu)), "float32"), ready
-        return np.stack(windows), ready
+        return (windows[0][None] if len(windows) == 1 else np.stack(windows)), ready
 
     def assemble(self, decoded: dict[str, np.ndarray], ready: list[int], k: int) -> np.ndarray:
         """Output rows of ``k`` bars from the decoded network outputs of the ready ones."""
@@ -381,6 +391,7 @@ class _KerasStream(ModelStream):
     def restore(self, state: dict[str, Any]) -> None:
         self.features.restore(state["features"])
         self.rows = deque(unpack_rows(state["rows"]), maxlen=self.rows.maxlen)
+        self._buf = None  # rebuilt from the rows at the next bar
 
 
 def recurrent_stack(
