@@ -524,30 +524,23 @@ class _Compiled:
         from botlib.features import _stream_kernel as kern
 
         st = self.st
-        for (code, p, *_, s, _, _), step in zip(self.prog.tolist(), self.steps, strict=True):
-            if code == kern.EMA:
-                _set_ewm(step.ema, st, s)  # type: ignore[union-attr]
-            elif code == kern.RSI:
-                step.prev = float(st[s])  # type: ignore[union-attr]
-                _set_ewm(step.gain, st, s + 1)  # type: ignore[union-attr]
-                _set_ewm(step.loss, st, s + 3)  # type: ignore[union-attr]
-            elif code == kern.MACD:
-                for j, part in enumerate((step.ef, step.es, step.sig)):  # type: ignore[union-attr]
-                    _set_ewm(part, st, s + 2 * j)
-            elif code == kern.ATR:
-                step.prev = float(st[s])  # type: ignore[union-attr]
-                wilder = step.wilder  # type: ignore[union-attr]
-                wilder.y = float(st[s + 1])
+        for (code, p, *_, s, _, _), one in zip(self.prog.tolist(), self.steps, strict=True):
+            step: Any = one
+            for ewm, at in _ewms(code, step, s):
+                ewm.y, ewm.count = float(st[at]), int(st[at + 1])
+            if code in (kern.RSI, kern.ATR):
+                step.prev = float(st[s])
+            if code == kern.ATR:
+                step.wilder.y = float(st[s + 1])
                 filled = int(st[s + 2])
-                wilder.first = st[s + 3 : s + 3 + filled].tolist() if filled < p else (
+                step.wilder.first = st[s + 3 : s + 3 + filled].tolist() if filled < p else (
                     [math.nan] * p)  # fmt: skip
             elif code == kern.OBV:
-                step.obv, step.prev = float(st[s]), float(st[s + 1])  # type: ignore[union-attr]
+                step.obv, step.prev = float(st[s]), float(st[s + 1])
                 npast, past = int(st[s + 2]), s + 3
                 vols = past + p + 2
-                held = st[vols : vols + int(st[vols - 1])].tolist()
-                step.past = deque(st[past : past + npast].tolist(), maxlen=p + 1)  # type: ignore[union-attr]
-                step.volumes = deque(held, maxlen=p)  # type: ignore[union-attr]
+                step.past = deque(st[past : past + npast].tolist(), maxlen=p + 1)
+                step.volumes = deque(st[vols : vols + int(st[vols - 1])].tolist(), maxlen=p)
         return np.ascontiguousarray(self.ring[:, : int(self.meta[0])])
 
     def load(self, ring: np.ndarray, bars: int) -> None:
@@ -561,38 +554,38 @@ class _Compiled:
         self.ring[:, : kept.shape[1]] = kept
         self.meta[0], self.meta[1] = kept.shape[1], bars
         st = self.st
-        for (code, p, *_, s, _, _), step in zip(self.prog.tolist(), self.steps, strict=True):
-            if code == kern.EMA:
-                _get_ewm(step.ema, st, s)  # type: ignore[union-attr]
-            elif code == kern.RSI:
-                st[s] = step.prev  # type: ignore[union-attr]
-                _get_ewm(step.gain, st, s + 1)  # type: ignore[union-attr]
-                _get_ewm(step.loss, st, s + 3)  # type: ignore[union-attr]
-            elif code == kern.MACD:
-                for j, part in enumerate((step.ef, step.es, step.sig)):  # type: ignore[union-attr]
-                    _get_ewm(part, st, s + 2 * j)
-            elif code == kern.ATR:
-                wilder = step.wilder  # type: ignore[union-attr]
-                first = list(wilder.first)[:p]
-                st[s], st[s + 1], st[s + 2] = step.prev, wilder.y, len(first)  # type: ignore[union-attr]
+        for (code, p, *_, s, _, _), one in zip(self.prog.tolist(), self.steps, strict=True):
+            step: Any = one
+            for ewm, at in _ewms(code, step, s):
+                st[at], st[at + 1] = ewm.y, ewm.count
+            if code in (kern.RSI, kern.ATR):
+                st[s] = step.prev
+            if code == kern.ATR:
+                first = list(step.wilder.first)[:p]
+                st[s + 1], st[s + 2] = step.wilder.y, len(first)
                 st[s + 3 : s + 3 + p] = 0.0
                 st[s + 3 : s + 3 + len(first)] = first
             elif code == kern.OBV:
-                obv: Any = step
-                past, volumes = list(obv.past)[-(p + 1) :], list(obv.volumes)[-p:]
-                st[s], st[s + 1], st[s + 2] = step.obv, step.prev, len(past)  # type: ignore[union-attr]
+                past, volumes = list(step.past)[-(p + 1) :], list(step.volumes)[-p:]
+                st[s], st[s + 1], st[s + 2] = step.obv, step.prev, len(past)
                 vols = s + 3 + p + 2
                 st[s + 3 : s + 3 + len(past)] = past
                 st[vols - 1] = len(volumes)
                 st[vols : vols + len(volumes)] = volumes
 
 
-def _set_ewm(ewm: _Ewm, st: np.ndarray, at: int) -> None:
-    ewm.y, ewm.count = float(st[at]), int(st[at + 1])
+def _ewms(code: int, step: Any, s: int) -> list[tuple[_Ewm, int]]:
+    """A recursive step's exponential averages and where each lives in the flat state
+    (``y`` at the offset, the count after it)."""
+    from botlib.features import _stream_kernel as kern
 
-
-def _get_ewm(ewm: _Ewm, st: np.ndarray, at: int) -> None:
-    st[at], st[at + 1] = ewm.y, ewm.count
+    if code == kern.EMA:
+        return [(step.ema, s)]
+    if code == kern.RSI:
+        return [(step.gain, s + 1), (step.loss, s + 3)]
+    if code == kern.MACD:
+        return [(step.ef, s), (step.es, s + 2), (step.sig, s + 4)]
+    return []
 
 
 def _names(f: Any, step: _Step | None) -> dict[str, float]:
