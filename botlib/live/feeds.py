@@ -23,7 +23,7 @@ import redis
 
 from botlib.data import timeframe_seconds
 from botlib.transport import Bar, BarError, RedisNames, decode_bar, encode_bar, redis_names
-from botlib.transport.client import trim_read
+from botlib.transport.client import trim_read_many
 from botlib.transport.stats import FeedCounter, feed_field
 
 __all__ = ["bars_from_candles", "last_published", "poll_ccxt", "publish_bars", "replay"]
@@ -145,12 +145,12 @@ def publish_bars(
     # bounded, but never past bars the signal loop has not read yet. Not inside the
     # transaction: a Redis restarted between loading the script and the transaction's
     # retry would fail it after its XADDs had run (no rollback), and a retry would
-    # publish the bars twice; a trim missed here is done by the next publish
-    for stream in streams:
-        try:
-            trim_read(client, stream, maxlen)
-        except _RETRYABLE as exc:
-            log.warning("stream %s not trimmed this time (%s)", stream, exc)
+    # publish the bars twice; a trim missed here is done by the next publish. Every
+    # stream in one round trip
+    try:
+        trim_read_many(client, streams, maxlen)
+    except _RETRYABLE as exc:
+        log.warning("streams %s not trimmed this time (%s)", ", ".join(streams), exc)
     return len(bars)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import redis
 
 from botlib.transport import RedisServer, ensure_group, free_port, trim_read
+from botlib.transport.client import trim_read_many
 
 
 def test_trim_keeps_every_unread_and_pending_entry(tmp_path: Path) -> None:
@@ -33,6 +34,28 @@ def test_trim_keeps_every_unread_and_pending_entry(tmp_path: Path) -> None:
             r.xadd("free", {"n": str(i)})
         trim_read(r, "free", 10)
         assert r.xlen("free") == 10
+    finally:
+        r.close()
+        server.stop()
+
+
+def test_several_streams_trimmed_in_one_trip_as_one_by_one(tmp_path: Path) -> None:
+    """``trim_read_many`` (what a feed runs after publishing) trims each stream as
+    ``trim_read`` would, the script loaded again when Redis lost it."""
+    server = RedisServer(free_port(), tmp_path).start()
+    r = redis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        assert trim_read_many(r, [], 10) == []
+        for name in ("read", "unread", "free"):
+            for i in range(40):
+                r.xadd(name, {"n": str(i)})
+        for name in ("read", "unread"):
+            ensure_group(r, name, "g")
+        got = r.xreadgroup("g", "c", {"read": ">"}, count=40)[0][1]
+        r.xack("read", "g", *[entry_id for entry_id, _ in got])
+        r.script_flush()  # a restarted Redis has no scripts
+        assert trim_read_many(r, ["read", "unread", "free", "missing"], 10) == [30, 0, 30, 0]
+        assert [r.xlen(s) for s in ("read", "unread", "free")] == [10, 40, 10]
     finally:
         r.close()
         server.stop()
