@@ -12,10 +12,10 @@ Layout (built by ``streaming._Compiled``):
 
 * ``ring`` (5, cap): the last ``cap`` bars, oldest first, OHLCV rows; ``meta[0]`` of
   them are filled (``meta[1]``: bars seen).
-* ``prog`` (features, 8): code, three integer parameters, where the feature's logs
-  start in ``logs``, where its state starts in ``st``, and (for ``rvol``) how many
-  logs it reads; ``slots`` (features, 3): the output column of each of its values
-  (-1: none); ``fk``: a float parameter (Bollinger's ``k``).
+* ``prog`` (features, 6): code, three integer parameters, where the feature's logs
+  start in ``logs`` and where its state starts in ``st``; ``slots`` (features, 3): the
+  output column of each of its values (-1: none); ``fk``: a float parameter
+  (Bollinger's ``k``).
 * ``st``: every recursive feature's state, flat (see ``streaming._Compiled``).
 """
 
@@ -25,6 +25,8 @@ import math
 
 import numpy as np
 from numba import njit
+
+from botlib.features.streaming import _fmax as python_fmax
 
 CLOSE, VOLUME, RETURNS, LOG_RETURNS, SMA, BOLLINGER, RVOL, VOLZ = 0, 1, 2, 3, 4, 5, 6, 7
 EMA, RSI, MACD, ATR, OBV = 10, 11, 12, 13, 14
@@ -84,10 +86,8 @@ def _ewm(st: np.ndarray, at: int, x: float, alpha: float, min_periods: int) -> f
     return st[at] if st[at + 1] >= min_periods else _NAN
 
 
-@njit(cache=True)
-def _fmax(a: float, b: float) -> float:
-    """``np.fmax`` as NumPy computes it (NaN loses)."""
-    return a if (a >= b or math.isnan(b)) else b
+#: ``np.fmax`` as NumPy computes it (NaN loses): the Python forms' own function
+_fmax = njit(cache=True)(python_fmax)
 
 
 @njit(cache=True)

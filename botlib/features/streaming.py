@@ -436,12 +436,15 @@ class _Compiled:
         self.ring = np.full((len(_OHLCV), need), np.nan)
         self.meta = np.zeros(2, dtype="int64")  # filled ring rows, bars seen
         self.columns: list[str] = []
-        self.prog = np.zeros((0, 8), dtype="int64")
+        self.prog = np.zeros((0, 6), dtype="int64")
         self.slots = np.zeros((0, 3), dtype="int64")
         self.fk = np.zeros(0)
         self.st = np.zeros(0)
         self.nlogs = 0
         self._bar = np.empty(len(_OHLCV))
+        from botlib.features import _stream_kernel as kern
+
+        self._push, self._row = kern.push, kern.row  # bound once: called every bar
 
     @classmethod
     def build(cls, spec: FeatureSpec, steps: list[_Step | None], need: int) -> _Compiled | None:
@@ -495,10 +498,10 @@ class _Compiled:
                 kern.OBV: 2 * p[0] + 5,
             }
             sizes.append(size.get(code, 0))
-            prog.append([code, *p, logs_at, sum(sizes[:-1]), 0, 0])
+            prog.append([code, *p, logs_at, sum(sizes[:-1])])
             slots.append(([self.columns.index(n) for n in names] + [-1, -1, -1])[:3])
             fk.append(float(k))
-        self.prog = np.array(prog, dtype="int64").reshape(-1, 8)
+        self.prog = np.array(prog, dtype="int64").reshape(-1, 6)
         self.slots = np.array(slots, dtype="int64").reshape(-1, 3)
         self.fk = np.array(fk, dtype="float64")
         self.st = np.zeros(sum(sizes))
@@ -507,15 +510,13 @@ class _Compiled:
         return self
 
     def update(self, bar: Mapping[str, float]) -> np.ndarray:
-        from botlib.features import _stream_kernel as kern
-
         b = self._bar
         b[0], b[1], b[2] = bar["open"], bar["high"], bar["low"]
         b[3], b[4] = bar["close"], bar["volume"]
-        ratios = kern.push(self.ring, self.meta, b, self.prog, self.nlogs)
+        ratios = self._push(self.ring, self.meta, b, self.prog, self.nlogs)
         logs = np.log(ratios)  # NumPy's log, as the batch kernels take it
         out = np.empty(len(self.columns))
-        kern.row(self.ring, self.meta, self.prog, self.slots, self.fk, self.st, logs, out)
+        self._row(self.ring, self.meta, self.prog, self.slots, self.fk, self.st, logs, out)
         return out
 
     def sync(self) -> np.ndarray:
@@ -524,7 +525,7 @@ class _Compiled:
         from botlib.features import _stream_kernel as kern
 
         st = self.st
-        for (code, p, *_, s, _, _), one in zip(self.prog.tolist(), self.steps, strict=True):
+        for (code, p, _, _, _, s), one in zip(self.prog.tolist(), self.steps, strict=True):
             step: Any = one
             for ewm, at in _ewms(code, step, s):
                 ewm.y, ewm.count = float(st[at]), int(st[at + 1])
@@ -554,7 +555,7 @@ class _Compiled:
         self.ring[:, : kept.shape[1]] = kept
         self.meta[0], self.meta[1] = kept.shape[1], bars
         st = self.st
-        for (code, p, *_, s, _, _), one in zip(self.prog.tolist(), self.steps, strict=True):
+        for (code, p, _, _, _, s), one in zip(self.prog.tolist(), self.steps, strict=True):
             step: Any = one
             for ewm, at in _ewms(code, step, s):
                 st[at], st[at + 1] = ewm.y, ewm.count
