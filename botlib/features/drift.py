@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -63,8 +64,84 @@ def psi(feature: Mapping[str, Any], values: np.ndarray) -> float:
 def drift_scores(
     profile: Mapping[str, Any], matrix: np.ndarray, names: Sequence[str]
 ) -> dict[str, float]:
-    """Each profiled feature's PSI over the rows of ``matrix`` (columns ``names``)."""
+    """Each profiled feature's PSI over the rows of ``matrix`` (columns ``names``): the
+    same values as ``psi`` per column, the columns with as many bins and no missing
+    value scored together."""
     known = profile.get("features", {})
-    return {
-        str(name): psi(known[name], matrix[:, j]) for j, name in enumerate(names) if name in known
-    }
+    matrix = np.asarray(matrix, dtype="float64")
+    n = len(matrix)
+    columns = np.ascontiguousarray(matrix.T)  # one feature's rows side by side
+    whole = np.isfinite(columns).all(axis=1) if n else np.zeros(len(columns), dtype=bool)
+    out: dict[str, float] = {}
+    for name, j in _plan(profile, names).order:
+        # rows to leave out (or none at all): that column on its own
+        out[name] = math.nan if whole[j] else psi(known[name], columns[j])
+    for group in _plan(profile, names).groups:
+        if not whole[group.columns].all():
+            for name, j in zip(group.names, group.columns, strict=True):
+                if whole[j]:
+                    out[name] = psi(known[name], columns[j])
+            continue
+        at = np.empty((len(group.names), n), dtype="int64")
+        for g, (j, edges) in enumerate(zip(group.columns, group.edges, strict=True)):
+            at[g] = edges.searchsorted(columns[j], side="right")
+        at += group.offsets
+        counts = np.bincount(at.ravel(), minlength=group.train.size).reshape(group.train.shape)
+        live = np.maximum(np.asarray(counts / n, dtype="float64"), _FLOOR)
+        # a row's sum over its bins is NumPy's sum of that row alone (the same bits)
+        values = np.sum((live - group.train) * np.log(live / group.train), axis=1)
+        for name, value in zip(group.names, values.tolist(), strict=True):
+            out[name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class _Group:
+    """Profiled columns with as many bins: their positions, names, edges, floored
+    training shares (one row each) and each row's offset into a joint ``bincount``."""
+
+    columns: np.ndarray
+    names: tuple[str, ...]
+    edges: tuple[np.ndarray, ...]
+    train: np.ndarray
+    offsets: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Plan:
+    order: tuple[tuple[str, int], ...]  # the profiled columns, in ``names``' order
+    groups: tuple[_Group, ...]
+
+
+def _plan(profile: Mapping[str, Any], names: Sequence[str]) -> _Plan:
+    """How ``drift_scores`` scores ``names`` against ``profile``: made once per profile
+    and column list (the live loop scores the same ones every few bars)."""
+    key = (id(profile), tuple(names))
+    held = _PLANS.get(key)
+    if held is not None and held[0] is profile:
+        return held[1]
+    known = profile.get("features", {})
+    order = tuple((str(n), j) for j, n in enumerate(names) if n in known)
+    by_size: dict[int, list[tuple[str, int, np.ndarray, np.ndarray]]] = {}
+    for name, j in order:
+        edges = np.asarray(known[name]["edges"], dtype="float64")
+        train = np.maximum(np.asarray(known[name]["shares"], dtype="float64"), _FLOOR)
+        by_size.setdefault(len(edges), []).append((name, j, edges, train))
+    groups = tuple(
+        _Group(
+            columns=np.array([j for _, j, _, _ in group], dtype="intp"),
+            names=tuple(name for name, *_ in group),
+            edges=tuple(edges for _, _, edges, _ in group),
+            train=np.vstack([train for *_, train in group]),
+            offsets=(np.arange(len(group)) * (size + 1))[:, None],
+        )
+        for size, group in by_size.items()
+    )
+    plan = _Plan(order, groups)
+    if len(_PLANS) >= 1024:
+        _PLANS.clear()
+    _PLANS[key] = (profile, plan)  # holds the profile: its id is not reused meanwhile
+    return plan
+
+
+_PLANS: dict[tuple[int, tuple[str, ...]], tuple[Mapping[str, Any], _Plan]] = {}

@@ -854,7 +854,7 @@ class SignalLoop:
         if not _on_schedule(key, cfg.drift_every, ts, k, market.bar_ms):
             return
         names = list(getattr(stream, "features").columns)  # noqa: B009 (streams that watch)
-        scores = drift_scores(profile, np.vstack(rows), names)
+        scores = drift_scores(profile, rows.matrix(), names)
         moved = sorted(n for n, v in scores.items() if v > cfg.drift_threshold)
         bar_time = pd.Timestamp(ts, unit="ms", tz="UTC").isoformat()
         record: dict[str, Any] = {

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
@@ -178,6 +178,55 @@ def split_by_time(
     return parts
 
 
+class RecentRows:
+    """The last ``maxlen`` rows appended (equal-length 1-D arrays), kept in one array:
+    ``matrix()`` gives them oldest first without stacking ``maxlen`` arrays (the live
+    loop scores them for drift every few bars)."""
+
+    def __init__(self, maxlen: int, rows: Iterable[np.ndarray] = ()) -> None:
+        if maxlen < 1:
+            raise ValueError(f"maxlen must be >= 1, got {maxlen}")
+        self.maxlen = int(maxlen)
+        self._buf: np.ndarray | None = None
+        self._end = 0  # rows live in _buf[_end - len : _end]
+        self._len = 0
+        for row in rows:
+            self.append(row)
+
+    def append(self, row: np.ndarray) -> None:
+        row = np.asarray(row)
+        buf = self._buf
+        if buf is None or buf.shape[1:] != row.shape or buf.dtype != row.dtype:
+            kept = self.matrix() if buf is not None else None
+            # twice the rows: the oldest are moved down once per ``maxlen`` appends
+            buf = self._buf = np.empty((2 * self.maxlen, *row.shape), row.dtype)
+            self._end = self._len = 0
+            if kept is not None and kept.shape[1:] == row.shape:
+                kept = kept[-self.maxlen :].astype(row.dtype)
+                buf[: len(kept)] = kept
+                self._end = self._len = len(kept)
+        if self._end == len(buf):
+            keep = self._len - 1 if self._len == self.maxlen else self._len
+            buf[:keep] = buf[self._end - keep : self._end]
+            self._end = keep
+            self._len = keep
+        buf[self._end] = row
+        self._end += 1
+        self._len = min(self._len + 1, self.maxlen)
+
+    def matrix(self) -> np.ndarray:
+        """The rows, oldest first (a view: read it before the next ``append``)."""
+        if self._buf is None:
+            return np.empty((0, 0))
+        return self._buf[self._end - self._len : self._end]
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.matrix())
+
+
 class ModelStream(ABC):
     """A model's state on one market, advanced one closed bar at a time (the live step).
 
@@ -194,11 +243,11 @@ class ModelStream(ABC):
     """
 
     #: the last raw feature rows seen (``watch``), None when not kept
-    recent: deque[np.ndarray] | None = None
+    recent: RecentRows | None = None
 
     def watch(self, n: int) -> None:
         if self.recent is None or self.recent.maxlen != n:
-            self.recent = deque(self.recent or (), maxlen=n)
+            self.recent = RecentRows(n, self.recent or ())
 
     def _seen(self, row: np.ndarray) -> None:
         if self.recent is not None:

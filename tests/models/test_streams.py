@@ -56,3 +56,24 @@ def test_models_without_an_incremental_form_say_so(trained_rules: list) -> None:
     from botlib.models import load_model
 
     assert load_model(trained_rules[0]).stream() is None  # rules: the window path
+
+
+def test_recent_rows_are_the_last_rows_appended() -> None:
+    """``RecentRows`` (the rows the loop scores for drift) holds what a bounded deque
+    of the same rows holds, in order, across its internal moves and a change of size."""
+    from collections import deque
+
+    from botlib.models.base import RecentRows
+
+    rng = np.random.default_rng(3)
+    for maxlen in (1, 2, 5, 64):
+        recent, kept = RecentRows(maxlen), deque[np.ndarray](maxlen=maxlen)
+        assert len(recent) == 0 and recent.matrix().size == 0
+        for i in range(5 * maxlen + 7):
+            row = rng.random(4)
+            recent.append(row)
+            kept.append(row)
+            assert len(recent) == len(kept)
+            assert np.array_equal(recent.matrix(), np.vstack(kept)), (maxlen, i)
+        assert np.array_equal(RecentRows(maxlen + 3, recent).matrix(), np.vstack(kept))
+        assert np.array_equal(RecentRows(1, recent).matrix(), np.vstack(kept)[-1:])
