@@ -22,6 +22,10 @@ loop runs as `botlib serve` in its own process, as in production. Scenarios:
   ``--bars`` bars.
 * throughput: ``--backlog`` bars per market are queued at once; bars/s while the loop
   works through them (it reads them in batches and runs the network once per batch).
+* CPU per timed bar: the user + system CPU time (Linux ``/proc``) the `botlib serve`
+  processes, redis-server and this process (publisher and subscriber) spent during the
+  latency run, divided by its bars. On a machine whose cores they share, a bar's latency
+  cannot be much below the serve processes' CPU per bar (the floor a faster loop moves).
 * baseline, timed in this process: the naive per-bar path — the MLflow pyfunc model on
   the newest window (`last_only`), the signal builder on the recent bars, one XADD and
   one PUBLISH — for one market.
@@ -31,11 +35,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +50,25 @@ import pandas as pd
 
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
+
+
+def _cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all its threads (Linux
+    ``/proc``; NaN where it cannot be read)."""
+    if pid is None:
+        return math.nan
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_now(pids: list[int | None]) -> tuple[float, float, float]:
+    """(serve processes, redis-server, this process) CPU seconds so far: ``pids`` are
+    the serve processes' and, last, the server's."""
+    me = os.times()
+    return sum(_cpu_s(p) for p in pids[:-1]), _cpu_s(pids[-1]), me.user + me.system
 
 
 def _wait_stats(r: Any, bars: int, timeout: float = 600.0) -> None:
@@ -210,6 +235,8 @@ def main() -> None:
                 pubsub.subscribe("python:trading_signal")
                 pubsub.get_message(timeout=1)
                 lat = []
+                pids = [loop.pid for loop in loops] + [server.pid()]
+                cpu0 = _cpu_now(pids)
                 for i in range(warm, warm + args.bars):
                     t0 = time.perf_counter()
                     publish_bars(r, [per_market[sym][i] for sym in markets])
@@ -218,6 +245,8 @@ def main() -> None:
                         if pubsub.get_message(ignore_subscribe_messages=True, timeout=5):
                             got += 1
                     lat.append((time.perf_counter() - t0) * 1000)
+                cpu1 = _cpu_now(pids)
+                cpu = [(b - a) * 1000 / args.bars for a, b in zip(cpu0, cpu1, strict=True)]
                 pubsub.close()
                 # throughput: a backlog per market, all at once
                 done = warm + args.bars
@@ -228,7 +257,7 @@ def main() -> None:
                 _wait_stats(r, n_total * n_sym)
                 elapsed = time.perf_counter() - t0
                 rate = (n_total * n_sym - start_count) / elapsed
-                rows.append((scenario, statistics.median(lat), _pct(lat, 99), rate))
+                rows.append((scenario, statistics.median(lat), _pct(lat, 99), rate, cpu))
                 print(f"{scenario}: p50 {rows[-1][1]:.2f} ms, p99 {rows[-1][2]:.2f} ms, "
                       f"{rate:.0f} bars/s", flush=True)  # fmt: skip
             finally:
@@ -240,10 +269,14 @@ def main() -> None:
         print()
         print(f"baseline (naive per-bar pyfunc + builder + XADD/PUBLISH, 1 market, in-process): "
               f"p50 {naive_p50:.2f} ms, p99 {_pct(naive, 99):.2f} ms")  # fmt: skip
-        print(f"{'scenario':>9} {'p50 ms':>8} {'p99 ms':>8} {'bars/s':>9} {'p50 vs baseline':>16}")
-        for scenario, p50, p99, rate in rows:
-            print(f"{scenario:>9} {p50:>8.2f} {p99:>8.2f} {rate:>9.0f} {naive_p50 / p50:>15.2f}x")
+        print(f"{'scenario':>9} {'p50 ms':>8} {'p99 ms':>8} {'bars/s':>9} {'p50 vs baseline':>16}"
+              f"   CPU ms per bar: {'serve':>6} {'redis':>6} {'bench':>6}")  # fmt: skip
+        for scenario, p50, p99, rate, (serve_ms, redis_ms, bench_ms) in rows:
+            print(f"{scenario:>9} {p50:>8.2f} {p99:>8.2f} {rate:>9.0f} {naive_p50 / p50:>15.2f}x"
+                  f"   {'':>15}{serve_ms:>6.2f} {redis_ms:>6.2f} {bench_ms:>6.2f}")  # fmt: skip
         print("latency: bar published -> every market's signal received on python:trading_signal")
+        print(f"CPU: user + system time during the latency run, per bar ({os.cpu_count()} cores "
+              "here)")  # fmt: skip
         print("goals (issue 17): p99 <= 5 ms with 1 market, <= 15 ms with 20 markets of distinct "
               "models; p50 >= 3x faster than the baseline")  # fmt: skip
     finally:
