@@ -4,18 +4,35 @@ data (32 units, 32-bar windows, one epoch: speed, not skill)."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A new temporary folder, removed when the bench exits (a run leaves nothing in the
+    temp dir; a store with a trained model is some 14 MB)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return tmp
+
+
+def _stop_quietly(server: Any) -> None:
+    with contextlib.suppress(Exception):
+        server.stop()
+
+
 def throwaway_lab(prefix: str) -> tuple[Path, Any]:
     """A temporary folder holding an MLflow store and a started redis-server, with the
-    settings pointed at both. Returns the folder and the server (stop it when done)."""
+    settings pointed at both. Returns the folder and the server (stop it when done; at
+    exit the server is stopped, if it still runs, and the folder removed)."""
     logging.disable(logging.WARNING)
-    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    tmp = scratch_dir(prefix)
     os.environ["BOTLIB_MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
     os.environ["BOTLIB_MLFLOW_ARTIFACTS_DIR"] = str(tmp / "artifacts")
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -24,6 +41,8 @@ def throwaway_lab(prefix: str) -> tuple[Path, Any]:
     from botlib.transport import RedisServer, free_port
 
     server = RedisServer(free_port(), tmp / "redis").start()
+    # registered after the folder's removal, so it runs first: the server goes, then its files
+    atexit.register(_stop_quietly, server)
     os.environ["BOTLIB_REDIS_URL"] = server.url
     get_settings.cache_clear()
     return tmp, server

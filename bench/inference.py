@@ -18,7 +18,6 @@ import argparse
 import logging
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -49,7 +48,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300, help="timed calls per model")
     args = parser.parse_args()
     logging.disable(logging.INFO)
-    store = tempfile.mkdtemp(prefix="botlib-bench-")
+    from _lab import scratch_dir
+
+    store = scratch_dir("botlib-bench-inference-")
     os.environ["BOTLIB_MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
     os.environ["BOTLIB_MLFLOW_ARTIFACTS_DIR"] = f"{store}/artifacts"
 
