@@ -72,11 +72,12 @@ def drift_scores(
     n = len(matrix)
     columns = np.ascontiguousarray(matrix.T)  # one feature's rows side by side
     whole = np.isfinite(columns).all(axis=1) if n else np.zeros(len(columns), dtype=bool)
+    plan = _plan(profile, names)
     out: dict[str, float] = {}
-    for name, j in _plan(profile, names).order:
+    for name, j in plan.order:
         # rows to leave out (or none at all): that column on its own
         out[name] = math.nan if whole[j] else psi(known[name], columns[j])
-    for group in _plan(profile, names).groups:
+    for group in plan.groups:
         if not whole[group.columns].all():
             for name, j in zip(group.names, group.columns, strict=True):
                 if whole[j]:

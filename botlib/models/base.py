@@ -205,11 +205,10 @@ class RecentRows:
                 kept = kept[-self.maxlen :].astype(row.dtype)
                 buf[: len(kept)] = kept
                 self._end = self._len = len(kept)
-        if self._end == len(buf):
-            keep = self._len - 1 if self._len == self.maxlen else self._len
+        if self._end == len(buf):  # only reached full: the newest maxlen - 1 move down
+            keep = self.maxlen - 1
             buf[:keep] = buf[self._end - keep : self._end]
-            self._end = keep
-            self._len = keep
+            self._end = self._len = keep
         buf[self._end] = row
         self._end += 1
         self._len = min(self._len + 1, self.maxlen)
